@@ -1,0 +1,55 @@
+"""The ``dsp`` command. Every subcommand is registered here, explicitly, in one table.
+
+Each entry names a module exposing ``configure(parser: argparse.ArgumentParser) -> None``, which
+adds its arguments (and sub-subcommands) and sets ``func`` via ``parser.set_defaults(func=...)``;
+``func(args) -> int`` is the exit code. Command modules import heavy libraries inside ``func`` so
+that ``dsp --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# (subcommand, module, one-line help). The one place commands are registered.
+COMMANDS: tuple[tuple[str, str, str], ...] = (
+    ("serve", "dsp.server.cli", "serve OpenRTB bids over HTTP (N processes on one port)"),
+    ("explain", "dsp.bidding.explain_cli", "explain, per imp and campaign, what the bidder would do"),
+    ("config", "dsp.config.cli", "validate campaign/exchange config, preview a change, reload"),
+    ("features", "dsp.features.cli", "seed or load user features into Redis"),
+    ("models", "dsp.scoring.cli", "train, evaluate and benchmark the ONNX models"),
+    ("budget", "dsp.budget.cli", "inspect and set campaign budgets in Redis"),
+    ("replay", "dsp.budget.replay_cli", "replay market-price logs through pricing and pacing"),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dsp", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module_name, help_text in COMMANDS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue  # command not built yet in this checkout
+        command_parser = sub.add_parser(name, help=help_text, description=help_text)
+        module.configure(command_parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 2
+    code: int = func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Helpers for tests, benchmarks and local runs (never imported by the bid path)."""
