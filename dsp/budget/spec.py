@@ -1,0 +1,34 @@
+"""What the money side needs to know about a campaign, in integer micros.
+
+Built from the campaign config (dsp.config) when a snapshot compiles; consumed by the budget
+leases, the pacing controller and frequency caps (dsp.budget). Kept here, in plain values, so
+dsp.budget does not depend on the config file format.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class FrequencyCap(msgspec.Struct, frozen=True):
+    """At most ``max_impressions`` per user per rolling ``window_s`` seconds."""
+
+    max_impressions: int
+    window_s: int
+
+
+class CampaignBudget(msgspec.Struct, frozen=True):
+    """Budget, schedule and caps of one campaign.
+
+    ``pacing_curve`` has 24 non-negative weights, one per hour of the campaign's day (in
+    ``utc_offset_minutes`` local time); spend is planned in proportion to them. An even plan is
+    24 equal weights. ``daily_budget_micros`` is in the account currency.
+    """
+
+    campaign_id: str
+    daily_budget_micros: int
+    total_budget_micros: int | None = None
+    pacing_curve: tuple[float, ...] = (1.0,) * 24
+    utc_offset_minutes: int = 0
+    frequency_cap: FrequencyCap | None = None
+    bills_on: str = "burl"  # "burl": billing notice commits; "nurl": win notice commits
