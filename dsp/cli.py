@@ -26,7 +26,8 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dsp", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="dsp", description="Real-time bidding DSP for consumer-lending acquisition.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module_name, help_text in COMMANDS:
         try:
