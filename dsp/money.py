@@ -6,12 +6,22 @@ CPM prices (per 1000 impressions) in OpenRTB are floats in currency units; one i
 
 from __future__ import annotations
 
+import math
+
 MICROS_PER_UNIT = 1_000_000
+
+
+def round_half_away(x: float) -> int:
+    """Round to the nearest integer, halves away from zero (2.5 -> 3, -2.5 -> -3).
+
+    Python's ``round`` rounds halves to even; money conversions here must not depend on parity.
+    """
+    return math.floor(x + 0.5) if x >= 0 else -math.floor(-x + 0.5)
 
 
 def units_to_micros(amount: float) -> int:
     """Currency units (float) to integer micros, rounded half away from zero."""
-    return int(round(amount * MICROS_PER_UNIT))
+    return round_half_away(amount * MICROS_PER_UNIT)
 
 
 def micros_to_units(micros: int) -> float:
@@ -20,7 +30,7 @@ def micros_to_units(micros: int) -> float:
 
 def cpm_to_micros_per_imp(cpm: float) -> int:
     """A CPM price in currency units to the cost of one impression in micros."""
-    return int(round(cpm * 1000.0))
+    return round_half_away(cpm * 1000.0)
 
 
 def micros_per_imp_to_cpm(micros: int) -> float:
