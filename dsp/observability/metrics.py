@@ -61,12 +61,17 @@ class Metrics:
                                   registry=r, multiprocess_mode="max")
         self.config_reloads = Counter("dsp_config_reloads", "Config reloads", ["result"],
                                       registry=r)
+        # Added for the HPA / dashboards (issue 5). livesum: dead workers drop out of the sum.
+        self.inflight_requests = Gauge("dsp_inflight_requests", "Bid requests being processed now",
+                                       registry=r, multiprocess_mode="livesum")
+        self.decision_logs = Counter("dsp_decision_logs", "Decision records written by the sampler",
+                                     ["result"], registry=r)  # result: logged|rate_limited
 
 
 def render(metrics: Metrics) -> bytes:
     """Prometheus text exposition; aggregates all processes when PROMETHEUS_MULTIPROC_DIR is set."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
-        prom_multiprocess.MultiProcessCollector(registry)
+        prom_multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry)
     return generate_latest(metrics.registry)
