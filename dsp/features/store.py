@@ -1,0 +1,148 @@
+"""Batched reads of user features and frequency-cap state from Redis (the FeatureSource).
+
+One :meth:`FeatureStore.fetch` call is one non-transactional pipeline round trip for the whole
+list of users: ``MGET`` of every features key plus one ``HGETALL`` per caps key on a single node,
+or one ``GET`` + ``HGETALL`` per user on Redis Cluster (cluster pipelines split by slot; one
+user's two keys share a slot). The whole call runs under the request deadline.
+
+Outcomes per user (list in, list out, same order):
+
+* ``""`` id           -> unknown record with defaults, ``user_key == ""``; Redis is not touched;
+* no features key     -> unknown, defaults; caps are still returned (a user may have caps only);
+* malformed record, other schema version, non-finite values -> unknown, defaults, and the
+  optional ``on_malformed(count)`` callback is told how many such records one fetch saw;
+* Redis error, connection failure or deadline -> ``DependencyUnavailable`` for the whole call.
+
+The client must be created with ``decode_responses=False`` (records are binary).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisError
+
+from dsp.clock import Deadline
+from dsp.errors import DependencyUnavailable
+from dsp.features.contract import DEFAULTS
+from dsp.features.keys import caps_key, user_key
+from dsp.features.record import MalformedCallback, RecordCodec
+
+FloatArray = npt.NDArray[np.float32]
+
+
+class UserRecord:
+    """One resolved user (satisfies ``dsp.bidding.ports.UserRecord``).
+
+    ``features`` is a float32 vector in contract order; for unknown users it is the shared
+    read-only :data:`dsp.features.contract.DEFAULTS` array — copy before mutating.
+    """
+
+    __slots__ = ("caps", "features", "known", "user_key")
+
+    def __init__(self, user_key: str, known: bool, features: FloatArray,
+                 caps: dict[str, bytes]) -> None:
+        self.user_key = user_key
+        self.known = known
+        self.features = features
+        self.caps = caps
+
+    def __repr__(self) -> str:
+        return f"UserRecord({self.user_key!r}, known={self.known}, caps={len(self.caps)})"
+
+
+def unknown_record(key: str = "", caps: dict[str, bytes] | None = None) -> UserRecord:
+    """An unknown user: defaults, empty caps unless given."""
+    return UserRecord(key, False, DEFAULTS, caps if caps is not None else {})
+
+
+class FeatureStore:
+    """Reads users from Redis in one pipeline per call. Owns no connection: the app does."""
+
+    __slots__ = ("_codec", "_is_cluster", "_on_malformed", "_redis")
+
+    def __init__(self, redis: Redis | RedisCluster, *,
+                 on_malformed: MalformedCallback | None = None) -> None:
+        self._redis = redis
+        self._is_cluster = isinstance(redis, RedisCluster)
+        self._codec = RecordCodec()
+        self._on_malformed = on_malformed
+
+    async def fetch(self, user_ids: Sequence[str], deadline: Deadline) -> list[UserRecord]:
+        """Resolve raw user ids to records. See the module docstring for every outcome."""
+        keys = [user_key(raw) for raw in user_ids]
+        wanted = [k for k in keys if k]
+        if not wanted:
+            return [unknown_record() for _ in keys]
+        remaining_s = deadline.remaining_s()
+        if remaining_s <= 0:
+            raise DependencyUnavailable("feature fetch: deadline already passed")
+        try:
+            async with asyncio.timeout(remaining_s):
+                blobs, caps = await self._round_trip(wanted)
+        except TimeoutError as exc:
+            raise DependencyUnavailable("feature fetch: deadline passed waiting for Redis") from exc
+        except (RedisError, OSError) as exc:
+            raise DependencyUnavailable(f"feature fetch: Redis failed: {exc}") from exc
+        return self._assemble(keys, blobs, caps)
+
+    async def _round_trip(self, wanted: list[str]) -> tuple[list[Any], list[Any]]:
+        n = len(wanted)
+        if self._is_cluster:
+            pipe = self._redis.pipeline()
+            for k in wanted:
+                pipe.get(k)
+                pipe.hgetall(caps_key(k))
+            out = await pipe.execute()
+            return out[0::2], out[1::2]
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.mget(wanted)
+        for k in wanted:
+            pipe.hgetall(caps_key(k))
+        out = await pipe.execute()
+        blobs = out[0]
+        if len(blobs) != n or len(out) != n + 1:  # defensive: a proxy that mangles replies
+            raise DependencyUnavailable("feature fetch: Redis reply has the wrong shape")
+        return blobs, out[1:]
+
+    def _assemble(self, keys: list[str], blobs: list[Any], caps: list[Any]) -> list[UserRecord]:
+        records: list[UserRecord] = []
+        malformed = 0
+        j = 0
+        decode = self._codec.decode
+        for key in keys:
+            if not key:
+                records.append(unknown_record())
+                continue
+            blob, raw_caps = blobs[j], caps[j]
+            j += 1
+            user_caps = _decode_caps(raw_caps)
+            if blob is None:
+                records.append(unknown_record(key, user_caps))
+                continue
+            vec = decode(blob) if isinstance(blob, bytes) else None
+            if vec is None:
+                malformed += 1
+                records.append(unknown_record(key, user_caps))
+            else:
+                records.append(UserRecord(key, True, vec, user_caps))
+        if malformed and self._on_malformed is not None:
+            self._on_malformed(malformed)
+        return records
+
+
+def _decode_caps(raw: Any) -> dict[str, bytes]:
+    """HGETALL reply (bytes -> bytes) to ``{campaign_id: opaque bytes}``."""
+    if not raw:
+        return {}
+    out: dict[str, bytes] = {}
+    for field, value in raw.items():
+        name = field.decode("utf-8", "replace") if isinstance(field, bytes) else str(field)
+        out[name] = value if isinstance(value, bytes) else str(value).encode()
+    return out

@@ -1,0 +1,103 @@
+"""Feature store against a real redis-server: batched reads, unknown, malformed, wrong version."""
+
+from __future__ import annotations
+
+import msgspec
+import numpy as np
+import pytest
+import redis as sync_redis
+import redis.asyncio as aioredis
+
+from dsp.clock import Deadline
+from dsp.errors import DependencyUnavailable
+from dsp.features.contract import DEFAULTS, FEATURE_INDEX, N_FEATURES
+from dsp.features.keys import SCHEMA_VERSION, caps_key, user_key
+from dsp.features.record import FeatureRecord, RecordCodec
+from dsp.features.store import FeatureStore
+from dsp.features.writer import write_rows
+
+
+def _rows(n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.uniform(0, 5, size=(n, N_FEATURES)).astype(np.float32)
+
+
+async def test_batched_read_returns_written_vectors_in_order(redis_url: str,
+                                                             redis_client: aioredis.Redis) -> None:
+    ids = [f"user-{i}" for i in range(500)]
+    rows = _rows(len(ids))
+    with sync_redis.Redis.from_url(redis_url) as client:
+        assert write_rows(client, ids, rows, chunk=128) == 500
+    store = FeatureStore(redis_client)
+    asked = [*ids[::-1][:200], "never-seen", ""]
+    records = await store.fetch(asked, Deadline.after_ms(2000))
+    assert len(records) == len(asked)
+    for raw, rec in zip(asked[:200], records[:200], strict=True):
+        assert rec.known
+        assert rec.user_key == user_key(raw)
+        np.testing.assert_array_equal(rec.features, rows[ids.index(raw)])
+        assert rec.features.dtype == np.float32
+    unknown, empty = records[-2], records[-1]
+    assert not unknown.known and unknown.user_key == user_key("never-seen")
+    np.testing.assert_array_equal(unknown.features, DEFAULTS)
+    assert not empty.known and empty.user_key == "" and empty.caps == {}
+
+
+async def test_caps_hash_comes_back_in_the_same_fetch(redis_client: aioredis.Redis) -> None:
+    key = user_key("capped-user")
+    await redis_client.hset(caps_key(key), mapping={"camp-a": b"\x01\x02", "camp-b": b"x"})
+    store = FeatureStore(redis_client)
+    [rec] = await store.fetch(["capped-user"], Deadline.after_ms(2000))
+    assert not rec.known  # caps without features: still unknown, caps still returned
+    assert rec.caps == {"camp-a": b"\x01\x02", "camp-b": b"x"}
+
+
+async def test_malformed_and_wrong_version_records_are_unknown_and_counted(
+        redis_client: aioredis.Redis) -> None:
+    codec = RecordCodec()
+    good = np.array(DEFAULTS, dtype=np.float32)
+    good[FEATURE_INDEX["loan_app_installs"]] = 7.0
+    nan_vec = good.copy()
+    nan_vec[0] = np.nan
+    blobs = {
+        "good": codec.encode(good),
+        "garbage": b"\xff\x00 not msgpack",
+        "old-version": codec.encode(good, version=SCHEMA_VERSION + 1),
+        "short": msgspec.msgpack.encode(FeatureRecord(SCHEMA_VERSION, b"\x00" * 12)),
+        "nan": codec.encode(nan_vec),
+        "json": b'{"late_night_share": 0.5}',
+    }
+    for raw, blob in blobs.items():
+        await redis_client.set(user_key(raw), blob)
+    seen: list[int] = []
+    store = FeatureStore(redis_client, on_malformed=seen.append)
+    records = await store.fetch(list(blobs), Deadline.after_ms(2000))
+    by_id = dict(zip(blobs, records, strict=True))
+    assert by_id["good"].known
+    assert by_id["good"].features[FEATURE_INDEX["loan_app_installs"]] == 7.0
+    for bad in ("garbage", "old-version", "short", "nan", "json"):
+        assert not by_id[bad].known, bad
+        np.testing.assert_array_equal(by_id[bad].features, DEFAULTS)
+    assert seen == [5]
+
+
+async def test_all_empty_ids_do_not_touch_redis() -> None:
+    dead = aioredis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.05)
+    store = FeatureStore(dead)
+    records = await store.fetch(["", ""], Deadline.after_ms(100))
+    assert [r.known for r in records] == [False, False]
+    await dead.aclose()
+
+
+async def test_redis_down_raises_dependency_unavailable() -> None:
+    dead = aioredis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.05)
+    store = FeatureStore(dead)
+    with pytest.raises(DependencyUnavailable):
+        await store.fetch(["someone"], Deadline.after_ms(500))
+    await dead.aclose()
+
+
+async def test_expired_deadline_raises_dependency_unavailable(redis_client: aioredis.Redis) -> None:
+    store = FeatureStore(redis_client)
+    with pytest.raises(DependencyUnavailable):
+        await store.fetch(["someone"], Deadline.after_ms(-1.0))
