@@ -1,0 +1,439 @@
+"""Capacity report: the highest request rate the bidder sustains with p99 inside the budget.
+
+    loadtest/capacity                       # defaults: budget 10 ms, 1 and 2 processes
+    loadtest/capacity --budget-ms 15 --update-readme
+
+What it does, in one run (about 5-8 minutes on a 2-core machine):
+
+1. starts a throwaway redis-server and seeds users with ``dsp features seed`` (real Taiwan rows +
+   synthetic behaviour), writing the ids file the traffic generator uses for known users;
+2. for each target — the aiohttp 204 ceiling (``benchmarks.ceiling_server``), the bidder with 1
+   process, the bidder with 2 processes (``dsp serve``, real config and ONNX models) — searches
+   the arrival rate: geometric steps up until a step fails, then bisection; a step passes when
+   p99 <= budget, errors + timeouts <= ``--max-error-rate`` and the achieved rate is >= 97 % of
+   the target; the best passing rate is then confirmed by a longer run;
+3. prints one report: req/s per core, p50/p99/p99.9, error and timeout rates, bid rate, server
+   CPU per request and Redis CPU per request (from /proc), the bidder/ceiling ratio, and the
+   projection for 1 B and 10 B requests/day (formula printed with it).
+
+Latency is measured by the open-loop generator (:mod:`loadtest.openloop`) from each request's
+scheduled send time, at the client, over loopback — so it includes the kernel and the client,
+and is stricter than a server-side timer. The generator and Redis are pinned to ``--gen-cpu``;
+the 1-process server to the other CPU; the 2-process server to every CPU (on a 2-core machine it
+then shares a core with the generator, which the report states).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import resource
+import shlex
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dsp.testing.redis_server import RedisServer, free_port
+from dsp.testing.traffic import exchange_routes
+from loadtest import procstat
+from loadtest.projection import format_projection, project
+
+REPO = Path(__file__).resolve().parent.parent
+PY = sys.executable
+README = REPO / "loadtest" / "README.md"
+BEGIN_MARK = "<!-- capacity-report:begin -->"
+END_MARK = "<!-- capacity-report:end -->"
+
+BIDDER_CMD = ("{python} -m dsp.cli serve --host 127.0.0.1 --port {port} --workers {workers} "
+              "--redis-url {redis_url} --configs {configs}")
+CEILING_CMD = "{python} -m benchmarks.ceiling_server --port {port}"
+SEED_CMD = ("{python} -m dsp.cli features seed --users {users} --seed 7 --ids-out {ids_file} "
+            "--redis-url {redis_url}")
+
+
+@dataclass
+class Step:
+    rate: float
+    summary: dict[str, Any]
+    server_cpu_s: float
+    redis_cpu_s: float
+    gen_cpu_s: float
+    passed: bool
+    why: str
+
+
+@dataclass
+class TargetResult:
+    name: str
+    processes: int
+    cpus: str
+    steps: list[Step] = field(default_factory=list)
+    best: Step | None = None
+    note: str = ""
+
+
+class Settings(argparse.Namespace):
+    budget_ms: float
+    max_error_rate: float
+    step_s: float
+    warmup_s: float
+    confirm_s: float
+    start_rps: float
+    max_rps: float
+    users: int
+    known_share: float
+    gzip_share: float
+    configs: Path
+    gen_cpu: int
+    workers: list[int]
+    skip_ceiling: bool
+    bidder_cmd: str
+    ceiling_cmd: str
+    seed_cmd: str
+    redis_url: str | None
+    ids_file: str | None
+    host_cores: int
+    reserved_cores: int
+    peak_factor: float
+    time_budget_s: float
+    json_out: Path | None
+    update_readme: bool
+
+
+def _wait_ready(url: str, timeout_s: float, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before {url} answered")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} not ready after {timeout_s:.0f} s")
+
+
+@contextlib.contextmanager
+def server(cmd: str, ready_path: str, cpus: set[int], env: dict[str, str]) -> Iterator[tuple[str, int]]:
+    """Start ``cmd`` (a format string with {python} {port}), pinned to ``cpus``; yield (url, pid)."""
+    port = free_port()
+    argv = shlex.split(cmd.format(python=PY, port=port, **env))
+    child_env = {**os.environ, "PYTHONPATH": str(REPO)}
+    log = tempfile.NamedTemporaryFile(prefix="dsp-capacity-server-", suffix=".log", delete=False)  # noqa: SIM115
+    proc = subprocess.Popen(argv, cwd=REPO, env=child_env, stdout=log, stderr=subprocess.STDOUT,
+                            preexec_fn=lambda: os.sched_setaffinity(0, cpus), start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        try:
+            _wait_ready(url + ready_path, 90.0, proc)
+        except RuntimeError as exc:
+            tail = Path(log.name).read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"{exc}\n--- server log ({log.name}) ---\n{tail}") from exc
+        yield url, proc.pid
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+        Path(log.name).unlink(missing_ok=True)
+
+
+def run_step(s: Settings, url: str, server_pid: int, redis_pids: list[int], exchanges: list[str],
+             ids_file: str | None, rate: float, duration_s: float) -> Step:
+    """One open-loop run at ``rate``; CPU deltas of server, Redis and generator over the run."""
+    argv = [PY, "-m", "loadtest.openloop", "--url", url, "--rate", str(rate), "--duration",
+            str(duration_s), "--warmup", str(s.warmup_s), "--exchanges", ",".join(exchanges),
+            "--known-share", str(s.known_share), "--gzip-share", str(s.gzip_share),
+            "--cpu", str(s.gen_cpu), "--json", "--timeout-ms", str(max(200.0, s.budget_ms * 20))]
+    if ids_file:
+        argv += ["--ids-file", ids_file]
+    server_pids = procstat.descendants(server_pid)
+    cpu0 = procstat.cpu_seconds(server_pids)
+    redis0 = procstat.cpu_seconds(redis_pids)
+    proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    out, err = proc.communicate(timeout=duration_s + s.warmup_s + 120)
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu1 = procstat.cpu_seconds(server_pids)
+    redis1 = procstat.cpu_seconds(redis_pids)
+    if proc.returncode != 0:
+        raise RuntimeError(f"generator failed ({proc.returncode}): {err.decode()[-2000:]}")
+    summary: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
+    gen_cpu = usage.ru_utime + usage.ru_stime  # cumulative over all children; diffed by caller
+    passed, why = judge(summary, rate, s.budget_ms, s.max_error_rate)
+    return Step(rate, summary, cpu1 - cpu0, redis1 - redis0, gen_cpu, passed, why)
+
+
+def judge(summary: dict[str, Any], rate: float, budget_ms: float, max_error_rate: float) -> tuple[bool, str]:
+    """Pass/fail of one step, with the reason (the first violated condition)."""
+    p99 = summary.get("p99_ms")
+    if p99 is None:
+        return False, "no responses"
+    if p99 > budget_ms:
+        return False, f"p99 {p99:.2f} ms > {budget_ms:g} ms"
+    bad = summary["error_rate"] + summary["timeout_rate"]
+    if bad > max_error_rate:
+        return False, f"errors+timeouts {bad:.2%} > {max_error_rate:.2%}"
+    if summary["achieved_rps"] < 0.97 * rate:
+        return False, f"achieved {summary['achieved_rps']:.0f} < 97% of {rate:.0f}"
+    return True, "ok"
+
+
+def search(s: Settings, target: TargetResult, url: str, pid: int, redis_pids: list[int],
+           exchanges: list[str], ids_file: str | None, deadline: float) -> None:
+    """Geometric ramp, bisection, then a confirmation run; fills ``target.steps`` / ``best``."""
+    last_gen = 0.0
+
+    def step(rate: float, duration: float) -> Step:
+        nonlocal last_gen
+        st = run_step(s, url, pid, redis_pids, exchanges, ids_file, rate, duration)
+        st.gen_cpu_s, last_gen = st.gen_cpu_s - last_gen, st.gen_cpu_s
+        target.steps.append(st)
+        print(f"  {target.name:<22} {rate:>9,.0f} req/s  p50 {st.summary['p50_ms']} ms  "
+              f"p99 {st.summary['p99_ms']} ms  bid {st.summary['bid_rate']:.1%}  -> {st.why}",
+              file=sys.stderr, flush=True)
+        time.sleep(0.5)  # let queues drain between steps
+        return st
+
+    last_gen = resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime + \
+        resource.getrusage(resource.RUSAGE_CHILDREN).ru_stime
+    good: Step | None = None
+    bad: Step | None = None
+    rate = s.start_rps
+    while time.monotonic() < deadline:
+        st = step(rate, s.step_s)
+        if st.passed:
+            good = st if good is None or st.rate > good.rate else good
+        else:
+            bad = st if bad is None or st.rate < bad.rate else bad
+        if good is None:
+            if rate <= s.start_rps / 16:
+                break
+            rate /= 2
+            continue
+        if bad is None:
+            if rate * 1.6 > s.max_rps:
+                target.note = f"stopped at --max-rps {s.max_rps:g}"
+                break
+            rate *= 1.6
+            continue
+        if bad.rate / good.rate <= 1.08:
+            break
+        rate = round((good.rate * bad.rate) ** 0.5)
+    if good is None:
+        target.note = "no rate passed"
+        return
+    # Confirm with a longer run; step down 10 % at most twice if it fails.
+    rate = good.rate
+    for _ in range(3):
+        st = step(rate, s.confirm_s)
+        if st.passed:
+            target.best = st
+            return
+        rate = round(rate * 0.9)
+    target.best = good
+    target.note = "confirmation runs failed; best search step reported"
+
+
+def _fmt(v: Any, unit: str = "") -> str:
+    return "-" if v is None else f"{v}{unit}"
+
+
+def report(s: Settings, targets: list[TargetResult], started: dt.datetime, elapsed_s: float,
+           exchanges: list[str], users: int, templates: int, foreign_cores: float) -> str:
+    lines = [
+        f"DSP capacity report — {started:%Y-%m-%d %H:%M} UTC — {elapsed_s:.0f} s",
+        f"machine: {procstat.machine()}",
+        f"budget: p99 <= {s.budget_ms:g} ms from scheduled send time (open loop, client side, loopback);"
+        f" errors+timeouts <= {s.max_error_rate:.2%}; step {s.step_s:g} s, confirm {s.confirm_s:g} s",
+        f"traffic: {templates} OpenRTB templates, exchanges {','.join(exchanges)}; known users "
+        f"{s.known_share:.0%} of requests ({users:,} seeded); gzip {s.gzip_share:.0%}",
+        f"pinning: generator + redis on CPU {s.gen_cpu}; servers as listed (cpus column)",
+        f"other load on the machine during the run (not ours): {foreign_cores:.2f} cores on average"
+        + ("  <- numbers are depressed by it" if foreign_cores > 0.1 else ""),
+        "",
+        f"{'target':<22} {'procs':>5} {'cpus':>5} {'req/s':>8} {'/core':>8} {'p50 ms':>7} {'p99 ms':>7} "
+        f"{'p99.9':>7} {'err%':>6} {'tmo%':>6} {'bid%':>6} {'cpu µs/req':>10} {'redis µs/req':>12}",
+    ]
+    for t in targets:
+        b = t.best
+        if b is None:
+            lines.append(f"{t.name:<22} {t.processes:>5} {t.cpus:>5}   {t.note}")
+            continue
+        m = b.summary
+        total = max(m.get("total_responses", m["responses"]), 1)
+        cpu_us = b.server_cpu_s / total * 1e6
+        redis_us = b.redis_cpu_s / total * 1e6
+        lines.append(
+            f"{t.name:<22} {t.processes:>5} {t.cpus:>5} {m['achieved_rps']:>8,.0f} "
+            f"{m['achieved_rps'] / t.processes:>8,.0f} {_fmt(m['p50_ms']):>7} {_fmt(m['p99_ms']):>7} "
+            f"{_fmt(m['p999_ms']):>7} {m['error_rate'] * 100:>6.2f} {m['timeout_rate'] * 100:>6.2f} "
+            f"{m['bid_rate'] * 100:>6.1f} {cpu_us:>10,.0f} {redis_us:>12,.1f}"
+            + (f"   ({t.note})" if t.note else "") + ("   [generator-bound]" if m["generator_bound"] else ""))
+    by = {(t.name.split()[0], t.processes): t for t in targets}
+    ceiling = by.get(("aiohttp", 1))
+    bidder1 = by.get(("bidder", 1))
+    bidder2 = by.get(("bidder", 2))
+    lines.append("")
+    if ceiling and ceiling.best and bidder1 and bidder1.best:
+        c = ceiling.best.summary["achieved_rps"]
+        b = bidder1.best.summary["achieved_rps"]
+        lines.append(f"bidder / aiohttp-204 ceiling (1 process, same run): {b:,.0f} / {c:,.0f} = {b / c:.2f}")
+    if bidder1 and bidder1.best and bidder2 and bidder2.best:
+        r1 = bidder1.best.summary["achieved_rps"]
+        r2 = bidder2.best.summary["achieved_rps"]
+        lines.append(f"2 processes vs 1: {r2 / r1:.2f}× (the 2-process server shares CPU {s.gen_cpu} "
+                     "with the generator and Redis on this machine, so this understates scaling)")
+    if bidder1 and bidder1.best:
+        m = bidder1.best.summary
+        total = max(m.get("total_responses", m["responses"]), 1)
+        cpu_us = bidder1.best.server_cpu_s / total * 1e6
+        lines.append(f"CPU-bound maximum per core (1e6 / cpu µs per request): {1e6 / cpu_us:,.0f} req/s "
+                     "(ignores the latency budget; the projection uses the budget-bound rate)")
+        r_core = m["achieved_rps"]
+        rows = project(r_core, [1_000_000_000, 10_000_000_000], peak_factor=s.peak_factor,
+                       host_cores=s.host_cores, reserved_cores=s.reserved_cores)
+        lines += ["", "projection (bidder, 1 process on 1 core):",
+                  format_projection(r_core, rows, host_cores=s.host_cores,
+                                    reserved_cores=s.reserved_cores, peak_factor=s.peak_factor)]
+        redis_us = bidder1.best.redis_cpu_s / total * 1e6
+        lines.append(f"Redis: {redis_us:.1f} µs CPU per bid request here -> about "
+                     f"{redis_us * 10e9 * s.peak_factor / 86400 / 1e6:,.0f} Redis cores at 10 B/day peak "
+                     "(before cluster overhead)")
+    lines += ["", "search steps (rate -> p99, verdict):"]
+    for t in targets:
+        steps = ", ".join(f"{st.rate:,.0f}->{_fmt(st.summary['p99_ms'])}"
+                          f"{'' if st.passed else '✗'}" for st in t.steps)
+        lines.append(f"  {t.name} ({t.processes}p): {steps}")
+    return "\n".join(lines)
+
+
+def update_readme(text: str) -> None:
+    content = README.read_text(encoding="utf-8") if README.exists() else ""
+    block = f"{BEGIN_MARK}\n```text\n{text}\n```\n{END_MARK}"
+    if BEGIN_MARK in content and END_MARK in content:
+        head, rest = content.split(BEGIN_MARK, 1)
+        _, tail = rest.split(END_MARK, 1)
+        content = head + block + tail
+    else:
+        content = content.rstrip() + "\n\n## Latest capacity report\n\n" + block + "\n"
+    README.write_text(content, encoding="utf-8")
+
+
+def parse_args(argv: list[str] | None) -> Settings:
+    p = argparse.ArgumentParser(prog="loadtest/capacity", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--budget-ms", type=float, default=10.0, help="p99 latency budget (default 10)")
+    p.add_argument("--max-error-rate", type=float, default=0.001)
+    p.add_argument("--step-s", type=float, default=4.0, help="measured seconds per search step")
+    p.add_argument("--warmup-s", type=float, default=1.0)
+    p.add_argument("--confirm-s", type=float, default=8.0)
+    p.add_argument("--start-rps", type=float, default=400.0)
+    p.add_argument("--max-rps", type=float, default=60000.0)
+    p.add_argument("--users", type=int, default=20000, help="users to seed into Redis")
+    p.add_argument("--known-share", type=float, default=0.6)
+    p.add_argument("--gzip-share", type=float, default=0.0)
+    p.add_argument("--configs", type=Path, default=REPO / "bidder_configs")
+    p.add_argument("--gen-cpu", type=int, default=0)
+    p.add_argument("--workers", type=lambda v: [int(x) for x in v.split(",") if x.strip() not in ("", "0")],
+                   default=[1, 2], help="bidder process counts to measure (default 1,2; 0 = none)")
+    p.add_argument("--skip-ceiling", action="store_true")
+    p.add_argument("--bidder-cmd", default=BIDDER_CMD)
+    p.add_argument("--ceiling-cmd", default=CEILING_CMD)
+    p.add_argument("--seed-cmd", default=SEED_CMD)
+    p.add_argument("--redis-url", default=None, help="use this Redis (already seeded with --ids-file)")
+    p.add_argument("--ids-file", default=None)
+    p.add_argument("--host-cores", type=int, default=32)
+    p.add_argument("--reserved-cores", type=int, default=2)
+    p.add_argument("--peak-factor", type=float, default=3.0)
+    p.add_argument("--time-budget-s", type=float, default=540.0, help="stop searching after this")
+    p.add_argument("--json-out", type=Path, default=None)
+    p.add_argument("--update-readme", action="store_true", help="write the report into loadtest/README.md")
+    return p.parse_args(argv, namespace=Settings())
+
+
+def main(argv: list[str] | None = None) -> int:
+    s = parse_args(argv)
+    started = dt.datetime.now(dt.UTC)
+    t0 = time.monotonic()
+    busy0, own0 = procstat.busy_cpu_seconds(), procstat.own_cpu_seconds()
+    all_cpus = sorted(os.sched_getaffinity(0))
+    other = [c for c in all_cpus if c != s.gen_cpu] or all_cpus
+    os.sched_setaffinity(0, {s.gen_cpu})  # this orchestrator and its children default to gen CPU
+    exchanges = exchange_routes(s.configs / "exchanges") or ["generic"]
+    from dsp.testing.traffic import corpus_requests, default_corpus_dir
+
+    templates = len(corpus_requests(default_corpus_dir()))
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dsp-capacity-")))
+        redis_pids: list[int] = []
+        if s.redis_url is None:
+            srv = stack.enter_context(RedisServer())
+            redis_url = srv.url
+            proc = getattr(srv, "_proc", None)
+            if proc is not None:
+                redis_pids = [proc.pid]
+                procstat.set_affinity(redis_pids, {s.gen_cpu})
+            ids_file: str | None = str(tmp / "ids.jsonl")
+            seed = shlex.split(s.seed_cmd.format(python=PY, users=s.users, ids_file=ids_file,
+                                                 redis_url=redis_url))
+            print(f"seeding {s.users:,} users: {' '.join(seed)}", file=sys.stderr, flush=True)
+            subprocess.run(seed, cwd=REPO, check=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+        else:
+            redis_url, ids_file = s.redis_url, s.ids_file
+        env = {"redis_url": redis_url, "configs": str(s.configs)}
+        targets: list[TargetResult] = []
+        plan: list[tuple[str, int, str, set[int]]] = []
+        if not s.skip_ceiling:
+            plan.append(("aiohttp 204 ceiling", 1, s.ceiling_cmd, {other[0]}))
+        for w in s.workers:
+            cpus = {other[0]} if w == 1 else set(all_cpus)
+            plan.append((f"bidder ({w} process{'es' if w > 1 else ''})", w, s.bidder_cmd, cpus))
+        for i, (name, workers, cmd, cpus) in enumerate(plan):
+            remaining = s.time_budget_s - (time.monotonic() - t0)
+            deadline = time.monotonic() + remaining / (len(plan) - i)
+            target = TargetResult(name, workers, ",".join(map(str, sorted(cpus))))
+            targets.append(target)
+            ready = "/healthz" if cmd is s.ceiling_cmd else "/readyz"
+            try:
+                with server(cmd, ready, cpus, {**env, "workers": str(workers)}) as (url, pid):
+                    search(s, target, url, pid, redis_pids, exchanges, ids_file, deadline)
+            except RuntimeError as exc:
+                target.note = f"failed: {str(exc).splitlines()[0]}"
+                print(str(exc), file=sys.stderr)
+    elapsed = time.monotonic() - t0
+    foreign = max(0.0, (procstat.busy_cpu_seconds() - busy0) - (procstat.own_cpu_seconds() - own0))
+    text = report(s, targets, started, elapsed, exchanges, s.users, templates, foreign / elapsed)
+    print(text)
+    if s.json_out is not None:
+        s.json_out.write_text(json.dumps([{
+            "name": t.name, "processes": t.processes, "cpus": t.cpus, "note": t.note,
+            "best": None if t.best is None else {**t.best.summary, "server_cpu_s": t.best.server_cpu_s,
+                                                 "redis_cpu_s": t.best.redis_cpu_s},
+            "steps": [{"rate": st.rate, "p99_ms": st.summary["p99_ms"], "passed": st.passed,
+                       "why": st.why} for st in t.steps]} for t in targets], indent=1))
+    if s.update_readme:
+        update_readme(text)
+    return 0 if all(t.best is not None for t in targets) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

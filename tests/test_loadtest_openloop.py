@@ -1,0 +1,124 @@
+"""The open-loop generator against real HTTP servers on loopback, and the projection arithmetic."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from dsp.testing.redis_server import free_port
+from dsp.testing.traffic import TrafficGenerator, TrafficMix
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the loadtest/ package
+
+from loadtest.capacity import judge
+from loadtest.openloop import run, summarize
+from loadtest.projection import SECONDS_PER_DAY, cores_needed, hosts_needed, project
+
+
+def _gen() -> TrafficGenerator:
+    return TrafficGenerator.from_sources(TrafficMix(exchanges={"a": 1.0, "b": 1.0}, seed=3))
+
+
+async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, f"http://127.0.0.1:{port}"
+
+
+async def test_every_request_is_answered_and_counted() -> None:
+    seen: list[dict[str, object]] = []
+
+    async def bid(request: web.Request) -> web.Response:
+        seen.append(json.loads(await request.read()))
+        if len(seen) % 4 == 0:
+            return web.json_response({"id": seen[-1]["id"], "seatbid": []})
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/bid/{exchange}", bid)
+    runner, url = await _serve(app)
+    try:
+        stats = await run(url, 200, 1.0, 0.25, _gen(), connections=4, max_connections=16,
+                          timeout_ms=2000, keep_bodies=3)
+    finally:
+        await runner.cleanup()
+    s = summarize(stats, 200, 1.0)
+    assert s["sent"] == 200 and s["responses"] == 200 and s["total_responses"] == 250
+    assert len(seen) == 250 and len({r["id"] for r in seen}) == 250  # fresh ids
+    assert sum(s["status"].values()) == 200 and 45 <= s["status"]["200"] <= 55  # every 4th bids
+    assert s["bid_rate"] == s["status"]["200"] / 200
+    assert s["error_rate"] == 0 and s["timeout_rate"] == 0
+    assert len(stats.bodies) == 3 and all(b.startswith(b'{"id"') for b in stats.bodies)
+
+
+async def test_a_stall_is_charged_to_every_request_due_during_it() -> None:
+    """No coordinated omission: requests due while the server stalls carry the stall."""
+    stall = asyncio.Event()
+    calls = 0
+
+    async def bid(request: web.Request) -> web.Response:
+        nonlocal calls
+        await request.read()
+        calls += 1
+        if calls == 20:
+            await asyncio.sleep(0.3)  # one slow answer on a single connection blocks the rest
+            stall.set()
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/bid/{exchange}", bid)
+    runner, url = await _serve(app)
+    try:
+        stats = await run(url, 200, 1.0, 0.0, _gen(), connections=1, max_connections=1,
+                          timeout_ms=3000)
+    finally:
+        await runner.cleanup()
+    lat_ms = sorted(x / 1000 for x in stats.latencies_us)
+    # ~60 requests were due during the 300 ms stall on the only connection; each waited part of it.
+    assert stall.is_set() and len(lat_ms) == 200
+    assert sum(1 for x in lat_ms if x >= 100) >= 30
+
+
+async def test_timeouts_are_counted_not_hidden() -> None:
+    async def bid(request: web.Request) -> web.Response:
+        await request.read()
+        await asyncio.sleep(1.0)
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/bid/{exchange}", bid)
+    runner, url = await _serve(app)
+    try:
+        stats = await run(url, 50, 0.4, 0.0, _gen(), connections=2, max_connections=4,
+                          timeout_ms=100)
+    finally:
+        await runner.cleanup()
+    s = summarize(stats, 50, 0.4)
+    assert s["sent"] == 20 and s["responses"] == 0 and s["timeout_rate"] == 1.0
+
+
+def test_judge_names_the_failed_condition() -> None:
+    base = {"p99_ms": 5.0, "error_rate": 0.0, "timeout_rate": 0.0, "achieved_rps": 1000.0}
+    assert judge(base, 1000, 10, 0.001) == (True, "ok")
+    assert "p99" in judge({**base, "p99_ms": 12.0}, 1000, 10, 0.001)[1]
+    assert "errors" in judge({**base, "timeout_rate": 0.01}, 1000, 10, 0.001)[1]
+    assert "achieved" in judge({**base, "achieved_rps": 900.0}, 1000, 10, 0.001)[1]
+
+
+def test_projection_formula() -> None:
+    assert cores_needed(116_000, 1000) == 116
+    assert cores_needed(116_000.5, 1000) == 117
+    assert hosts_needed(116, 32, 2) == 4
+    rows = project(1000, [10_000_000_000], peak_factor=3, host_cores=32, reserved_cores=2)
+    avg, peak = rows
+    assert avg.rps == pytest.approx(10e9 / SECONDS_PER_DAY)
+    assert avg.cores == 116 and peak.cores == 348 and peak.hosts == 12
+    with pytest.raises(ValueError):
+        hosts_needed(10, 2, 2)
