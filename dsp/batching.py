@@ -1,0 +1,153 @@
+"""A generic cross-request micro-batcher: many callers, one call of a list-in/list-out function.
+
+    batcher = MicroBatcher(fetch_and_score, max_batch_size=128, max_wait_us=0)
+    result = await batcher.submit(user_id, deadline)      # one await per caller
+
+Contract (the Ray Serve ``@serve.batch`` / Triton dynamic-batcher shape):
+
+* ``fn(items, deadline)`` takes a list and returns a list of the same length and order;
+  ``deadline`` is the earliest deadline among the batch's items, and ``fn`` must not outlive it;
+* each caller awaits its own future; an exception from ``fn`` (or a wrong-length result) fails
+  every future of that batch with :class:`~dsp.errors.DependencyUnavailable`;
+* an item whose deadline has passed when its batch is formed is rejected with
+  :class:`DeadlineExceeded`, never served late;
+* ``max_batch_size`` bounds one call; ``max_wait_us`` is how long the first queued item may wait
+  for company (0: batch whatever is already queued in this event-loop tick);
+* at most ``max_in_flight`` calls run at once (default 1): while one batch is out (e.g. waiting on
+  Redis), new items queue and leave together when it returns. Under load this forms big batches
+  without any fixed delay; when idle, an item leaves on the next tick.
+
+The batcher belongs to one event loop and is owned by the app's lifecycle (``close`` fails
+whatever is still queued).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
+
+from dsp.clock import Deadline, monotonic
+from dsp.errors import DependencyUnavailable
+
+I = TypeVar("I")  # noqa: E741
+O = TypeVar("O")  # noqa: E741
+
+BatchFn = Callable[[list[I], Deadline], Awaitable[list[O]]]
+
+
+class DeadlineExceeded(DependencyUnavailable):
+    """The item's deadline passed before its batch could be run."""
+
+
+class BatcherClosed(DependencyUnavailable):
+    """The batcher was closed while the item was queued."""
+
+
+class _Item(Generic[I, O]):
+    __slots__ = ("deadline", "future", "value")
+
+    def __init__(self, value: I, deadline: Deadline, future: asyncio.Future[O]) -> None:
+        self.value = value
+        self.deadline = deadline
+        self.future = future
+
+
+class MicroBatcher(Generic[I, O]):
+    """Gathers ``submit`` calls into calls of ``fn``. See the module docstring for the contract."""
+
+    def __init__(self, fn: BatchFn[I, O], *, max_batch_size: int = 128, max_wait_us: int = 0,
+                 max_in_flight: int = 1, on_batch: Callable[[int], None] | None = None) -> None:
+        if max_batch_size < 1 or max_wait_us < 0 or max_in_flight < 1:
+            raise ValueError("max_batch_size >= 1, max_wait_us >= 0 and max_in_flight >= 1 required")
+        self._fn = fn
+        self.max_batch_size = max_batch_size
+        self.max_wait_s = max_wait_us / 1e6
+        self.max_in_flight = max_in_flight
+        self._on_batch = on_batch
+        self._pending: list[_Item[I, O]] = []
+        self._scheduled = False
+        self._in_flight = 0
+        self._closed = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def queued(self) -> int:
+        return len(self._pending)
+
+    def submit(self, value: I, deadline: Deadline) -> asyncio.Future[O]:
+        """Queue one item; await the returned future for its result."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[O] = loop.create_future()
+        if self._closed:
+            fut.set_exception(BatcherClosed("batcher closed"))
+            return fut
+        self._pending.append(_Item(value, deadline, fut))
+        if not self._scheduled and self._in_flight < self.max_in_flight:
+            self._scheduled = True
+            if self.max_wait_s > 0 and len(self._pending) < self.max_batch_size:
+                loop.call_later(self.max_wait_s, self._flush)
+            else:
+                loop.call_soon(self._flush)
+        return fut
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        while self._pending and self._in_flight < self.max_in_flight:
+            now = monotonic()
+            batch: list[_Item[I, O]] = []
+            pending = self._pending
+            take = 0
+            for item in pending:
+                take += 1
+                if item.future.done():  # caller gave up (cancelled)
+                    continue
+                if item.deadline.at_s <= now:
+                    item.future.set_exception(DeadlineExceeded("deadline passed while queued"))
+                    continue
+                batch.append(item)
+                if len(batch) >= self.max_batch_size:
+                    break
+            del pending[:take]
+            if not batch:
+                continue
+            self._in_flight += 1
+            task = asyncio.get_running_loop().create_task(self._run(batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, batch: list[_Item[I, O]]) -> None:
+        try:
+            if self._on_batch is not None:
+                self._on_batch(len(batch))
+            deadline = min((item.deadline for item in batch), key=lambda d: d.at_s)
+            try:
+                results = await self._fn([item.value for item in batch], deadline)
+                if len(results) != len(batch):
+                    raise DependencyUnavailable(
+                        f"batch function returned {len(results)} results for {len(batch)} items")
+            except Exception as exc:
+                err = exc if isinstance(exc, DependencyUnavailable) else DependencyUnavailable(
+                    f"batch failed: {type(exc).__name__}: {exc}")
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_exception(err)
+                return
+            for item, result in zip(batch, results, strict=True):
+                if not item.future.done():
+                    item.future.set_result(result)
+        finally:
+            self._in_flight -= 1
+            if self._pending and not self._scheduled:
+                self._scheduled = True
+                asyncio.get_running_loop().call_soon(self._flush)
+
+    async def close(self) -> None:
+        """Fail queued items and wait for running batches."""
+        self._closed = True
+        for item in self._pending:
+            if not item.future.done():
+                item.future.set_exception(BatcherClosed("batcher closed"))
+        self._pending.clear()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)

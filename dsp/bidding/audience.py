@@ -1,0 +1,105 @@
+"""Who is the user, scored: features and both models for many concurrent requests in one go.
+
+    resolver = AudienceResolver(feature_store, ModelScorer(intent, risk), population)
+    audience = await resolver.resolve(user_id, deadline)       # the request's one await
+
+Each request submits its user id to a :class:`dsp.batching.MicroBatcher`. One batch is one
+``FeatureSource.fetch`` (one Redis pipeline) followed by one ``Scorer.score`` over the known users'
+rows (one ONNX run per model). Outcomes:
+
+* Redis slow or down (``DependencyUnavailable`` from the fetch) -> every user of the batch is
+  unknown with the *population* scores (the models' output on the contract defaults, computed
+  once at start-up); contextual campaigns may still bid; a redis error is counted.
+* a model failure -> ``DependencyUnavailable`` for every request of the batch (no-bid MODEL_ERROR).
+* the request's deadline passes while queued -> ``DeadlineExceeded`` (no-bid DEADLINE).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import msgspec
+import numpy as np
+
+from dsp.batching import MicroBatcher
+from dsp.bidding.ports import FeatureSource, FloatArray, Scorer
+from dsp.clock import Deadline
+from dsp.errors import DependencyUnavailable
+
+
+class Audience(msgspec.Struct, gc=False, frozen=True):
+    """A resolved, scored user. ``known`` False: population scores, no user-level data."""
+
+    user_key: str
+    known: bool
+    p_intent: float
+    pd: float
+    caps: dict[str, bytes]
+
+
+class Predictor(Protocol):
+    """A synchronous model: (n, n_features) float32 rows -> (n,) calibrated probabilities."""
+
+    def predict(self, rows: FloatArray) -> FloatArray: ...
+
+
+class ModelScorer:
+    """:class:`dsp.bidding.ports.Scorer` over two synchronous predictors (one run each per call)."""
+
+    __slots__ = ("_intent", "_risk")
+
+    def __init__(self, intent: Predictor, risk: Predictor) -> None:
+        self._intent = intent
+        self._risk = risk
+
+    async def score(self, rows: FloatArray, deadline: Deadline) -> tuple[FloatArray, FloatArray]:
+        if deadline.expired():
+            raise DependencyUnavailable("scoring: deadline passed")
+        return self._intent.predict(rows), self._risk.predict(rows)
+
+
+class AudienceResolver:
+    """Resolves and scores users through one shared micro-batch per event-loop tick."""
+
+    def __init__(self, features: FeatureSource, scorer: Scorer, population: tuple[float, float], *,
+                 max_batch_size: int = 128, max_wait_us: int = 0,
+                 on_batch: Callable[[int], None] | None = None,
+                 on_redis_error: Callable[[DependencyUnavailable], None] | None = None) -> None:
+        self._features = features
+        self._scorer = scorer
+        self.population = population
+        self._on_redis_error = on_redis_error
+        self._batcher: MicroBatcher[str, Audience] = MicroBatcher(
+            self._resolve_batch, max_batch_size=max_batch_size, max_wait_us=max_wait_us,
+            on_batch=on_batch)
+
+    def unknown(self, user_key: str = "", caps: dict[str, bytes] | None = None) -> Audience:
+        p_intent, pd = self.population
+        return Audience(user_key, False, p_intent, pd, caps if caps is not None else {})
+
+    async def resolve(self, user_id: str, deadline: Deadline) -> Audience:
+        """One user. Raises DependencyUnavailable (model failure) or DeadlineExceeded."""
+        return await self._batcher.submit(user_id, deadline)
+
+    async def _resolve_batch(self, user_ids: list[str], deadline: Deadline) -> list[Audience]:
+        try:
+            records = await self._features.fetch(user_ids, deadline)
+        except DependencyUnavailable as exc:
+            if self._on_redis_error is not None:
+                self._on_redis_error(exc)
+            return [self.unknown() for _ in user_ids]
+        known = [i for i, r in enumerate(records) if r.known]
+        out = [self.unknown(r.user_key, r.caps) for r in records]
+        if known:
+            rows = np.stack([records[i].features for i in known]).astype(np.float32, copy=False)
+            p_intent, pd = await self._scorer.score(rows, deadline)
+            pi_list: Sequence[float] = p_intent.tolist()
+            pd_list: Sequence[float] = pd.tolist()
+            for k, i in enumerate(known):
+                r = records[i]
+                out[i] = Audience(r.user_key, True, pi_list[k], pd_list[k], r.caps)
+        return out
+
+    async def close(self) -> None:
+        await self._batcher.close()

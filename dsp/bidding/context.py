@@ -1,0 +1,108 @@
+"""What the bid path derives once per request, before any campaign is looked at.
+
+:func:`request_context` reads the decoded request and the exchange profile and returns a
+:class:`RequestContext` of plain values (country, device type, categories, block lists, the user
+id to look up and whether we may) so that eligibility and pricing never walk the request again.
+Pure: no I/O, no clock except the ``now_s`` passed in.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from dsp.openrtb.request import BidRequest
+
+# ISO-3166 alpha-2 -> alpha-3 for traffic that sends the short form (OpenRTB says alpha-3).
+_ALPHA3 = {
+    "US": "USA", "GB": "GBR", "UK": "GBR", "CA": "CAN", "AU": "AUS", "NZ": "NZL", "IE": "IRL",
+    "DE": "DEU", "FR": "FRA", "ES": "ESP", "IT": "ITA", "NL": "NLD", "BE": "BEL", "PT": "PRT",
+    "AT": "AUT", "CH": "CHE", "SE": "SWE", "NO": "NOR", "DK": "DNK", "FI": "FIN", "PL": "POL",
+    "CZ": "CZE", "HU": "HUN", "RO": "ROU", "GR": "GRC", "RU": "RUS", "UA": "UKR", "TR": "TUR",
+    "IN": "IND", "CN": "CHN", "HK": "HKG", "JP": "JPN", "KR": "KOR", "TW": "TWN", "SG": "SGP",
+    "MY": "MYS", "TH": "THA", "VN": "VNM", "PH": "PHL", "ID": "IDN", "BR": "BRA", "MX": "MEX",
+    "AR": "ARG", "CL": "CHL", "CO": "COL", "PE": "PER", "ZA": "ZAF", "NG": "NGA", "KE": "KEN",
+    "EG": "EGY", "IL": "ISR", "AE": "ARE", "SA": "SAU",
+}
+
+
+def country_alpha3(value: str | None) -> str | None:
+    """Normalise a country code to upper-case alpha-3 (alpha-2 mapped when known)."""
+    if not value:
+        return None
+    code = value.strip().upper()
+    if len(code) == 2:
+        return _ALPHA3.get(code, code)
+    return code
+
+
+class RequestContext(msgspec.Struct, gc=False):
+    """Per-request facts used by every campaign check. Built once, then read only."""
+
+    exchange: str
+    test: bool
+    auction_type: int
+    country: str | None
+    device_type: int | None
+    os: str | None
+    categories: tuple[str, ...]
+    bcat: frozenset[str]
+    badv: frozenset[str]
+    bapp: frozenset[str]
+    user_id: str  # raw id to look up ("" when none or not allowed)
+    user_allowed: bool  # False: lmt/dnt/GDPR without consent -> no user-level features
+    gdpr_no_consent: bool
+    now_s: float  # wall clock, seconds since the epoch (schedules, token expiry)
+
+
+def _user_id(req: BidRequest) -> str:
+    """Our id for the user: the buyer uid (cookie-synced to us), else the exchange's, else the IFA."""
+    user = req.user
+    if user is not None:
+        if user.buyeruid:
+            return user.buyeruid
+        if user.id:
+            return user.id
+    if req.device is not None and req.device.ifa:
+        return req.device.ifa
+    return ""
+
+
+def _categories(req: BidRequest) -> tuple[str, ...]:
+    inv = req.site or req.app
+    cats: list[str] = []
+    if inv is not None:
+        for group in (inv.cat, inv.sectioncat, inv.pagecat):
+            if group:
+                cats.extend(group)
+        if inv.content is not None and inv.content.cat:
+            cats.extend(inv.content.cat)
+    elif req.dooh is not None and req.dooh.content is not None and req.dooh.content.cat:
+        cats.extend(req.dooh.content.cat)
+    return tuple(cats)
+
+
+def request_context(req: BidRequest, exchange: str, default_auction_type: int,
+                    now_s: float) -> RequestContext:
+    """Derive the :class:`RequestContext` of ``req`` (pure)."""
+    device = req.device
+    geo = device.geo if device is not None and device.geo is not None else None
+    if geo is None and req.user is not None:
+        geo = req.user.geo
+    regs = req.regs
+    gdpr = regs is not None and regs.gdpr == 1
+    consent = req.user.consent if req.user is not None else None
+    gdpr_no_consent = gdpr and not consent
+    limited = device is not None and (device.lmt == 1 or device.dnt == 1)
+    user_allowed = not gdpr_no_consent and not limited
+    at = req.at if req.at in (1, 2) else default_auction_type
+    return RequestContext(
+        exchange=exchange, test=req.test == 1, auction_type=at,
+        country=country_alpha3(geo.country) if geo is not None else None,
+        device_type=device.devicetype if device is not None else None,
+        os=device.os.lower() if device is not None and device.os else None,
+        categories=_categories(req),
+        bcat=frozenset(req.bcat or ()), badv=frozenset(req.badv or ()),
+        bapp=frozenset(req.bapp or ()),
+        user_id=_user_id(req) if user_allowed else "",
+        user_allowed=user_allowed, gdpr_no_consent=gdpr_no_consent,
+        now_s=now_s)

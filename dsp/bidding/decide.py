@@ -1,0 +1,153 @@
+"""Pure decision steps of one request: prepare (before I/O) and choose (after the one await).
+
+    prep = prepare(req, profile, snapshot, now_s)             # Prepared | NoBidReason
+    audience = await resolver.resolve(prep.ctx.user_id, deadline)   # (flow.py, the only await)
+    chosen = choose(prep, audience, money, snapshot, ...)    # list[Chosen] | NoBidReason
+
+``choose`` prices every candidate (value formula, frequency cap, pacing, floors), keeps the best
+campaign per imp (highest price in the base currency) and reserves its price with the money gate;
+if the reservation does not fit, the next best campaign is tried. One bid per imp at most.
+Every step can record what it did in ``trace`` (``dsp explain``); the hot path passes None.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from dsp.bidding.audience import Audience
+from dsp.bidding.context import RequestContext, request_context
+from dsp.bidding.eligibility import Candidate, Drop, eligible
+from dsp.bidding.gates import policy_gate, response_currency
+from dsp.bidding.ports import MoneyGate
+from dsp.bidding.pricing import Price, price
+from dsp.budget.freqcap import is_capped
+from dsp.config.snapshot import ExchangeProfile, Snapshot
+from dsp.openrtb.nobid import NoBidReason
+from dsp.openrtb.request import BidRequest
+
+
+class Prepared(msgspec.Struct, gc=False):
+    """Everything known before features and scores: context, currency, candidates."""
+
+    req: BidRequest
+    profile: ExchangeProfile
+    ctx: RequestContext
+    currency: str
+    candidates: list[Candidate]
+    fallback: NoBidReason  # reported if no candidate ends up bidding
+
+    @property
+    def needs_user(self) -> bool:
+        return bool(self.ctx.user_id)
+
+
+class Chosen(msgspec.Struct, gc=False):
+    """The winning campaign of one imp, priced and reserved."""
+
+    candidate: Candidate
+    price: Price
+    bid_id: str
+    price_cpm_micros: int  # in the response currency
+
+
+class Priced(msgspec.Struct, frozen=True):
+    """Trace record: a candidate's pricing outcome (for ``dsp explain``)."""
+
+    campaign_id: str
+    imp_index: int
+    reason: NoBidReason | None
+    value_cpm_micros: int
+    bid_cpm_micros: int
+    detail: str
+
+
+_RANK = {r: i for i, r in enumerate((
+    NoBidReason.USER_UNKNOWN, NoBidReason.FREQUENCY_CAPPED, NoBidReason.RISK_TOO_HIGH,
+    NoBidReason.INTENT_TOO_LOW, NoBidReason.VALUE_NOT_POSITIVE, NoBidReason.OUT_OF_SCHEDULE,
+    NoBidReason.PACING_THROTTLED, NoBidReason.BUDGET_BRAKE, NoBidReason.BUDGET_EXHAUSTED,
+    NoBidReason.BELOW_FLOOR, NoBidReason.CURRENCY_UNSUPPORTED))}
+
+
+def prepare(req: BidRequest, profile: ExchangeProfile, snapshot: Snapshot, now_s: float,
+            trace: list[Drop] | None = None) -> Prepared | NoBidReason:
+    """Policy gates, request context and eligible candidates. No I/O."""
+    gate = policy_gate(req, profile)
+    if gate is not None:
+        return gate
+    currency = response_currency(req, profile, snapshot.rates)
+    if currency is None:
+        return NoBidReason.CURRENCY_UNSUPPORTED
+    ctx = request_context(req, profile.name, profile.auction_type, now_s)
+    candidates, fallback = eligible(snapshot.campaigns_for(profile.name), req.imp, ctx,
+                                    snapshot.rates, profile.seat, trace)
+    if not candidates:
+        return fallback
+    return Prepared(req, profile, ctx, currency, candidates, fallback)
+
+
+def choose(prep: Prepared, audience: Audience, money: MoneyGate, snapshot: Snapshot,
+           next_bid_id: IdSource, *, trace: list[Priced] | None = None) -> list[Chosen] | NoBidReason:
+    """Price, pick the best campaign per imp and reserve. Returns the bids or the no-bid reason."""
+    ctx = prep.ctx
+    rates = snapshot.rates
+    shading = prep.profile.first_price_shading
+    per_imp: dict[int, list[tuple[int, Candidate, Price]]] = {}
+    reason = prep.fallback
+    rank = -1
+    for cand in prep.candidates:
+        c = cand.campaign
+        why: NoBidReason | None = None
+        p: Price | None = None
+        detail = ""
+        if c.requires_user and not audience.known:
+            why, detail = NoBidReason.USER_UNKNOWN, "user unknown (no features)"
+        elif (c.budget.frequency_cap is not None and audience.caps
+              and is_capped(audience.caps, c.id, c.budget.frequency_cap, ctx.now_s)):
+            why, detail = NoBidReason.FREQUENCY_CAPPED, "frequency cap reached"
+        else:
+            p = price(c, audience.p_intent, audience.pd, pacing_lambda=money.pacing_multiplier(c.id),
+                      floor_cpm_micros=cand.floor_cpm_micros, auction_type=cand.auction_type,
+                      shading=shading)
+            why, detail = p.reason, p.detail
+            if why is None:
+                why = money.admit(c.id, p.value_cpm_micros // 1000)
+                detail = "" if why is None else "money gate"
+        if trace is not None:
+            trace.append(Priced(c.id, cand.imp_index, why, p.value_cpm_micros if p else 0,
+                                p.bid_cpm_micros if p else 0, detail))
+        if why is not None or p is None:
+            if why is not None and _RANK.get(why, -1) > rank:
+                reason, rank = why, _RANK.get(why, -1)
+            continue
+        in_base = rates.convert_micros(p.bid_cpm_micros, c.currency, rates.base)
+        per_imp.setdefault(cand.imp_index, []).append((in_base or 0, cand, p))
+    chosen: list[Chosen] = []
+    expires_at_s = ctx.now_s + prep.profile.notice_ttl_s
+    for options in per_imp.values():
+        options.sort(key=lambda o: o[0], reverse=True)
+        for _, cand, p in options:
+            out_price = rates.convert_micros(p.bid_cpm_micros, cand.campaign.currency, prep.currency)
+            if out_price is None or out_price <= 0:
+                continue
+            bid_id = next_bid_id()
+            if money.reserve(cand.campaign.id, bid_id, -(-p.bid_cpm_micros // 1000), expires_at_s,
+                             test=ctx.test):
+                chosen.append(Chosen(cand, p, bid_id, out_price))
+                break
+            if _RANK[NoBidReason.BUDGET_EXHAUSTED] > rank:
+                reason, rank = NoBidReason.BUDGET_EXHAUSTED, _RANK[NoBidReason.BUDGET_EXHAUSTED]
+    return chosen if chosen else reason
+
+
+class IdSource:
+    """Unique bid ids: a per-process random prefix and a counter (``"3f9a1c-1b"``)."""
+
+    __slots__ = ("_n", "_prefix")
+
+    def __init__(self, prefix: str) -> None:
+        self._prefix = prefix
+        self._n = 0
+
+    def __call__(self) -> str:
+        self._n += 1
+        return f"{self._prefix}{self._n:x}"

@@ -1,0 +1,80 @@
+"""One request's flow: a decoded request in, a :class:`Decision` out, inside the deadline.
+
+    flow = BidFlow(resolver, money, notices, id_source)
+    decision = await flow.run(req, profile, snapshot, deadline)
+
+Steps: :func:`dsp.bidding.decide.prepare` (gates, context, candidates; no I/O) -> at most one await
+(:meth:`AudienceResolver.resolve`, shared with concurrent requests) -> :func:`choose` (pricing,
+best per imp, reservation) -> :func:`bid_response`. The HTTP layer only decodes, calls ``run``
+and encodes: the flow knows nothing about the transport.
+
+Degradation: Redis trouble makes the user unknown (inside the resolver); a model failure is a
+MODEL_ERROR no-bid; a deadline that runs out anywhere is a DEADLINE no-bid, never a late bid.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from dsp.batching import DeadlineExceeded
+from dsp.bidding.audience import Audience, AudienceResolver
+from dsp.bidding.decide import IdSource, Prepared, choose, prepare
+from dsp.bidding.ports import MoneyGate
+from dsp.bidding.respond import NoticeUrls, bid_response
+from dsp.clock import Deadline, wall_time
+from dsp.config.snapshot import ExchangeProfile, Snapshot
+from dsp.errors import DependencyUnavailable
+from dsp.openrtb.nobid import NoBidReason
+from dsp.openrtb.request import BidRequest
+from dsp.openrtb.response import BidResponse
+
+
+class Decision(msgspec.Struct, gc=False):
+    """Either ``response`` (200) or ``reason`` (no-bid). ``campaigns`` lists who bid (metrics)."""
+
+    response: BidResponse | None = None
+    reason: NoBidReason | None = None
+    campaigns: tuple[str, ...] = ()
+
+
+class BidFlow:
+    """The bid path's orchestration. Holds its collaborators; no per-request state."""
+
+    __slots__ = ("_ids", "_money", "_notices", "_resolver")
+
+    def __init__(self, resolver: AudienceResolver, money: MoneyGate, notices: NoticeUrls,
+                 ids: IdSource) -> None:
+        self._resolver = resolver
+        self._money = money
+        self._notices = notices
+        self._ids = ids
+
+    async def audience(self, prep: Prepared, deadline: Deadline) -> Audience | NoBidReason:
+        """The request's one await: resolve and score the user (or the population for nobody)."""
+        if not prep.needs_user:
+            return self._resolver.unknown()
+        try:
+            return await self._resolver.resolve(prep.ctx.user_id, deadline)
+        except DeadlineExceeded:
+            return NoBidReason.DEADLINE
+        except DependencyUnavailable:
+            return NoBidReason.MODEL_ERROR
+
+    async def run(self, req: BidRequest, profile: ExchangeProfile, snapshot: Snapshot,
+                  deadline: Deadline) -> Decision:
+        if deadline.expired():
+            return Decision(reason=NoBidReason.DEADLINE)
+        prep = prepare(req, profile, snapshot, wall_time())
+        if not isinstance(prep, Prepared):
+            return Decision(reason=prep)
+        audience = await self.audience(prep, deadline)
+        if not isinstance(audience, Audience):
+            return Decision(reason=audience)
+        if deadline.expired():
+            return Decision(reason=NoBidReason.DEADLINE)
+        chosen = choose(prep, audience, self._money, snapshot, self._ids)
+        if not isinstance(chosen, list):
+            return Decision(reason=chosen)
+        response = bid_response(prep, chosen, self._notices, audience.user_key)
+        return Decision(response=response,
+                        campaigns=tuple(ch.candidate.campaign.id for ch in chosen))

@@ -1,0 +1,73 @@
+"""Build the BidResponse (and the signed notice URLs) from chosen bids. Pure apart from HMAC.
+
+Notice URLs (the endpoints belong to dsp.server.notice_routes)::
+
+    nurl  {base_url}/notice/win?t=<token>&p=${AUCTION_PRICE}
+    burl  {base_url}/notice/bill?t=<token>&p=${AUCTION_PRICE}
+    lurl  {base_url}/notice/loss?t=<token>&p=${AUCTION_PRICE}&r=${AUCTION_LOSS}
+
+One token per bid (same in all three URLs): campaign, imp, our bid in account-currency micros per
+impression, hashed user key, expiry; signed with :class:`dsp.notices.tokens.TokenSigner`.
+"""
+
+from __future__ import annotations
+
+from dsp.bidding.decide import Chosen, Prepared
+from dsp.money import micros_to_units
+from dsp.notices.tokens import NoticeToken, TokenSigner
+from dsp.openrtb.nobid import NoBidReason
+from dsp.openrtb.response import Bid, BidResponse, SeatBid
+
+
+class NoticeUrls:
+    """Signs tokens and renders the nurl/burl/lurl strings for one process."""
+
+    __slots__ = ("_base", "_signer")
+
+    def __init__(self, signer: TokenSigner, base_url: str) -> None:
+        self._signer = signer
+        self._base = base_url.rstrip("/")
+
+    def token(self, prep: Prepared, chosen: Chosen, user_key: str) -> str:
+        cand = chosen.candidate
+        now = int(prep.ctx.now_s)
+        return self._signer.sign(NoticeToken(
+            kid=self._signer.active, bid_id=chosen.bid_id, request_id=prep.req.id,
+            imp_id=cand.imp.id, campaign_id=cand.campaign.id, exchange=prep.ctx.exchange,
+            bid_price_micros=-(-chosen.price.bid_cpm_micros // 1000),
+            currency=cand.campaign.currency, user_key=user_key, issued_at_s=now,
+            expires_at_s=now + prep.profile.notice_ttl_s, test=prep.ctx.test))
+
+    def urls(self, token: str) -> tuple[str, str, str]:
+        base = self._base
+        return (f"{base}/notice/win?t={token}&p=${{AUCTION_PRICE}}",
+                f"{base}/notice/bill?t={token}&p=${{AUCTION_PRICE}}",
+                f"{base}/notice/loss?t={token}&p=${{AUCTION_PRICE}}&r=${{AUCTION_LOSS}}")
+
+
+def bid_response(prep: Prepared, chosen: list[Chosen], notices: NoticeUrls,
+                 user_key: str) -> BidResponse:
+    """The 200 response for ``chosen`` (one bid per imp), in ``prep.currency``."""
+    wanted = prep.profile.notices
+    bids: list[Bid] = []
+    for ch in chosen:
+        cand = ch.candidate
+        cr = cand.creative
+        nurl, burl, lurl = notices.urls(notices.token(prep, ch, user_key))
+        w, h = cr.w, cr.h
+        if cr.kind == "video" and cand.imp.video is not None:
+            w, h = cand.imp.video.w, cand.imp.video.h
+        bids.append(Bid(
+            id=ch.bid_id, impid=cand.imp.id, price=micros_to_units(ch.price_cpm_micros),
+            adm=cr.markup, adomain=list(cr.adomain), crid=cr.id, cid=cand.campaign.id,
+            cat=list(cr.cat), w=w, h=h, mtype=cr.mtype,
+            dealid=cand.deal.id if cand.deal is not None else None,
+            nurl=nurl if "nurl" in wanted else None, burl=burl if "burl" in wanted else None,
+            lurl=lurl if "lurl" in wanted else None))
+    return BidResponse(id=prep.req.id, seatbid=[SeatBid(bid=bids, seat=prep.profile.seat)],
+                       bidid=chosen[0].bid_id, cur=prep.currency)
+
+
+def nobid_response(request_id: str, reason: NoBidReason) -> BidResponse:
+    """The body for exchanges that want one on no-bid: ``{"id": ..., "nbr": code}``."""
+    return BidResponse(id=request_id, nbr=reason.nbr)

@@ -1,0 +1,53 @@
+"""Cross-field and cross-file checks that a single Struct cannot express. Pure: returns problems."""
+
+from __future__ import annotations
+
+from dsp.config.loader import RawConfig
+from dsp.errors import ConfigProblem
+
+
+def cross_check(raw: RawConfig) -> list[ConfigProblem]:
+    """Every problem across files: currencies without a rate, unknown exchanges, bad curves, etc."""
+    problems: list[ConfigProblem] = []
+    known_cur = {raw.currencies.base, *raw.currencies.rates}
+    exchanges = {e.name for e in raw.exchanges}
+    for e in raw.exchanges:
+        f = raw.exchange_files[e.name]
+        if e.currency not in known_cur:
+            problems.append(ConfigProblem(f, "currency", f"no rate for {e.currency!r} in currencies.yaml"))
+    for c in raw.campaigns:
+        f = raw.campaign_files[c.id]
+        if c.currency not in known_cur:
+            problems.append(ConfigProblem(f, "currency", f"no rate for {c.currency!r} in currencies.yaml"))
+        if c.pacing.mode == "curve":
+            curve = c.pacing.curve or []
+            if len(curve) != 24:
+                problems.append(ConfigProblem(f, "pacing.curve",
+                                              f"needs 24 hourly weights, got {len(curve)}"))
+            elif sum(curve) <= 0:
+                problems.append(ConfigProblem(f, "pacing.curve", "weights must not all be zero"))
+        elif c.pacing.curve is not None:
+            problems.append(ConfigProblem(f, "pacing.curve", "a curve needs mode: curve"))
+        s = c.schedule
+        if s.start is not None and s.end is not None and s.start > s.end:
+            problems.append(ConfigProblem(f, "schedule.end", f"ends ({s.end}) before it starts ({s.start})"))
+        if s.hours is not None and not s.hours:
+            problems.append(ConfigProblem(f, "schedule.hours",
+                                          "an empty list never bids; omit it for all hours"))
+        if c.budget.total is not None and c.budget.total < c.budget.daily:
+            problems.append(ConfigProblem(f, "budget.total", "total budget is below the daily budget"))
+        for name in c.targeting.exchanges or ():
+            if name not in exchanges:
+                problems.append(ConfigProblem(f, "targeting.exchanges",
+                                              f"no exchange profile named {name!r}"))
+        seen: set[str] = set()
+        for i, cr in enumerate(c.creatives):
+            if cr.id in seen:
+                problems.append(ConfigProblem(f, f"creatives[{i}].id", f"duplicate creative id {cr.id!r}"))
+            seen.add(cr.id)
+            if cr.format == "banner" and (cr.w is None or cr.h is None):
+                problems.append(ConfigProblem(f, f"creatives[{i}]", "a banner creative needs w and h"))
+        if not c.targeting.open_auction and not c.targeting.deals:
+            problems.append(ConfigProblem(f, "targeting.open_auction",
+                                          "open_auction is false and no deals are listed: never bids"))
+    return problems

@@ -1,0 +1,99 @@
+"""Bytes -> a validated, normalised :class:`BidRequest`, or :class:`InvalidRequest` with a path.
+
+    decoder = RequestDecoder()
+    req = decoder.decode(body, lax_numbers=False)   # raises InvalidRequest("...", path="imp[0].banner.w")
+
+Two msgspec decoders are built once: a strict one (``generic`` and most exchanges) and a lax one
+(``strict=False``: numeric strings such as ``"728"`` are accepted for numeric fields) for exchange
+profiles with ``lax_numbers: true``. After decoding, 2.5 ``ext`` locations are copied to their 2.6
+places (the 2.6 value wins when both are present) and the semantic checks of
+:mod:`dsp.openrtb.validate` run.
+"""
+
+from __future__ import annotations
+
+import re
+
+import msgspec
+
+from dsp.errors import InvalidRequest
+from dsp.openrtb.request import BidRequest
+from dsp.openrtb.validate import check_request
+
+_PATH_RE = re.compile(r" - at `\$(?P<path>[^`]*)`$")
+
+
+def _path_of(message: str) -> tuple[str, str]:
+    """Split a msgspec message ``"Expected `int`, got `str` - at `$.imp[0].banner.w`"``."""
+    m = _PATH_RE.search(message)
+    if m is None:
+        return message, ""
+    return message[: m.start()], m.group("path").lstrip(".")
+
+
+def normalise(req: BidRequest) -> BidRequest:
+    """Copy 2.5 ``ext`` locations to their 2.6 places, in place; the 2.6 value wins."""
+    regs = req.regs
+    if regs is not None and regs.ext is not None:
+        ext = regs.ext
+        if regs.gdpr is None:
+            regs.gdpr = ext.gdpr
+        if regs.us_privacy is None:
+            regs.us_privacy = ext.us_privacy
+        if regs.gpp is None:
+            regs.gpp = ext.gpp
+    user = req.user
+    if user is not None and user.ext is not None:
+        uext = user.ext
+        if user.consent is None:
+            user.consent = uext.consent
+        if user.eids is None:
+            user.eids = uext.eids
+    source = req.source
+    if source is not None and source.ext is not None and source.schain is None:
+        source.schain = source.ext.schain
+    return req
+
+
+_COMPANION_KEY = b'"companionad"'
+
+
+def _check_duplicate_companionad(body: bytes, req: BidRequest) -> None:
+    """Reject a video object that carries ``companionad`` twice (RFC 8259 names SHOULD be unique).
+
+    A JSON decoder keeps the last value silently, so the two forms (array, then 2.1-era object)
+    would be merged without a word. Checking every key of every request would cost a full Python
+    parse; this field is the one where it has been seen, so only it is counted (a C substring scan).
+    """
+    n_keys = body.count(_COMPANION_KEY)
+    if not n_keys:
+        return
+    with_companions = [i for i, imp in enumerate(req.imp)
+                       if imp.video is not None and imp.video.companionad is not None]
+    if n_keys > len(with_companions):
+        where = f"imp[{with_companions[0]}].video.companionad" if with_companions else "imp"
+        raise InvalidRequest(f"{where} is given more than once (duplicate JSON key)", where)
+
+
+class RequestDecoder:
+    """Decodes OpenRTB request bodies; thread-compatible, built once per process."""
+
+    __slots__ = ("_lax", "_strict")
+
+    def __init__(self) -> None:
+        self._strict = msgspec.json.Decoder(BidRequest)
+        self._lax = msgspec.json.Decoder(BidRequest, strict=False)
+
+    def decode(self, body: bytes, *, lax_numbers: bool = False) -> BidRequest:
+        """Decode, normalise and check one request. Raises :class:`InvalidRequest` naming the path."""
+        try:
+            req = (self._lax if lax_numbers else self._strict).decode(body)
+        except msgspec.ValidationError as exc:
+            message, path = _path_of(str(exc))
+            raise InvalidRequest(f"invalid request: {path or 'request'}: {message}", path) from None
+        except msgspec.DecodeError as exc:
+            raise InvalidRequest(f"malformed JSON: {exc}", "") from None
+        _check_duplicate_companionad(body, req)
+        normalise(req)
+        check_request(req)
+        return req

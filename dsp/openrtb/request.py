@@ -1,0 +1,270 @@
+"""OpenRTB 2.5/2.6 bid request as lean msgspec Structs (only the fields the bidder reads or checks).
+
+Decoding skips unknown fields cheaply (never ``forbid_unknown_fields`` for inbound traffic). Every
+field that is declared is typed, so a wrong type is a 400 naming its JSON path (e.g.
+``imp[0].banner.w`` given as ``"728"``, ``bcat`` given as integers, ``user.ext.consent`` as an int).
+Constraints that msgspec checks while decoding (``tmax >= 0``, ``bidfloor >= 0``, ``regs.gdpr`` in
+{0, 1}, non-empty ``imp``, deal ``id`` non-empty) fail at the exact path too; cross-field checks
+live in :mod:`dsp.openrtb.validate`.
+
+The 2.5 ``ext`` locations (``regs.ext.gdpr``, ``regs.ext.us_privacy``, ``user.ext.consent``,
+``user.ext.eids``, ``source.ext.schain``) are decoded into the small ``*Ext`` structs and copied to
+their 2.6 places by :func:`dsp.openrtb.decode.normalise`; the flow reads only the 2.6 places.
+
+Structs are ``gc=False`` (decoded trees have no cycles) and mutable only so that normalisation can
+fill the 2.6 fields in place; nothing after decoding mutates them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from msgspec import Meta
+
+NonNegInt = Annotated[int, Meta(ge=0)]
+NonNegFloat = Annotated[float, Meta(ge=0.0)]
+Flag = Annotated[int, Meta(ge=0, le=1)]
+NonEmptyStr = Annotated[str, Meta(min_length=1)]
+
+
+class _S(msgspec.Struct, gc=False, omit_defaults=True):
+    """Base: no GC tracking, defaults omitted when re-encoded (explain output)."""
+
+
+class Format(_S):
+    w: int | None = None
+    h: int | None = None
+
+
+class Banner(_S):
+    w: int | None = None
+    h: int | None = None
+    format: list[Format] | None = None
+    pos: int | None = None
+    battr: list[int] | None = None
+    mimes: list[str] | None = None
+
+
+class CompanionAd(_S):
+    """A companion banner of a video imp (2.5/2.6: ``companionad`` is an array of Banner)."""
+
+    w: int | None = None
+    h: int | None = None
+
+
+class CompanionAdWrapper(_S):
+    """The OpenRTB 2.1-era object form ``"companionad": {"banner": [...]}`` still sent in the wild."""
+
+    banner: list[CompanionAd] | None = None
+
+
+class Video(_S):
+    mimes: list[str] | None = None
+    w: int | None = None
+    h: int | None = None
+    minduration: int | None = None
+    maxduration: int | None = None
+    protocols: list[int] | None = None
+    battr: list[int] | None = None
+    companionad: list[CompanionAd] | CompanionAdWrapper | None = None
+
+
+class Audio(_S):
+    mimes: list[str] | None = None
+    minduration: int | None = None
+    maxduration: int | None = None
+
+
+class Native(_S):
+    request: str | None = None
+    ver: str | None = None
+    battr: list[int] | None = None
+
+
+class Deal(_S):
+    id: NonEmptyStr
+    bidfloor: NonNegFloat = 0.0
+    bidfloorcur: str | None = None  # None means "USD" per spec; it does NOT inherit imp.bidfloorcur
+    at: int | None = None
+    wseat: list[str] | None = None
+    wadomain: list[str] | None = None
+
+
+class Pmp(_S):
+    private_auction: int = 0
+    deals: list[Deal] | None = None
+
+
+class Imp(_S):
+    id: str
+    banner: Banner | None = None
+    video: Video | None = None
+    audio: Audio | None = None
+    native: Native | None = None
+    pmp: Pmp | None = None
+    tagid: str | None = None
+    instl: int | None = None
+    bidfloor: NonNegFloat = 0.0
+    bidfloorcur: str | None = None
+    secure: int | None = None
+    bcat: list[str] | None = None  # non-standard per-imp block list seen in the wild
+
+
+class Publisher(_S):
+    id: str | None = None
+    name: str | None = None
+    domain: str | None = None
+    cat: list[str] | None = None
+
+
+class Content(_S):
+    cat: list[str] | None = None
+    language: str | None = None
+
+
+class Site(_S):
+    id: str | None = None
+    name: str | None = None
+    domain: str | None = None
+    page: str | None = None
+    cat: list[str] | None = None
+    sectioncat: list[str] | None = None
+    pagecat: list[str] | None = None
+    publisher: Publisher | None = None
+    content: Content | None = None
+
+
+class App(_S):
+    id: str | None = None
+    name: str | None = None
+    bundle: str | None = None
+    domain: str | None = None
+    storeurl: str | None = None
+    cat: list[str] | None = None
+    sectioncat: list[str] | None = None
+    pagecat: list[str] | None = None
+    publisher: Publisher | None = None
+    content: Content | None = None
+
+
+class Dooh(_S):
+    id: str | None = None
+    name: str | None = None
+    domain: str | None = None
+    publisher: Publisher | None = None
+    content: Content | None = None
+
+
+class Geo(_S):
+    lat: float | None = None
+    lon: float | None = None
+    country: str | None = None
+    region: str | None = None
+    city: str | None = None
+    zip: str | None = None
+    utcoffset: int | None = None
+
+
+class Device(_S):
+    ua: str | None = None
+    ip: str | None = None
+    ipv6: str | None = None
+    geo: Geo | None = None
+    dnt: int | None = None
+    lmt: int | None = None
+    devicetype: int | None = None
+    make: str | None = None
+    model: str | None = None
+    os: str | None = None
+    osv: str | None = None
+    language: str | None = None
+    carrier: str | None = None
+    connectiontype: int | None = None
+    ifa: str | None = None
+
+
+class Uid(_S):
+    id: str | None = None
+    atype: int | None = None
+
+
+class Eid(_S):
+    source: str | None = None
+    uids: list[Uid] | None = None
+
+
+class UserExt(_S):
+    consent: str | None = None
+    eids: list[Eid] | None = None
+
+
+class User(_S):
+    id: str | None = None
+    buyeruid: str | None = None
+    yob: int | None = None
+    geo: Geo | None = None
+    consent: str | None = None
+    eids: list[Eid] | None = None
+    ext: UserExt | None = None
+
+
+class RegsExt(_S):
+    gdpr: Flag | None = None
+    us_privacy: str | None = None
+    gpp: str | None = None
+
+
+class Regs(_S):
+    coppa: Flag | None = None
+    gdpr: Flag | None = None
+    us_privacy: str | None = None
+    gpp: str | None = None
+    ext: RegsExt | None = None
+
+
+class SupplyChainNode(_S):
+    asi: str | None = None
+    sid: str | None = None
+    hp: int | None = None
+
+
+class SupplyChain(_S):
+    complete: int | None = None
+    ver: str | None = None
+    nodes: list[SupplyChainNode] | None = None
+
+
+class SourceExt(_S):
+    schain: SupplyChain | None = None
+
+
+class Source(_S):
+    fd: int | None = None
+    tid: str | None = None
+    schain: SupplyChain | None = None
+    ext: SourceExt | None = None
+
+
+class BidRequest(_S):
+    """The request. ``imp`` must be non-empty; ``tmax`` (ms) non-negative when present."""
+
+    id: NonEmptyStr
+    imp: Annotated[list[Imp], Meta(min_length=1)]
+    site: Site | None = None
+    app: App | None = None
+    dooh: Dooh | None = None
+    device: Device | None = None
+    user: User | None = None
+    test: int = 0
+    at: int | None = None  # None: the exchange profile's auction_type
+    tmax: NonNegInt | None = None
+    wseat: list[str] | None = None
+    bseat: list[str] | None = None
+    allimps: int | None = None
+    cur: list[str] | None = None
+    bcat: list[str] | None = None
+    badv: list[str] | None = None
+    bapp: list[str] | None = None
+    source: Source | None = None
+    regs: Regs | None = None
