@@ -1,0 +1,186 @@
+"""The bidder's aiohttp application: wiring only (clients, models, batchers, background tasks).
+
+    app = build_app(settings, metrics)       # web.run_app(app) or an AppRunner
+
+Every resource is owned by one cleanup context that starts it before ``yield`` and stops it after
+(``Services.open``): the Redis client, the ONNX runners (loaded and checked against the feature
+contract at start-up), the audience micro-batcher, the money runtime (budget leases, pacing), the
+notice service, the config reloader (SIGHUP, ``POST /admin/reload``, periodic file check) and the
+Redis health probe behind ``/readyz``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from dsp.bidding.audience import AudienceResolver, ModelScorer
+from dsp.bidding.decide import IdSource
+from dsp.bidding.flow import BidFlow
+from dsp.bidding.respond import NoticeUrls
+from dsp.budget.freqcap import CapRecorder
+from dsp.budget.outcomes import OutcomeStore
+from dsp.budget.runtime import MoneyRuntime
+from dsp.config.reloader import SnapshotHolder
+from dsp.config.snapshot import Snapshot
+from dsp.features.contract import DEFAULTS
+from dsp.features.store import FeatureStore
+from dsp.notices.service import NoticeService
+from dsp.notices.tokens import TokenSigner
+from dsp.observability.metrics import Metrics
+from dsp.scoring.model import load_models
+from dsp.server.bid_endpoint import BidEndpoint
+from dsp.server.metrics_route import add_metrics_route
+from dsp.server.notice_routes import add_notice_routes
+from dsp.server.recorder import BidRecorder
+from dsp.server.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SERVICES: web.AppKey[Services] = web.AppKey("services")
+
+
+class Services:
+    """Per-process collaborators. Built synchronously (clients connect lazily, models load now);
+    :meth:`open` starts the background work inside the event loop, :meth:`close` stops it."""
+
+    def __init__(self, settings: Settings, metrics: Metrics, holder: SnapshotHolder) -> None:
+        s = settings
+        self.settings = settings
+        self.metrics = metrics
+        self.holder = holder
+        self.recorder = BidRecorder(metrics)
+        self.redis = aioredis.Redis.from_url(s.redis_url, decode_responses=False,
+                                             socket_connect_timeout=1.0, socket_timeout=1.0)
+        runners = load_models(Path(s.models_dir))  # ModelContractError aborts start-up
+        intent, risk = runners["intent"], runners["risk"]
+        defaults = np.asarray(DEFAULTS, dtype=np.float32).reshape(1, -1)
+        population = (float(intent.predict(defaults)[0]), float(risk.predict(defaults)[0]))
+        self.models_ok = True
+        self.redis_ok = False
+        snap = holder.current
+        self.money = MoneyRuntime(self.redis, metrics, snap.budgets)
+        self.resolver = AudienceResolver(
+            FeatureStore(self.redis), ModelScorer(intent, risk), population,
+            max_batch_size=min(intent.config.max_batch_size, risk.config.max_batch_size),
+            max_wait_us=max(intent.config.max_wait_us, risk.config.max_wait_us),
+            on_batch=self.recorder.batch, on_redis_error=self.recorder.redis_error)
+        signer = TokenSigner(s.token_keys, s.token_active)
+        ids = IdSource(f"{secrets.token_hex(3)}{os.getpid():x}-")
+        flow = BidFlow(self.resolver, self.money, NoticeUrls(signer, s.base_url), ids)
+        self.endpoint = BidEndpoint(holder, flow, self.recorder, s.max_body_bytes)
+        self.notices = NoticeService(signer, OutcomeStore(self.redis), CapRecorder(self.redis),
+                                     metrics, snap.budgets)
+        holder.subscribe(self._on_snapshot)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def open(self) -> None:
+        await self._ping()
+        try:
+            await asyncio.wait_for(self.money.start(), timeout=5.0)
+        except Exception:  # Redis down at start: the brake keeps money safe; bidding degrades
+            log.exception("money runtime did not start cleanly")
+        self._tasks = [asyncio.create_task(self._health_loop(), name="redis-health"),
+                       asyncio.create_task(self._reload_loop(), name="config-watch")]
+
+    def _on_snapshot(self, snap: Snapshot) -> None:
+        self.money.update_budgets(snap.budgets)
+        self.notices.update_budgets(snap.budgets)
+
+    async def _ping(self) -> None:
+        try:
+            await asyncio.wait_for(self.redis.ping(), timeout=0.5)
+            self.redis_ok = True
+        except Exception:
+            self.redis_ok = False
+
+    async def _health_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.health_check_s)
+            await self._ping()
+
+    def reload(self, trigger: str) -> dict[str, object]:
+        """Reload the config now; keeps the last good snapshot on failure. Returns a summary."""
+        result = self.holder.reload()
+        self.metrics.config_reloads.labels("ok" if result.ok else "failed").inc()
+        if result.ok:
+            log.info("config reloaded", extra={"fields": {"trigger": trigger, "version": result.version,
+                                                          "changed": result.changed}})
+        else:
+            log.error("config reload failed; keeping the last good snapshot",
+                      extra={"fields": {"trigger": trigger, "problems": result.problems}})
+        return {"ok": result.ok, "version": result.version, "changed": result.changed,
+                "problems": result.problems}
+
+    async def _reload_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.reload_check_s)
+            if self.holder.changed():
+                self.reload("file-watch")
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.resolver.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.money.stop(), timeout=5.0)
+        await self.redis.aclose()
+
+
+async def _healthz(_request: web.Request) -> web.Response:
+    return web.Response(text="ok")
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    svc = request.app[SERVICES]
+    checks = {"redis": svc.redis_ok, "models": svc.models_ok, "config": svc.holder.current is not None}
+    status = 200 if all(checks.values()) else 503
+    return web.json_response({"ready": status == 200, "checks": checks,
+                              "config_version": svc.holder.current.version}, status=status)
+
+
+async def _admin_reload(request: web.Request) -> web.Response:
+    result = request.app[SERVICES].reload("admin")
+    return web.json_response(result, status=200 if result["ok"] else 422)
+
+
+def build_app(settings: Settings, metrics: Metrics, holder: SnapshotHolder | None = None) -> web.Application:
+    """The application. The config is loaded now (ConfigInvalid aborts start-up)."""
+    holder = holder or SnapshotHolder.load(Path(settings.configs_dir))
+    app = web.Application(client_max_size=settings.max_body_bytes)
+    svc = Services(settings, metrics, holder)
+    app[SERVICES] = svc
+
+    async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
+        await svc.open()
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signal.SIGHUP, svc.reload, "SIGHUP")
+        yield
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.remove_signal_handler(signal.SIGHUP)
+        await svc.close()
+
+    app.cleanup_ctx.append(lifecycle)
+
+    app.router.add_post("/bid/{exchange}", svc.endpoint.handle)
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
+    if settings.admin_enabled:
+        app.router.add_post("/admin/reload", _admin_reload)
+    add_metrics_route(app, metrics)
+    add_notice_routes(app, svc.notices)
+    return app

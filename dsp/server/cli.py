@@ -1,0 +1,146 @@
+"""``dsp serve``: run the bidder with N processes sharing one port (``SO_REUSEPORT``).
+
+    dsp serve --port 8080 --workers 2 --redis-url redis://127.0.0.1:6379/0 --configs bidder_configs
+
+The parent validates the config first (every problem is printed, exit code 2), then runs one
+worker in-process (``--workers 1``) or supervises N spawned workers: SIGTERM/SIGINT stop them,
+SIGHUP is forwarded (each worker reloads its config; a bad config keeps the last good snapshot),
+and a worker that dies is restarted. Each worker is one uvloop event loop with its own Redis
+client, ONNX sessions and micro-batchers; they share nothing but Redis. With several workers,
+Prometheus runs in multiprocess mode so ``/metrics`` on any worker sums all of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from dsp.server.settings import Settings, token_keys_from_env
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default=os.environ.get("DSP_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("DSP_PORT", "8080")))
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("DSP_WORKERS", "1")),
+                        help="processes sharing the port (one per core)")
+    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    parser.add_argument("--configs", default=os.environ.get("DSP_CONFIGS", "bidder_configs"),
+                        help="bidder_configs directory (campaigns/, exchanges/, currencies.yaml)")
+    parser.add_argument("--models", default=os.environ.get("DSP_MODELS", "models"),
+                        help="models directory (models/intent, models/risk)")
+    parser.add_argument("--public-url", default=os.environ.get("DSP_PUBLIC_URL", ""),
+                        help="base URL for notice URLs (default http://HOST:PORT)")
+    parser.add_argument("--max-body-bytes", type=int, default=256 * 1024)
+    parser.add_argument("--log-level", default=os.environ.get("DSP_LOG_LEVEL", "INFO"))
+    parser.set_defaults(func=run)
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    keys, active = token_keys_from_env()
+    return Settings(host=args.host, port=args.port, workers=max(1, args.workers),
+                    redis_url=args.redis_url, configs_dir=args.configs, models_dir=args.models,
+                    public_url=args.public_url, max_body_bytes=args.max_body_bytes,
+                    token_keys=keys, token_active=active)
+
+
+def serve_worker(settings: Settings, log_level: str = "INFO") -> None:
+    """Run one worker's event loop until SIGTERM/SIGINT (the spawned process's entry point)."""
+    import uvloop
+    from aiohttp import web
+
+    from dsp.observability.logging import configure_json_logging
+    from dsp.observability.metrics import Metrics
+    from dsp.server.app import build_app
+
+    configure_json_logging(log_level)
+    uvloop.install()
+    app = build_app(settings, Metrics())
+    web.run_app(app, host=settings.host, port=settings.port, reuse_port=True, access_log=None,
+                print=None, handle_signals=True, backlog=1024)
+
+
+def _check_config(settings: Settings) -> bool:
+    from dsp.config.snapshot import load_snapshot
+    from dsp.errors import ConfigInvalid
+
+    try:
+        snap = load_snapshot(Path(settings.configs_dir))
+    except ConfigInvalid as exc:
+        print(f"dsp serve: invalid config in {settings.configs_dir}:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return False
+    print(f"dsp serve: config {snap.version}: {len(snap.campaigns)} campaigns, "
+          f"exchanges {', '.join(sorted(snap.exchanges))}", file=sys.stderr)
+    return True
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    if not _check_config(settings):
+        return 2
+    print(f"dsp serve: http://{settings.host}:{settings.port} with {settings.workers} worker(s)",
+          file=sys.stderr)
+    if settings.workers == 1:
+        serve_worker(settings, args.log_level)
+        return 0
+    return _supervise(settings, args.log_level)
+
+
+def _supervise(settings: Settings, log_level: str) -> int:
+    import multiprocessing as mp
+
+    from dsp.observability.multiproc import enable_multiprocess, mark_worker_dead
+
+    enable_multiprocess(os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+                        or tempfile.mkdtemp(prefix="dsp-prom-"), clean=True)
+    ctx = mp.get_context("spawn")
+    procs: list[Any] = []
+    stopping = False
+
+    def start() -> Any:
+        p = ctx.Process(target=serve_worker, args=(settings, log_level), daemon=False)
+        p.start()
+        return p
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for p in procs:
+            if p.is_alive() and p.pid is not None:
+                os.kill(p.pid, signal.SIGTERM)
+
+    def hup(_signum: int, _frame: object) -> None:
+        for p in procs:
+            if p.is_alive() and p.pid is not None:
+                os.kill(p.pid, signal.SIGHUP)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, hup)
+    procs.extend(start() for _ in range(settings.workers))
+    restarts = 0
+    while not stopping:
+        time.sleep(0.5)
+        for i, p in enumerate(procs):
+            if not p.is_alive() and not stopping:
+                mark_worker_dead(p.pid)
+                if restarts >= 10 * settings.workers:
+                    print("dsp serve: workers keep dying; giving up", file=sys.stderr)
+                    stop(signal.SIGTERM, None)
+                    break
+                restarts += 1
+                print(f"dsp serve: worker {p.pid} exited ({p.exitcode}); restarting", file=sys.stderr)
+                procs[i] = start()
+    deadline = time.monotonic() + 10.0
+    for p in procs:
+        p.join(max(0.1, deadline - time.monotonic()))
+        if p.is_alive():
+            p.kill()
+    return 0

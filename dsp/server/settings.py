@@ -1,0 +1,67 @@
+"""Process settings: where to listen, Redis, config and model paths, limits, notice secrets.
+
+Built once by ``dsp serve`` from arguments and the environment and handed to every worker (it is
+picklable). Secrets come from the environment only:
+
+* ``DSP_TOKEN_KEYS`` — ``kid:hexkey[,kid:hexkey...]``, the first is active (keys ≥ 16 bytes);
+  unset: a random key is made at start-up and shared by this server's workers (notices then do
+  not survive a restart — fine for a demo, not for production).
+* ``DSP_PUBLIC_URL`` — the base URL exchanges use for notices (default ``http://HOST:PORT``).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+
+import msgspec
+
+TOKEN_KEYS_ENV = "DSP_TOKEN_KEYS"
+PUBLIC_URL_ENV = "DSP_PUBLIC_URL"
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    configs_dir: str = "bidder_configs"
+    models_dir: str = "models"
+    public_url: str = ""
+    max_body_bytes: int = 256 * 1024
+    reload_check_s: float = 2.0
+    health_check_s: float = 1.0
+    token_keys: dict[str, bytes] = {}
+    token_active: str = ""
+    admin_enabled: bool = True  # POST /admin/reload (bind to a private interface in production)
+
+    @property
+    def base_url(self) -> str:
+        if self.public_url:
+            return self.public_url
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
+
+
+def parse_token_keys(text: str) -> tuple[dict[str, bytes], str]:
+    """``"k2:00ff...,k1:..."`` -> ({kid: key}, active kid). Raises ValueError when malformed."""
+    keys: dict[str, bytes] = {}
+    active = ""
+    for part in text.split(","):
+        kid, sep, hexkey = part.strip().partition(":")
+        if not sep or not kid:
+            raise ValueError(f"{TOKEN_KEYS_ENV}: expected kid:hexkey, got {part!r}")
+        key = bytes.fromhex(hexkey)
+        if len(key) < 16:
+            raise ValueError(f"{TOKEN_KEYS_ENV}: key {kid!r} is shorter than 16 bytes")
+        keys[kid] = key
+        active = active or kid
+    return keys, active
+
+
+def token_keys_from_env() -> tuple[dict[str, bytes], str]:
+    """Keys from ``DSP_TOKEN_KEYS``, or one fresh random key (kid ``"r1"``)."""
+    text = os.environ.get(TOKEN_KEYS_ENV, "").strip()
+    if text:
+        return parse_token_keys(text)
+    return {"r1": secrets.token_bytes(32)}, "r1"

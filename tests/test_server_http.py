@@ -1,0 +1,166 @@
+"""The bidder over real HTTP on loopback: real Redis, real ONNX models, the demo config."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import msgspec
+import numpy as np
+import pytest
+import redis as sync_redis
+from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import CollectorRegistry
+
+from dsp.features.contract import DEFAULTS, FEATURE_INDEX
+from dsp.features.writer import write_rows
+from dsp.observability.metrics import Metrics
+from dsp.openrtb.response import BidResponse
+from dsp.server.app import build_app
+from dsp.server.settings import Settings
+from dsp.testing.redis_server import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT.parent / "shared" / "openrtb-corpus"
+VALID = sorted(CORPUS.glob("*/*.json"))
+BAD = sorted(p for p in (CORPUS / "bad").rglob("*") if p.is_file())
+KNOWN = "known-user-1"
+
+
+def _known_row() -> np.ndarray:
+    """A user the demo models score as interested (p_intent ~0.13) with moderate risk (pd ~0.22)."""
+    row = np.asarray(DEFAULTS, dtype=np.float32).copy()
+    row[FEATURE_INDEX["loan_app_installs"]] = 6
+    row[FEATURE_INDEX["lenders_applied_30d"]] = 2
+    row[FEATURE_INDEX["applications_7d"]] = 2
+    row[FEATURE_INDEX["late_night_share"]] = 0.3
+    return row.reshape(1, -1)
+
+
+def _settings(redis_url: str) -> Settings:
+    return Settings(redis_url=redis_url, configs_dir=str(ROOT / "bidder_configs"),
+                    models_dir=str(ROOT / "models"), public_url="http://bidder.test",
+                    token_keys={"k1": b"0123456789abcdef0123456789"}, token_active="k1",
+                    max_body_bytes=64 * 1024, reload_check_s=3600)
+
+
+@pytest.fixture()
+async def client(redis_url: str) -> AsyncIterator[TestClient[object, object]]:
+    r = sync_redis.Redis.from_url(redis_url)
+    write_rows(r, [KNOWN], _known_row())
+    r.close()
+    app = build_app(_settings(redis_url), Metrics(CollectorRegistry()))
+    async with TestClient(TestServer(app)) as c:
+        yield c
+
+
+def _request(user: str = KNOWN, **over: object) -> dict[str, object]:
+    req: dict[str, object] = {
+        "id": "req-1", "tmax": 200,
+        "imp": [{"id": "1", "banner": {"w": 300, "h": 250}, "bidfloor": 0.5}],
+        "site": {"id": "s", "domain": "news.example", "cat": ["IAB12"]},
+        "device": {"devicetype": 2, "os": "Windows", "geo": {"country": "USA"}},
+        "user": {"id": user}}
+    req.update(over)
+    return req
+
+
+async def test_known_user_gets_a_priced_bid(client: TestClient[object, object]) -> None:
+    resp = await client.post("/bid/generic", json=_request(), headers={"x-openrtb-version": "2.6"})
+    assert resp.status == 200, await resp.text()
+    assert resp.headers["x-openrtb-version"] == "2.6"
+    body = msgspec.json.decode(await resp.read(), type=BidResponse)
+    assert body.id == "req-1" and body.cur == "USD" and body.seatbid
+    bid = body.seatbid[0].bid[0]
+    assert bid.impid == "1" and 0 < bid.price <= 6.0 and bid.crid == "ql-300x250"
+    assert bid.cat == ["IAB13-2"] and bid.adomain == ["quickloan.example"] and bid.mtype == 1
+    assert bid.nurl and bid.nurl.startswith("http://bidder.test/notice/win?t=")
+    assert bid.burl and "${AUCTION_PRICE}" in bid.burl
+    assert bid.lurl and "${AUCTION_LOSS}" in bid.lurl
+
+
+async def test_unknown_user_no_bid(client: TestClient[object, object]) -> None:
+    resp = await client.post("/bid/generic", json=_request(user="nobody-we-know"))
+    assert resp.status == 204
+
+
+async def test_nbr_body_when_the_exchange_wants_one(client: TestClient[object, object]) -> None:
+    resp = await client.post("/bid/bidswitch", json=_request(regs={"coppa": 1}))
+    assert resp.status == 200
+    assert json.loads(await resp.read()) == {"id": "req-1", "nbr": 7}
+
+
+async def test_gzip_in_and_out(client: TestClient[object, object]) -> None:
+    raw = gzip.compress(json.dumps(_request()).encode())
+    resp = await client.post("/bid/generic", data=raw, auto_decompress=False,
+                             headers={"Content-Encoding": "gzip", "Accept-Encoding": "gzip",
+                                      "Content-Type": "application/json"})
+    assert resp.status == 200 and resp.headers["Content-Encoding"] == "gzip"
+    body = json.loads(gzip.decompress(await resp.read()))
+    assert body["seatbid"][0]["bid"][0]["impid"] == "1"
+
+
+async def test_http_errors(client: TestClient[object, object]) -> None:
+    resp = await client.post("/bid/nowhere", json=_request())
+    assert resp.status == 404
+    resp = await client.get("/bid/generic")
+    assert resp.status == 405
+    resp = await client.post("/bid/generic", data=b"{" + b" " * (70 * 1024) + b"}")
+    assert resp.status == 413
+    bomb = gzip.compress(b"{" + b" " * (200 * 1024) + b"}")
+    resp = await client.post("/bid/generic", data=bomb, headers={"Content-Encoding": "gzip"})
+    assert resp.status == 413
+    resp = await client.post("/bid/generic", data=b"\x1f\x8bnot gzip", headers={"Content-Encoding": "gzip"})
+    assert resp.status == 400
+
+
+async def test_lax_exchange_accepts_numeric_strings(client: TestClient[object, object]) -> None:
+    body = (CORPUS / "bad/invalid-openrtb/rtb4free--banner-w-h-as-strings.json").read_bytes()
+    assert (await client.post("/bid/generic", data=body)).status == 400
+    assert (await client.post("/bid/smaato", data=body)).status in (200, 204)
+
+
+async def test_every_corpus_request_gets_200_or_204(client: TestClient[object, object]) -> None:
+    for path in VALID:
+        resp = await client.post("/bid/generic", data=path.read_bytes())
+        assert resp.status in (200, 204), f"{path}: {resp.status} {await resp.text()}"
+        if resp.status == 200:
+            body = msgspec.json.decode(await resp.read(), type=BidResponse)
+            assert body.id == json.loads(path.read_bytes())["id"]
+
+
+async def test_every_bad_corpus_request_gets_400_naming_the_problem(
+        client: TestClient[object, object]) -> None:
+    for path in BAD:
+        resp = await client.post("/bid/generic", data=path.read_bytes())
+        assert resp.status == 400, f"{path}: {resp.status}"
+        err = json.loads(await resp.read())
+        assert set(err) == {"error", "path"} and err["error"]
+
+
+async def test_health_and_readiness(client: TestClient[object, object]) -> None:
+    assert (await client.get("/healthz")).status == 200
+    resp = await client.get("/readyz")
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["checks"] == {"redis": True, "models": True, "config": True}
+
+
+async def test_admin_reload(client: TestClient[object, object]) -> None:
+    resp = await client.post("/admin/reload")
+    assert resp.status == 200 and (await resp.json())["ok"] is True
+
+
+async def test_redis_down_degrades_without_errors() -> None:
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    app = build_app(_settings(dead), Metrics(CollectorRegistry()))
+    async with TestClient(TestServer(app)) as c:
+        resp = await c.post("/bid/generic", json=_request())
+        assert resp.status == 204  # QuickLoan needs a known user; unknown now
+        mobile = _request(device={"devicetype": 4, "os": "android"},
+                          imp=[{"id": "1", "banner": {"w": 320, "h": 50}}])
+        resp = await c.post("/bid/generic", json=mobile)
+        assert resp.status in (200, 204)
+        assert (await c.get("/readyz")).status == 503
+        assert (await c.get("/healthz")).status == 200
