@@ -1,0 +1,102 @@
+"""Render the bidder's Kubernetes manifests, with ``bidder_configs/`` as a ConfigMap, to stdout.
+
+    python deploy/k8s/render.py [--configs bidder_configs] [--image registry/dsp-bidder:TAG] \\
+        | kubectl apply -f -
+
+ConfigMap keys are flat, so ``campaigns/quickloan-prime.yaml`` becomes the key
+``campaigns--quickloan-prime.yaml``; the Deployment's init container rebuilds the tree. The
+content hash of the configs goes into the pod template's ``dsp.example/config-hash`` annotation,
+so a config change rolls the pods (gradually: maxUnavailable 0, PodDisruptionBudget) instead of
+changing files under running bidders. Manifests rendered: settings, ConfigMap, Deployment,
+Service, HPA, PodDisruptionBudget (add servicemonitor.yaml with the Prometheus Operator).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+MANIFESTS = ("settings.yaml", "deployment.yaml", "service.yaml", "hpa.yaml", "pdb.yaml")
+SEP = "--"
+
+
+def flatten(configs: Path) -> dict[str, str]:
+    """{flat key: file text} for every YAML file under ``configs`` (at most one level deep)."""
+    data: dict[str, str] = {}
+    for path in sorted(configs.rglob("*")):
+        if not path.is_file() or path.suffix not in (".yaml", ".yml", ".json"):
+            continue
+        rel = path.relative_to(configs)
+        if len(rel.parts) > 2:
+            raise ValueError(f"{rel}: only one directory level fits the flat ConfigMap layout")
+        if any(SEP in part for part in rel.parts):
+            raise ValueError(f"{rel}: '{SEP}' is reserved as the directory separator")
+        data[SEP.join(rel.parts)] = path.read_text(encoding="utf-8")
+    if not data:
+        raise ValueError(f"{configs}: no config files")
+    return data
+
+
+def config_hash(data: dict[str, str]) -> str:
+    h = hashlib.sha256()
+    for key in sorted(data):
+        h.update(key.encode() + b"\0" + data[key].encode() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def render(configs: Path, image: str | None = None) -> list[dict[str, Any]]:
+    data = flatten(configs)
+    digest = config_hash(data)
+    docs: list[dict[str, Any]] = []
+    for name in MANIFESTS:
+        doc = yaml.safe_load((HERE / name).read_text(encoding="utf-8"))
+        if doc["kind"] == "Deployment":
+            tmpl = doc["spec"]["template"]
+            tmpl["metadata"]["annotations"]["dsp.example/config-hash"] = digest
+            if image:
+                for c in tmpl["spec"]["initContainers"] + tmpl["spec"]["containers"]:
+                    c["image"] = image
+        docs.append(doc)
+    docs.insert(1, {
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "dsp-bidder-configs", "labels": {"app.kubernetes.io/part-of": "dsp"},
+                     "annotations": {"dsp.example/config-hash": digest}},
+        "data": data,
+    })
+    return docs
+
+
+class _Dumper(yaml.SafeDumper):
+    """Multi-line strings (the config files) as ``|`` blocks, so the ConfigMap stays readable."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def dump(docs: list[dict[str, Any]]) -> str:
+    return yaml.dump_all(docs, Dumper=_Dumper, sort_keys=False, allow_unicode=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--configs", type=Path, default=REPO / "bidder_configs")
+    p.add_argument("--image", default=None, help="container image for the bidder (default dsp-bidder:latest)")
+    args = p.parse_args(argv)
+    sys.stdout.write(dump(render(args.configs, args.image)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""Kubernetes manifests and the Grafana dashboard: they parse, agree with each other and with the code."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from dsp.observability.metrics import Metrics
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "deploy" / "k8s"))
+
+import render as k8s  # noqa: E402
+
+
+def _by_kind() -> dict[str, dict]:  # type: ignore[type-arg]
+    docs = k8s.render(REPO / "bidder_configs", image="registry.example/dsp:abc")
+    return {f"{d['kind']}/{d['metadata']['name']}": d for d in docs}
+
+
+def test_deployment_probes_selectors_and_config_hash() -> None:
+    docs = _by_kind()
+    dep = docs["Deployment/dsp-bidder"]
+    pod = dep["spec"]["template"]
+    bidder = pod["spec"]["containers"][0]
+    assert bidder["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert bidder["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert bidder["image"] == "registry.example/dsp:abc"
+    labels = pod["metadata"]["labels"]
+    for name in ("Service/dsp-bidder", "PodDisruptionBudget/dsp-bidder"):
+        sel = docs[name]["spec"]["selector"]
+        sel = sel.get("matchLabels", sel)
+        assert sel.items() <= labels.items(), name
+    assert docs["HorizontalPodAutoscaler/dsp-bidder"]["spec"]["scaleTargetRef"]["name"] == "dsp-bidder"
+    cm = docs["ConfigMap/dsp-bidder-configs"]
+    assert pod["metadata"]["annotations"]["dsp.example/config-hash"] == \
+        cm["metadata"]["annotations"]["dsp.example/config-hash"]
+    env = {e["name"] for e in bidder["env"]}
+    assert {"REDIS_URL", "DSP_CONFIGS", "DSP_WORKERS", "PROMETHEUS_MULTIPROC_DIR"} <= env
+
+
+def test_init_container_rebuilds_the_config_tree(tmp_path: Path) -> None:
+    """Run the init container's own shell script on the rendered ConfigMap."""
+    docs = _by_kind()
+    data = docs["ConfigMap/dsp-bidder-configs"]["data"]
+    cm_dir, out_dir = tmp_path / "configmap", tmp_path / "configs"
+    cm_dir.mkdir()
+    out_dir.mkdir()
+    for key, text in data.items():
+        (cm_dir / key).write_text(text, encoding="utf-8")
+    init = docs["Deployment/dsp-bidder"]["spec"]["template"]["spec"]["initContainers"][0]
+    script = init["args"][0].replace("/configmap", str(cm_dir)).replace("/configs", str(out_dir))
+    subprocess.run(["/bin/sh", "-c", script], check=True, capture_output=True)
+    src = REPO / "bidder_configs"
+    want = {str(p.relative_to(src)): p.read_text(encoding="utf-8")
+            for p in src.rglob("*") if p.is_file() and p.suffix in (".yaml", ".yml", ".json")}
+    got = {str(p.relative_to(out_dir)): p.read_text(encoding="utf-8")
+           for p in out_dir.rglob("*") if p.is_file()}
+    assert got == want and any("/" in k for k in got)
+
+
+def test_config_hash_changes_with_content(tmp_path: Path) -> None:
+    (tmp_path / "campaigns").mkdir()
+    (tmp_path / "campaigns" / "a.yaml").write_text("id: a\n")
+    h1 = k8s.config_hash(k8s.flatten(tmp_path))
+    (tmp_path / "campaigns" / "a.yaml").write_text("id: b\n")
+    assert k8s.config_hash(k8s.flatten(tmp_path)) != h1
+
+
+def test_dashboard_queries_only_use_exported_metrics() -> None:
+    dash = json.loads((REPO / "dashboards" / "grafana-dsp.json").read_text(encoding="utf-8"))
+    exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
+    assert len(exprs) >= 20
+    metrics = Metrics(CollectorRegistry())
+    exported: set[str] = set()
+    for fam in metrics.registry.collect():
+        exported.add(fam.name)
+        for suffix in ("_total", "_bucket", "_count", "_sum"):
+            exported.add(fam.name + suffix)
+    used = {m for e in exprs for m in re.findall(r"\bdsp_[a-z_]+", e)}
+    assert used and used <= exported, sorted(used - exported)
+    covered = {re.sub(r"_(total|bucket|count|sum)$", "", m) for m in used}
+    must = {"dsp_bid_requests", "dsp_nobids", "dsp_request_latency_seconds", "dsp_stage_latency_seconds",
+            "dsp_batch_size", "dsp_redis_errors", "dsp_deadline_misses", "dsp_wins", "dsp_spend_micros",
+            "dsp_pacing_multiplier", "dsp_ledger_drift_micros"}
+    assert must <= covered, sorted(must - covered)
