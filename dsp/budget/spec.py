@@ -32,3 +32,10 @@ class CampaignBudget(msgspec.Struct, frozen=True):
     utc_offset_minutes: int = 0
     frequency_cap: FrequencyCap | None = None
     bills_on: str = "burl"  # "burl": billing notice commits; "nurl": win notice commits
+    # Flight dates (wall-clock seconds, UTC): outside [active_from_s, active_until_s) the campaign
+    # does not bid (OUT_OF_SCHEDULE). An hour whose pacing weight is 0 is out of schedule too.
+    active_from_s: float | None = None
+    active_until_s: float | None = None
+    # Largest lease one process may hold (micros); None: a fraction of the daily budget
+    # (MoneySettings.lease_fraction), at least MoneySettings.min_lease_micros.
+    max_lease_micros: int | None = None

@@ -66,6 +66,13 @@ class Metrics:
                                        registry=r, multiprocess_mode="livesum")
         self.decision_logs = Counter("dsp_decision_logs", "Decision records written by the sampler",
                                      ["result"], registry=r)  # result: logged|rate_limited
+        # Added for the money side (issue 4).
+        self.clicks = Counter("dsp_clicks", "Clicks (first per bid)", ["campaign"], registry=r)
+        self.conversions = Counter("dsp_conversions", "Conversions (first per bid and event)",
+                                   ["campaign", "event"], registry=r)
+        self.conversion_value_micros = Counter("dsp_conversion_value_micros",
+                                               "Conversion amounts in micros", ["campaign", "event"],
+                                               registry=r)
 
 
 def render(metrics: Metrics) -> bytes:

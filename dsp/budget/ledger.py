@@ -1,0 +1,154 @@
+"""One process's local ledger for one campaign day: reserve, commit, release. Pure and synchronous.
+
+Invariant, checked by :meth:`Ledger.drift_micros` (exported as ``dsp_ledger_drift_micros``)::
+
+    leased = committed + reserved + available (+ returning, only while a LEASE call is in flight)
+
+* ``leased``    money this process holds in its Redis lease (as of the last LEASE script);
+* ``committed`` clearing prices of our bids that the notices committed, not yet settled into the
+                lease (the next LEASE call subtracts them from the lease: they are spent);
+* ``reserved``  bid prices of outstanding bids (won or lost, we do not know yet);
+* ``available`` what the bid path may still reserve.
+
+A bid reserves its price; when its outcome is known (looked up in Redis by the runtime, see
+:mod:`dsp.budget.runtime`) it is committed at the clearing price (the rest of the reservation
+becomes available again) or released. A bid without outcome is looked up ``first_check_s`` after the bid, then
+again at doubling intervals (so a late loss notice frees money early, and each bid costs only a
+few look-ups), and a last time after its expiry plus a grace; then it is released.
+"""
+
+from __future__ import annotations
+
+import heapq
+
+
+class Ledger:
+    """Local money of one campaign day. Not thread-safe; lives on one event loop."""
+
+    __slots__ = ("_final", "_first", "_prices", "available_micros", "campaign_id",
+                 "committed_micros", "day", "leased_micros", "reserved_micros", "returning_micros")
+
+    def __init__(self, campaign_id: str, day: int) -> None:
+        self.campaign_id = campaign_id
+        self.day = day
+        self.leased_micros = 0
+        self.committed_micros = 0
+        self.reserved_micros = 0
+        self.available_micros = 0
+        self.returning_micros = 0  # taken out of available, on its way back to Redis
+        self._prices: dict[str, int] = {}
+        self._first: list[tuple[float, str, float]] = []  # heap of (due s, bid id, delay s)
+        self._final: list[tuple[float, str]] = []
+
+    # --- the bid path -------------------------------------------------------------------------
+    def reserve(self, bid_id: str, price_micros: int, *, now_s: float, first_check_s: float,
+                final_check_at_s: float) -> bool:
+        """Move ``price_micros`` from available to reserved. False if it does not fit or the bid id
+        is already reserved (nothing changes then)."""
+        if price_micros <= 0 or price_micros > self.available_micros or bid_id in self._prices:
+            return False
+        self.available_micros -= price_micros
+        self.reserved_micros += price_micros
+        self._prices[bid_id] = price_micros
+        heapq.heappush(self._first, (now_s + first_check_s, bid_id, first_check_s))
+        heapq.heappush(self._final, (final_check_at_s, bid_id))
+        return True
+
+    # --- outcomes -----------------------------------------------------------------------------
+    def commit(self, bid_id: str, cost_micros: int) -> int:
+        """Settle a won bid at ``cost_micros`` (capped at its reservation). Returns the amount
+        committed; 0 if the bid is not (or no longer) reserved here."""
+        price = self._prices.pop(bid_id, None)
+        if price is None:
+            return 0
+        cost = max(0, min(cost_micros, price))
+        self.reserved_micros -= price
+        self.committed_micros += cost
+        self.available_micros += price - cost
+        return cost
+
+    def release(self, bid_id: str) -> bool:
+        """Return a lost or expired bid's reservation to available. False if unknown here."""
+        price = self._prices.pop(bid_id, None)
+        if price is None:
+            return False
+        self.reserved_micros -= price
+        self.available_micros += price
+        return True
+
+    def is_reserved(self, bid_id: str) -> bool:
+        return bid_id in self._prices
+
+    def due(self, now_s: float) -> tuple[list[str], list[str]]:
+        """Bid ids whose outcome should be looked up now: (interim checks, final checks).
+
+        After a final check the caller must commit or release each id: it is not returned again.
+        An interim check is rescheduled here (doubling delay) if it falls before the final one.
+        """
+        final: list[str] = []
+        while self._final and self._final[0][0] <= now_s:
+            _, bid_id = heapq.heappop(self._final)
+            if bid_id in self._prices:
+                final.append(bid_id)
+        closing = set(final)
+        first: list[str] = []
+        again: list[tuple[float, str, float]] = []
+        while self._first and self._first[0][0] <= now_s:
+            _, bid_id, delay = heapq.heappop(self._first)
+            if bid_id in self._prices and bid_id not in closing:
+                first.append(bid_id)
+                again.append((now_s + 2 * delay, bid_id, 2 * delay))
+        for item in again:
+            heapq.heappush(self._first, item)
+        return first, final
+
+    def requeue(self, bid_ids: list[str], at_s: float, *, final: bool) -> None:
+        """Put ids returned by :meth:`due` back (their look-up failed); checked again at ``at_s``."""
+        for bid_id in bid_ids:
+            if final:
+                heapq.heappush(self._final, (at_s, bid_id))
+            else:
+                heapq.heappush(self._first, (at_s, bid_id, 0.0))
+
+    @property
+    def outstanding(self) -> int:
+        return len(self._prices)
+
+    # --- the lease ----------------------------------------------------------------------------
+    def take_for_return(self, amount_micros: int) -> int:
+        """Set aside up to ``amount_micros`` of available money to hand back in the next LEASE call
+        (before awaiting it, so the bid path cannot reserve it meanwhile). Returns the amount."""
+        amount = max(0, min(amount_micros, self.available_micros))
+        self.available_micros -= amount
+        self.returning_micros += amount
+        return amount
+
+    def lease_synced(self, *, settled_micros: int, return_asked_micros: int, returned_micros: int,
+                     granted_micros: int, lease_micros: int) -> None:
+        """Apply one LEASE script result: ``settled`` commits and ``returned`` money left the
+        lease, ``granted`` came in; ``lease_micros`` is what Redis now says we hold."""
+        self.committed_micros -= settled_micros
+        self.returning_micros -= return_asked_micros
+        self.available_micros += return_asked_micros - returned_micros + granted_micros
+        self.leased_micros = lease_micros
+
+    def sync_failed(self, return_asked_micros: int) -> None:
+        """The LEASE call failed: the money set aside for return is available again."""
+        self.returning_micros -= return_asked_micros
+        self.available_micros += return_asked_micros
+
+    def lease_lost(self) -> list[str]:
+        """Redis reclaimed our lease (we were cut off past its TTL): start from zero. Returns the
+        orphaned bid ids; any of them that still wins is overspend the docs' bound covers."""
+        orphans = list(self._prices)
+        self._prices.clear()
+        self._first.clear()
+        self._final.clear()
+        self.leased_micros = self.committed_micros = self.reserved_micros = 0
+        self.available_micros = self.returning_micros = 0
+        return orphans
+
+    def drift_micros(self) -> int:
+        """leased - (committed + reserved + available); 0 when the books balance."""
+        return self.leased_micros - (self.committed_micros + self.reserved_micros
+                                     + self.available_micros + self.returning_micros)

@@ -1,0 +1,91 @@
+"""Notice outcomes in Redis: the NOTICE script (dedup + outcome + commit) and their lookups.
+
+Outcome of a bid (field ``<bid id>`` of ``dsp:bo:{campaign}:<day>``):
+
+    absent     nothing heard yet
+    W          won, billing notice pending (exchanges that bill on burl)
+    L          lost (loss notice)
+    C<micros>  committed at that clearing price (``spent`` includes it)
+
+Dedup markers ``<bid id>|<kind>`` make every notice kind count once per bid. The bidding process
+looks its outstanding bids up here (:meth:`OutcomeStore.lookup`) to commit or release them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from dsp.budget.keys import conversions_key, day_key, outcomes_key, total_key
+from dsp.budget.scripts import NOTICE
+
+KINDS = ("w", "b", "l")
+
+
+class Outcome:
+    """Decoded outcome value. ``committed_micros`` is set only for committed bids."""
+
+    __slots__ = ("committed_micros", "state")
+
+    def __init__(self, state: str, committed_micros: int = 0) -> None:
+        self.state = state  # "" | "W" | "L" | "C"
+        self.committed_micros = committed_micros
+
+    @classmethod
+    def decode(cls, raw: bytes | None) -> Outcome:
+        if not raw:
+            return cls("")
+        if raw[:1] == b"C":
+            try:
+                return cls("C", int(raw[1:]))
+            except ValueError:
+                return cls("")
+        return cls(raw[:1].decode("ascii", "replace"))
+
+
+class OutcomeStore:
+    def __init__(self, redis: Any, *, ttl_s: int = 3 * 86_400) -> None:
+        self._redis = redis
+        self._script = redis.register_script(NOTICE)
+        self.ttl_s = ttl_s
+
+    async def record(self, campaign_id: str, day: int, bid_id: str, kind: str, price_micros: int,
+                     *, commits: bool) -> tuple[str, int]:
+        """Apply one win (``w``), bill (``b``) or loss (``l``) notice atomically.
+
+        Returns (result, committed micros); result is ok | duplicate | early | late |
+        out_of_order | ignored. A duplicate changes nothing.
+        """
+        if kind not in KINDS:
+            raise ValueError(f"unknown notice kind {kind!r}")
+        raw = await self._script(
+            keys=[day_key(campaign_id, day), total_key(campaign_id), outcomes_key(campaign_id, day)],
+            args=[bid_id, kind, max(0, price_micros), "1" if commits else "0", self.ttl_s])
+        result = raw[0].decode() if isinstance(raw[0], bytes) else str(raw[0])
+        return result, int(raw[1])
+
+    async def mark_once(self, campaign_id: str, day: int, marker: str) -> bool:
+        """Dedup for clicks and conversions: True the first time ``marker`` is seen."""
+        key = outcomes_key(campaign_id, day)
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hsetnx(key, marker, "1")
+        pipe.expire(key, self.ttl_s)
+        first, _ = await pipe.execute()
+        return bool(first)
+
+    async def mark_conversion(self, campaign_id: str, day: int, marker: str, value: str,
+                              ttl_s: int) -> bool:
+        """Dedup for conversions (kept ``ttl_s``): True the first time ``marker`` is seen."""
+        key = conversions_key(campaign_id, day)
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hsetnx(key, marker, value)
+        pipe.expire(key, ttl_s)
+        first, _ = await pipe.execute()
+        return bool(first)
+
+    async def lookup(self, campaign_id: str, day: int, bid_ids: Sequence[str]) -> list[Outcome]:
+        """Outcomes of many bids in one HMGET."""
+        if not bid_ids:
+            return []
+        raw = await self._redis.hmget(outcomes_key(campaign_id, day), list(bid_ids))
+        return [Outcome.decode(r) for r in raw]

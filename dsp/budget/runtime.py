@@ -1,0 +1,329 @@
+"""MoneyRuntime: the process-local money gate of the bid path (dsp.bidding.ports.MoneyGate).
+
+The bid path only calls the synchronous, local methods :meth:`~MoneyRuntime.pacing_multiplier`,
+:meth:`~MoneyRuntime.admit` and :meth:`~MoneyRuntime.reserve`: no Redis, no await. One background
+task (``start()``/``stop()``) does everything that talks to Redis, every ``tick_s``:
+
+1. looks up the outcomes of outstanding bids (one HMGET per campaign day) and commits or
+   releases them in the local :class:`~dsp.budget.ledger.Ledger`;
+2. renews each campaign's lease with one LEASE script call (settle commits, return excess,
+   lease more, extend the TTL) — see :mod:`dsp.budget.leases`;
+3. every ``pacing.interval_s``, feeds the campaign's global spend rate vs its plan to the
+   :class:`~dsp.budget.pacing.PacingController`;
+4. exports λ, lease money, ledger drift and the brake.
+
+Emergency brake: when no LEASE call has succeeded for ``brake_grace_s`` (Redis unreachable or
+slow), ``admit`` answers BUDGET_BRAKE and ``reserve`` refuses, for every budgeted campaign, until
+a call succeeds again. ``brake_grace_s`` < ``lease_ttl_s``, so a cut-off process stops spending
+before Redis reclaims its lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import msgspec
+
+from dsp.budget.keys import campaign_day
+from dsp.budget.leases import LeaseBook
+from dsp.budget.ledger import Ledger
+from dsp.budget.outcomes import OutcomeStore
+from dsp.budget.pacing import PacingController, PacingPlan, PacingSettings
+from dsp.budget.spec import CampaignBudget
+from dsp.clock import monotonic, wall_time
+from dsp.observability.metrics import Metrics
+from dsp.openrtb.nobid import NoBidReason
+
+log = logging.getLogger(__name__)
+
+_VALUE_WINDOW = 512
+
+
+class MoneySettings(msgspec.Struct, frozen=True):
+    tick_s: float = 0.5
+    lease_ttl_s: float = 15.0
+    brake_grace_s: float = 3.0
+    redis_timeout_s: float = 1.0
+    lease_horizon_s: float = 10.0  # keep about this many seconds of reservations available
+    lease_fraction: float = 0.01  # default max lease: 1% of the daily budget ...
+    min_lease_micros: int = 1_000_000  # ... but at least this
+    first_check_s: float = 2.0  # first outcome look-up this long after the bid
+    settle_grace_s: float = 5.0  # final look-up this long after the bid's expiry
+    pacing: PacingSettings = PacingSettings()
+
+
+class _Campaign:
+    """Everything the runtime keeps for one campaign."""
+
+    def __init__(self, spec: CampaignBudget, settings: MoneySettings, day: int) -> None:
+        self.spec = spec
+        self.plan = PacingPlan(spec.pacing_curve, spec.utc_offset_minutes)
+        self.controller = PacingController(settings.pacing)
+        self.ledger = Ledger(spec.campaign_id, day)
+        self.draining: list[Ledger] = []
+        self.max_lease_micros = spec.max_lease_micros or max(
+            settings.min_lease_micros, int(spec.daily_budget_micros * settings.lease_fraction))
+        self.spent_micros = 0
+        self.budget_micros = spec.daily_budget_micros
+        self.free_micros = spec.daily_budget_micros
+        self.valid_until = 0.0  # monotonic; the lease may be spent until then
+        self.reserved_since = 0  # micros reserved since the last sync (rate estimate)
+        self.rate_micros_s = 0.0
+        self.pacing_at: tuple[float, int] | None = None  # (wall s, spent) at the last update
+        self.values = [0] * _VALUE_WINDOW
+        self.values_n = 0
+        self.value_floor = 0
+
+    def note_value(self, value_micros: int) -> None:
+        self.values[self.values_n % _VALUE_WINDOW] = value_micros
+        self.values_n += 1
+
+    def recompute_value_floor(self) -> None:
+        """Lowest-value-first throttle: drop values below the ``throttle`` quantile."""
+        throttle = self.controller.throttle
+        n = min(self.values_n, _VALUE_WINDOW)
+        if throttle <= 0 or n == 0:
+            self.value_floor = 0
+            return
+        seen = sorted(self.values[:n])
+        self.value_floor = seen[min(n - 1, int(throttle * n))]
+
+
+class MoneyRuntime:
+    """Implements MoneyGate. Build one per process; ``await start()``, ``await stop()``."""
+
+    def __init__(self, redis: Any, metrics: Metrics, budgets: Sequence[CampaignBudget], *,
+                 settings: MoneySettings | None = None, lease_id: str | None = None,
+                 clock: Callable[[], float] = wall_time) -> None:
+        self.settings = settings or MoneySettings()
+        self.metrics = metrics
+        self.clock = clock
+        self.lease_id = lease_id or uuid.uuid4().hex[:16]
+        self.leases = LeaseBook(redis, self.lease_id, ttl_s=self.settings.lease_ttl_s)
+        self.outcomes = OutcomeStore(redis)
+        self._campaigns: dict[str, _Campaign] = {}
+        self._retired: list[Ledger] = []
+        self._last_ok = monotonic()
+        self._braked = False
+        self._task: asyncio.Task[None] | None = None
+        self.update_budgets(budgets)
+
+    # --- configuration --------------------------------------------------------------------
+    def update_budgets(self, budgets: Sequence[CampaignBudget]) -> None:
+        """Swap in a new list (config reload). Removed campaigns stop bidding at once; their
+        leases drain back to Redis in the background. Pacing state of kept campaigns survives."""
+        now = self.clock()
+        fresh: dict[str, _Campaign] = {}
+        for spec in budgets:
+            old = self._campaigns.get(spec.campaign_id)
+            if old is None:
+                fresh[spec.campaign_id] = _Campaign(spec, self.settings,
+                                                    campaign_day(now, spec.utc_offset_minutes))
+            else:
+                old.spec = spec
+                old.plan = PacingPlan(spec.pacing_curve, spec.utc_offset_minutes)
+                old.max_lease_micros = spec.max_lease_micros or max(
+                    self.settings.min_lease_micros,
+                    int(spec.daily_budget_micros * self.settings.lease_fraction))
+                fresh[spec.campaign_id] = old
+        for cid, gone in self._campaigns.items():
+            if cid not in fresh:
+                self._retired.extend([gone.ledger, *gone.draining])
+        self._campaigns = fresh
+
+    # --- the bid path (sync, local) ---------------------------------------------------------
+    @property
+    def braked(self) -> bool:
+        return self._braked
+
+    def pacing_multiplier(self, campaign_id: str) -> float:
+        c = self._campaigns.get(campaign_id)
+        return c.controller.lam if c is not None else 0.0
+
+    def admit(self, campaign_id: str, value_micros: int) -> NoBidReason | None:
+        c = self._campaigns.get(campaign_id)
+        if c is None:
+            return NoBidReason.BUDGET_EXHAUSTED
+        now = self.clock()
+        spec = c.spec
+        if ((spec.active_from_s is not None and now < spec.active_from_s)
+                or (spec.active_until_s is not None and now >= spec.active_until_s)
+                or not c.plan.in_schedule(now)):
+            return NoBidReason.OUT_OF_SCHEDULE
+        if self._braked:
+            return NoBidReason.BUDGET_BRAKE
+        if c.ledger.available_micros <= 0 or monotonic() >= c.valid_until:
+            return NoBidReason.BUDGET_EXHAUSTED
+        c.note_value(value_micros)
+        if c.value_floor > 0 and value_micros < c.value_floor:
+            return NoBidReason.PACING_THROTTLED
+        return None
+
+    def reserve(self, campaign_id: str, bid_id: str, price_micros: int, expires_at_s: float,
+                *, test: bool = False) -> bool:
+        if test:
+            return True
+        c = self._campaigns.get(campaign_id)
+        if c is None or self._braked or monotonic() >= c.valid_until:
+            return False
+        now = self.clock()
+        ok = c.ledger.reserve(bid_id, price_micros, now_s=now,
+                              first_check_s=self.settings.first_check_s,
+                              final_check_at_s=max(expires_at_s, now) + self.settings.settle_grace_s)
+        if ok:
+            c.reserved_since += price_micros
+        return ok
+
+    def ledger_drift_micros(self) -> int:
+        """Σ over campaigns of leased - (committed + reserved + available): 0 when books balance."""
+        return sum(c.ledger.drift_micros() for c in self._campaigns.values())
+
+    def ledger(self, campaign_id: str) -> Ledger | None:
+        """The campaign's current-day ledger (read-only use: CLI, tests)."""
+        c = self._campaigns.get(campaign_id)
+        return c.ledger if c is not None else None
+
+    def controller(self, campaign_id: str) -> PacingController | None:
+        c = self._campaigns.get(campaign_id)
+        return c.controller if c is not None else None
+
+    # --- background -------------------------------------------------------------------------
+    async def start(self) -> None:
+        """One sync now (so the bidder starts with leases), then the background loop."""
+        await self.tick()
+        self._task = asyncio.create_task(self._run(), name="money-runtime")
+
+    async def stop(self) -> None:
+        """Stop the loop; settle commits and hand unused money back (outstanding reservations
+        stay in the lease until its TTL reclaims them)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        with contextlib.suppress(Exception):
+            await self.tick(returning=True)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.tick_s)
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # never let the money loop die; the brake covers failures
+                log.exception("money tick failed")
+
+    async def tick(self, *, returning: bool = False) -> None:
+        """One round of outcome look-ups, lease syncs and pacing for every campaign."""
+        started = monotonic()
+        jobs = [self._sync_campaign(c, returning=returning) for c in self._campaigns.values()]
+        jobs.extend(self._sync_ledger(led, None, returning=True) for led in self._retired)
+        results = await asyncio.gather(*jobs, return_exceptions=True)
+        failures = [r for r in results if isinstance(r, BaseException)]
+        for exc in failures:
+            kind = "timeout" if isinstance(exc, TimeoutError) else "error"
+            self.metrics.redis_errors.labels(op="money", kind=kind).inc()
+        if not failures:
+            self._last_ok = started
+        self._retired = [led for led in self._retired if led.leased_micros > 0 or led.outstanding]
+        self._braked = monotonic() - self._last_ok > self.settings.brake_grace_s
+        self.metrics.budget_brake.set(1 if self._braked else 0)
+
+    async def _sync_campaign(self, c: _Campaign, *, returning: bool) -> None:
+        now = self.clock()
+        day = campaign_day(now, c.spec.utc_offset_minutes)
+        if day != c.ledger.day:
+            c.draining.append(c.ledger)
+            c.ledger = Ledger(c.spec.campaign_id, day)
+            c.pacing_at = None
+        for led in list(c.draining):
+            await self._sync_ledger(led, c, returning=True)
+            if led.leased_micros == 0 and not led.outstanding:
+                c.draining.remove(led)
+        await self._sync_ledger(c.ledger, c, returning=returning)
+        self._pace(c, now)
+        cid = c.spec.campaign_id
+        self.metrics.lease_available_micros.labels(campaign=cid).set(c.ledger.available_micros)
+        self.metrics.ledger_drift_micros.labels(campaign=cid).set(c.ledger.drift_micros())
+        self.metrics.pacing_multiplier.labels(campaign=cid).set(c.controller.lam)
+
+    async def _sync_ledger(self, led: Ledger, c: _Campaign | None, *, returning: bool) -> None:
+        s = self.settings
+        await asyncio.wait_for(self._settle_outcomes(led), s.redis_timeout_s)
+        if c is None or returning:
+            want, give_back = 0, led.available_micros
+        else:
+            c.rate_micros_s = 0.7 * c.rate_micros_s + 0.3 * c.reserved_since / max(s.tick_s, 1e-3)
+            c.reserved_since = 0
+            target = min(c.max_lease_micros,
+                         max(c.max_lease_micros // 4, int(c.rate_micros_s * s.lease_horizon_s)))
+            want = max(0, target - led.available_micros)
+            give_back = max(0, led.available_micros - 2 * target)
+        spec = c.spec if c is not None else None
+        asked = led.take_for_return(give_back)
+        sent_at = monotonic()
+        try:
+            res = await asyncio.wait_for(self.leases.sync(
+                led.campaign_id, led.day,
+                daily_budget_micros=spec.daily_budget_micros if spec else -1,
+                total_budget_micros=spec.total_budget_micros if spec else None,
+                settle_micros=led.committed_micros, return_micros=asked, want_micros=want,
+                max_lease_micros=c.max_lease_micros if c else 0,
+                had_lease=led.leased_micros > 0), s.redis_timeout_s)
+        except BaseException:
+            led.sync_failed(asked)
+            raise
+        if res.lost:
+            orphans = led.lease_lost()
+            log.warning("lease of %s day %d reclaimed; %d bids orphaned", led.campaign_id,
+                        led.day, len(orphans))
+        else:
+            led.lease_synced(settled_micros=res.settled_micros, return_asked_micros=asked,
+                             returned_micros=res.returned_micros, granted_micros=res.granted_micros,
+                             lease_micros=res.lease_micros)
+        if c is not None and led is c.ledger:
+            c.spent_micros, c.budget_micros = res.spent_micros, res.budget_micros
+            c.free_micros = res.budget_micros - res.out_micros - res.spent_micros
+            # Spend only what Redis will reclaim no sooner than our TTL, minus the brake margin.
+            c.valid_until = sent_at + s.lease_ttl_s - s.brake_grace_s
+
+    async def _settle_outcomes(self, led: Ledger) -> None:
+        first, final = led.due(self.clock())
+        ids = first + final
+        if not ids:
+            return
+        try:
+            outcomes = await self.outcomes.lookup(led.campaign_id, led.day, ids)
+        except BaseException:
+            retry_at = self.clock() + self.settings.tick_s
+            led.requeue(first, retry_at, final=False)
+            led.requeue(final, retry_at, final=True)
+            raise
+        n_first = len(first)
+        for i, (bid_id, out) in enumerate(zip(ids, outcomes, strict=True)):
+            if out.state == "C":
+                led.commit(bid_id, out.committed_micros)
+            elif out.state == "L" or i >= n_first:
+                led.release(bid_id)
+
+    def _pace(self, c: _Campaign, now: float) -> None:
+        if c.pacing_at is None:
+            c.pacing_at = (now, c.spent_micros)
+            return
+        then, spent_then = c.pacing_at
+        dt = now - then
+        if dt < self.settings.pacing.interval_s:
+            return
+        c.pacing_at = (now, c.spent_micros)
+        if not c.plan.in_schedule(now):
+            return
+        rate = max(0, c.spent_micros - spent_then) / dt
+        target = c.plan.target_rate(c.budget_micros - c.spent_micros, now)
+        c.controller.update(rate, target)
+        c.recompute_value_floor()

@@ -1,0 +1,129 @@
+"""The Lua scripts of the money side: each state change is ONE atomic script on one cluster slot.
+
+* ``LEASE``  — lease / renew / settle / return in one call (see :mod:`dsp.budget.leases`).
+  Reclaims other processes' expired leases first, so a crashed process's money comes back after
+  its TTL without any sweeper. Times come from Redis ``TIME`` so hosts' clocks do not matter.
+* ``NOTICE`` — one win/bill/loss notice: dedup on ``<bid>|<kind>``, the bid's outcome, and (when
+  that kind commits for the exchange) ``spent += price`` on the day and lifetime hashes.
+* ``CAP_HIT`` — append one impression timestamp to a user's frequency-cap field, trimmed.
+
+Redis ledger invariant (per campaign day): ``out`` = Σ live ``lease:*``; new money is leased only
+while ``budget - out - spent > 0``. A commit adds to ``spent`` while the bidding process's lease
+still holds the reservation (counted twice, conservatively) until that process settles it.
+"""
+
+from __future__ import annotations
+
+LEASE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local id = ARGV[1]
+local lf, xf = 'lease:' .. id, 'lexp:' .. id
+if tonumber(ARGV[2]) >= 0 and redis.call('HGET', KEYS[1], 'pinned') ~= '1' then
+  redis.call('HSET', KEYS[1], 'budget', ARGV[2])
+end
+local tb = tonumber(ARGV[3])
+if tb >= 0 and redis.call('HGET', KEYS[2], 'pinned') ~= '1' then
+  redis.call('HSET', KEYS[2], 'budget', ARGV[3])
+end
+local flat = redis.call('HGETALL', KEYS[1])
+local reclaimed = 0
+for i = 1, #flat, 2 do
+  local f = flat[i]
+  if string.sub(f, 1, 5) == 'lexp:' and tonumber(flat[i + 1]) < now then
+    local lid = string.sub(f, 6)
+    local amt = tonumber(redis.call('HGET', KEYS[1], 'lease:' .. lid) or '0')
+    redis.call('HDEL', KEYS[1], 'lease:' .. lid, f)
+    reclaimed = reclaimed + amt
+  end
+end
+if reclaimed > 0 then
+  redis.call('HINCRBY', KEYS[1], 'out', -reclaimed)
+  redis.call('HINCRBY', KEYS[2], 'out', -reclaimed)
+end
+local mine = tonumber(redis.call('HGET', KEYS[1], lf) or '0')
+local lost = 0
+if mine == 0 and ARGV[9] == '1' then lost = 1 end
+local settle, ret = 0, 0
+if lost == 0 then
+  settle = math.min(tonumber(ARGV[4]), mine)
+  mine = mine - settle
+  ret = math.min(tonumber(ARGV[5]), mine)
+  mine = mine - ret
+end
+local budget = tonumber(redis.call('HGET', KEYS[1], 'budget') or '0')
+local out = tonumber(redis.call('HGET', KEYS[1], 'out') or '0') - settle - ret
+local spent = tonumber(redis.call('HGET', KEYS[1], 'spent') or '0')
+local tout = tonumber(redis.call('HGET', KEYS[2], 'out') or '0') - settle - ret
+local tspent = tonumber(redis.call('HGET', KEYS[2], 'spent') or '0')
+local free = budget - out - spent
+if tb >= 0 then
+  local tbudget = tonumber(redis.call('HGET', KEYS[2], 'budget') or '0')
+  free = math.min(free, tbudget - tout - tspent)
+end
+local grant = math.min(tonumber(ARGV[6]), free, tonumber(ARGV[7]) - mine)
+if grant < 0 then grant = 0 end
+mine = mine + grant
+out = out + grant
+tout = tout + grant
+redis.call('HSET', KEYS[1], 'out', out)
+redis.call('HSET', KEYS[2], 'out', tout)
+if mine > 0 then
+  redis.call('HSET', KEYS[1], lf, mine, xf, now + tonumber(ARGV[8]))
+else
+  redis.call('HDEL', KEYS[1], lf, xf)
+end
+redis.call('EXPIRE', KEYS[1], ARGV[10])
+return {mine, grant, spent, budget, out, lost, reclaimed, tspent, settle, ret}
+"""
+
+NOTICE = """
+local bid, kind = ARGV[1], ARGV[2]
+if redis.call('HSETNX', KEYS[3], bid .. '|' .. kind, '1') == 0 then return {'duplicate', 0} end
+redis.call('EXPIRE', KEYS[3], ARGV[5])
+local state = redis.call('HGET', KEYS[3], bid)
+local price = tonumber(ARGV[3])
+if kind == 'l' then
+  if not state then
+    redis.call('HSET', KEYS[3], bid, 'L')
+    return {'ok', 0}
+  end
+  return {'late', 0}
+end
+local result = 'ok'
+if state == 'L' then
+  result = 'out_of_order'
+elseif kind == 'b' and not state then
+  result = 'early'
+end
+if ARGV[4] == '1' then
+  if state and string.sub(state, 1, 1) == 'C' then return {'duplicate', 0} end
+  redis.call('HSET', KEYS[3], bid, 'C' .. ARGV[3])
+  redis.call('HINCRBY', KEYS[1], 'spent', price)
+  redis.call('HINCRBY', KEYS[2], 'spent', price)
+  redis.call('EXPIRE', KEYS[1], ARGV[5])
+  return {result, price}
+end
+if kind == 'w' then
+  if not state or state == 'L' then redis.call('HSET', KEYS[3], bid, 'W') end
+  return {result, 0}
+end
+return {'ignored', 0}
+"""
+
+CAP_HIT = """
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+local now = tonumber(ARGV[2])
+local cutoff = now - tonumber(ARGV[3])
+local kept = {}
+if cur then
+  for ts in string.gmatch(cur, '%d+') do
+    if tonumber(ts) > cutoff then kept[#kept + 1] = ts end
+  end
+end
+kept[#kept + 1] = ARGV[2]
+local start = math.max(1, #kept - tonumber(ARGV[4]) + 1)
+redis.call('HSET', KEYS[1], ARGV[1], table.concat(kept, ',', start))
+if redis.call('TTL', KEYS[1]) < tonumber(ARGV[5]) then redis.call('EXPIRE', KEYS[1], ARGV[5]) end
+return #kept - start + 1
+"""

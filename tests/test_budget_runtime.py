@@ -1,0 +1,164 @@
+"""MoneyRuntime against a real redis-server: leases, settlement, expiry, pacing, brake."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import redis.asyncio as aioredis
+
+from dsp.budget.keys import campaign_day, day_key
+from dsp.budget.outcomes import OutcomeStore
+from dsp.budget.runtime import MoneyRuntime, MoneySettings
+from dsp.budget.spec import CampaignBudget
+from dsp.observability.metrics import Metrics
+from dsp.openrtb.nobid import NoBidReason
+from dsp.testing.redis_server import RedisServer
+
+FAST = MoneySettings(tick_s=0.05, lease_ttl_s=2.0, brake_grace_s=0.3, redis_timeout_s=0.3,
+                     first_check_s=0.0, settle_grace_s=0.0, lease_horizon_s=1.0)
+BUDGET = CampaignBudget("c1", 100_000, max_lease_micros=20_000)
+
+
+def led_has(rt: MoneyRuntime, bid_id: str) -> bool:
+    led = rt.ledger("c1")
+    return led is not None and led.is_reserved(bid_id)
+
+
+def today() -> int:
+    return campaign_day(time.time(), 0)
+
+
+async def test_two_runtimes_share_one_budget(redis_url: str) -> None:
+    clients = [aioredis.Redis.from_url(redis_url) for _ in range(2)]
+    rts = [MoneyRuntime(c, Metrics(), [BUDGET], settings=FAST) for c in clients]
+    for rt in rts:
+        await rt.tick()
+    assert all(rt.admit("c1", 1_000) is None for rt in rts)
+    reserved = 0
+    for i in range(100):
+        for k, rt in enumerate(rts):
+            if rt.reserve("c1", f"b{k}-{i}", 1_000, time.time() + 60):
+                reserved += 1_000
+    assert reserved == 10_000  # first slices: a quarter of the max lease each
+    for rt in rts:
+        await rt.tick()  # the reservation rate asks for more, up to the max lease
+    for i in range(100, 200):
+        for k, rt in enumerate(rts):
+            if rt.reserve("c1", f"b{k}-{i}", 1_000, time.time() + 60):
+                reserved += 1_000
+    assert reserved == 40_000  # two leases of at most 20k each
+    assert not rts[0].reserve("c1", "extra", 1_000, time.time() + 60)
+    store = OutcomeStore(clients[0])
+    ids0 = [f"b0-{i}" for i in range(200) if led_has(rts[0], f"b0-{i}")]
+    for bid_id in ids0[:10]:  # half of process 0's bids are billed at 600
+        await store.record("c1", today(), bid_id, "b", 600, commits=True)
+    await store.record("c1", today(), "b1-0", "l", 0, commits=False)
+    for rt in rts:
+        await rt.tick()
+    led0, led1 = rts[0].ledger("c1"), rts[1].ledger("c1")
+    assert led0 is not None and led1 is not None
+    assert rts[0].ledger_drift_micros() == 0 and rts[1].ledger_drift_micros() == 0
+    assert led1.outstanding == 19
+    # process 0: 10 bids committed at 600 and settled into its lease; 10 still pending
+    raw = await clients[0].hgetall(day_key("c1", today()))
+    assert int(raw[b"spent"]) == 6_000
+    assert led0.committed_micros == 0 and led0.outstanding == 10
+    leases = sum(int(v) for k, v in raw.items() if k.startswith(b"lease:"))
+    assert int(raw[b"out"]) == leases and leases + 6_000 <= 100_000
+    for rt in rts:
+        await rt.stop()
+    for c in clients:
+        await c.aclose()
+
+
+async def test_reservation_expires_and_is_released(redis_client: aioredis.Redis) -> None:
+    rt = MoneyRuntime(redis_client, Metrics(), [BUDGET], settings=FAST)
+    await rt.tick()
+    assert rt.reserve("c1", "late", 5_000, time.time() + 0.2)
+    led = rt.ledger("c1")
+    assert led is not None
+    await rt.tick()  # first check: no outcome yet, kept
+    assert led.is_reserved("late")
+    await asyncio.sleep(0.3)
+    await rt.tick()  # final check after expiry: released
+    assert not led.is_reserved("late") and led.drift_micros() == 0
+
+
+async def test_test_bids_never_reserve(redis_client: aioredis.Redis) -> None:
+    rt = MoneyRuntime(redis_client, Metrics(), [BUDGET], settings=FAST)
+    assert rt.reserve("c1", "t", 10**12, time.time() + 1, test=True)
+    led = rt.ledger("c1")
+    assert led is not None and led.reserved_micros == 0
+
+
+async def test_admit_reasons(redis_client: aioredis.Redis) -> None:
+    now = time.time()
+    specs = [BUDGET,
+             CampaignBudget("future", 100_000, active_from_s=now + 3600),
+             CampaignBudget("night", 100_000, pacing_curve=tuple(
+                 0.0 if h == int((now % 86_400) // 3600) else 1.0 for h in range(24)))]
+    rt = MoneyRuntime(redis_client, Metrics(), specs, settings=FAST)
+    assert rt.admit("c1", 1) == NoBidReason.BUDGET_EXHAUSTED  # no lease yet
+    await rt.tick()
+    assert rt.admit("c1", 1) is None
+    assert rt.admit("future", 1) == NoBidReason.OUT_OF_SCHEDULE
+    assert rt.admit("night", 1) == NoBidReason.OUT_OF_SCHEDULE
+    assert rt.admit("nope", 1) == NoBidReason.BUDGET_EXHAUSTED
+    rt.update_budgets([BUDGET])  # reload drops the others
+    assert rt.admit("future", 1) == NoBidReason.BUDGET_EXHAUSTED
+
+
+async def test_throttle_turns_away_lowest_values_first(redis_client: aioredis.Redis) -> None:
+    rt = MoneyRuntime(redis_client, Metrics(), [BUDGET], settings=FAST)
+    await rt.tick()
+    for v in range(1, 101):
+        rt.admit("c1", v)
+    ctrl = rt.controller("c1")
+    assert ctrl is not None
+    ctrl.throttle = 0.5
+    rt._campaigns["c1"].recompute_value_floor()
+    assert rt.admit("c1", 10) == NoBidReason.PACING_THROTTLED
+    assert rt.admit("c1", 90) is None
+
+
+async def test_pacing_raises_lambda_when_spend_runs_ahead(redis_client: aioredis.Redis) -> None:
+    clock = [time.time()]
+    settings = MoneySettings(tick_s=0.05, lease_ttl_s=30, first_check_s=0, settle_grace_s=0)
+    rt = MoneyRuntime(redis_client, Metrics(), [CampaignBudget("c1", 86_400_000_000)],
+                      settings=settings, clock=lambda: clock[0])
+    await rt.tick()
+    store = OutcomeStore(redis_client)
+    for step in range(6):  # spend 100x the planned rate (1 micro/s per ... of budget)
+        clock[0] += 10
+        await store.record("c1", campaign_day(clock[0], 0), f"s{step}", "b", 100_000_000,
+                           commits=True)
+        await rt.tick()
+    assert rt.pacing_multiplier("c1") > 1.0
+
+
+async def test_brake_engages_and_releases_with_redis() -> None:
+    srv = RedisServer().start()
+    client = aioredis.Redis.from_url(srv.url, socket_timeout=0.2, socket_connect_timeout=0.2)
+    metrics = Metrics()
+    rt = MoneyRuntime(client, metrics, [BUDGET], settings=FAST)
+    try:
+        await rt.start()
+        assert rt.admit("c1", 1) is None
+        srv.stop()
+        await asyncio.sleep(FAST.brake_grace_s + 0.5)
+        assert rt.braked and rt.admit("c1", 1) == NoBidReason.BUDGET_BRAKE
+        assert not rt.reserve("c1", "b", 1, time.time() + 5)
+        assert metrics.budget_brake._value.get() == 1
+        srv.start()  # same port, empty: the old lease is gone, a new one is taken
+        for _ in range(60):
+            await asyncio.sleep(0.05)
+            if not rt.braked:
+                break
+        await asyncio.sleep(0.2)
+        assert not rt.braked and rt.admit("c1", 1) is None
+        assert rt.ledger_drift_micros() == 0
+    finally:
+        await rt.stop()
+        await client.aclose()
+        srv.stop()
