@@ -11,9 +11,12 @@ import time
 
 import redis.asyncio as aioredis
 
+from dsp.budget.freqcap import impressions_in_window, is_capped
 from dsp.budget.keys import campaign_day, day_key
 from dsp.budget.leases import LeaseBook
-from dsp.budget.simulate import BILLED
+from dsp.budget.simulate import BILLED, SIM_USER
+from dsp.budget.spec import FrequencyCap
+from dsp.features.keys import caps_key
 
 PY = sys.executable
 BUDGET_MICROS = 200_000
@@ -79,3 +82,16 @@ async def test_killed_process_lease_returns_after_ttl(redis_client: aioredis.Red
     out, reclaimed = await sync()
     assert out == 0 and reclaimed > 0
     assert not [k for k in await redis_client.hkeys(day_key("sim", day)) if k.startswith(b"lease:")]
+
+
+async def test_caps_hold_across_processes(redis_client: aioredis.Redis, redis_url: str) -> None:
+    writers = [spawn("capwins", redis_url, "--n", "40", "--seed", str(i)) for i in range(2)]
+    for p in writers:
+        _, err = p.communicate(timeout=60)
+        assert p.returncode == 0, err[-2000:]
+    caps = {k.decode(): v for k, v in (await redis_client.hgetall(caps_key(SIM_USER))).items()}
+    # 80 concurrent impressions from two processes: none lost (cap 1000 keeps them all) ...
+    assert impressions_in_window(caps["sim"], time.time(), 3600) == 80
+    # ... and a third process (this one) sees the user capped at 80, not at 81
+    assert is_capped(caps, "sim", FrequencyCap(max_impressions=80, window_s=3600), time.time())
+    assert not is_capped(caps, "sim", FrequencyCap(max_impressions=81, window_s=3600), time.time())

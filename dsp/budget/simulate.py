@@ -10,7 +10,8 @@ bid, lose with a loss notice, or silence) and pushes the signed notices — with
 before wins and losses after wins — onto a Redis list. It records every bid it meant to be billed
 in ``sim:billed:{c}`` (bid id -> clearing micros) so a test can check that Redis committed exactly
 that. ``notices`` processes pop that list and run the real :class:`NoticeService`. ``hold`` leases,
-reserves, prints ``READY`` and waits (to be killed with SIGKILL). Not used by the bidder itself.
+reserves, prints ``READY`` and waits (to be killed with SIGKILL). ``capwins`` sends ``--n`` win
+notices for one user (frequency caps across processes). Not used by the bidder itself.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from dsp.observability.metrics import Metrics
 TEST_KEY = b"simulation-key-0123456789abcdef"
 QUEUE = "sim:notices:{%s}"
 BILLED = "sim:billed:{%s}"
+SIM_USER = "u:{00000000000000aa}"
 
 
 def signer() -> TokenSigner:
@@ -59,7 +61,7 @@ def token(s: TokenSigner, campaign: str, bid_id: str, price: int, ttl_s: float) 
     now = int(time.time())
     return s.sign(NoticeToken(kid="s1", bid_id=bid_id, request_id=bid_id, imp_id="1",
                               campaign_id=campaign, exchange="sim", bid_price_micros=price,
-                              currency="USD", user_key="u:{00000000000000aa}", issued_at_s=now,
+                              currency="USD", user_key=SIM_USER, issued_at_s=now,
                               expires_at_s=int(now + ttl_s) + 1))
 
 
@@ -129,6 +131,18 @@ async def run_notices(args: argparse.Namespace) -> int:
     return 0
 
 
+async def run_capwins(args: argparse.Namespace) -> int:
+    """Handle ``--n`` win notices of distinct bids for one user, as fast as possible."""
+    r = aioredis.Redis.from_url(args.redis)
+    svc = NoticeService(signer(), OutcomeStore(r), CapRecorder(r), Metrics(), [budget(args)])
+    s = signer()
+    await asyncio.gather(*(svc.win(token(s, args.campaign, f"{args.seed}-{i}", 5_000, 60), "1.0")
+                           for i in range(args.n)))
+    print("done", flush=True)
+    await r.aclose()
+    return 0
+
+
 async def run_hold(args: argparse.Namespace) -> int:
     r = aioredis.Redis.from_url(args.redis)
     rt = MoneyRuntime(r, Metrics(), [budget(args)], settings=settings(args.lease_ttl_s))
@@ -142,7 +156,7 @@ async def run_hold(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m dsp.budget.simulate")
-    p.add_argument("role", choices=("bidder", "notices", "hold"))
+    p.add_argument("role", choices=("bidder", "notices", "hold", "capwins"))
     p.add_argument("--redis", required=True)
     p.add_argument("--campaign", default="sim")
     p.add_argument("--daily-micros", type=int, default=1_000_000)
@@ -151,8 +165,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--bid-ttl-s", type=float, default=2.0)
     p.add_argument("--seconds", type=float, default=3.0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n", type=int, default=50)
     args = p.parse_args(argv)
-    runner = {"bidder": run_bidder, "notices": run_notices, "hold": run_hold}[args.role]
+    runner = {"bidder": run_bidder, "notices": run_notices, "hold": run_hold,
+              "capwins": run_capwins}[args.role]
     return asyncio.run(runner(args))
 
 

@@ -1,0 +1,24 @@
+"""``dsp budget set/show`` against a real redis-server."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+
+from dsp.budget.keys import campaign_day, day_key
+from dsp.cli import main
+
+
+def test_set_pins_and_show_prints(redis_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["budget", "set", "c9", "--daily", "12.5", "--redis", redis_url]) == 0
+    r = redis.Redis.from_url(redis_url)
+    raw = r.hgetall(day_key("c9", campaign_day(time.time(), 0)))
+    assert raw[b"budget"] == b"12500000" and raw[b"pinned"] == b"1"
+    out = capsys.readouterr().out
+    assert "budget     12.500000" in out and "(pinned)" in out
+    assert main(["budget", "set", "c9", "--unpin", "--redis", redis_url]) == 0
+    assert not r.hexists(day_key("c9", campaign_day(time.time(), 0)), "pinned")
+    assert main(["budget", "set", "c9", "--daily", "-1", "--redis", redis_url]) == 2
+    assert main(["budget", "show", "c9", "--redis", redis_url]) == 0
