@@ -58,8 +58,8 @@ END_MARK = "<!-- capacity-report:end -->"
 BIDDER_CMD = ("{python} -m dsp.cli serve --host 127.0.0.1 --port {port} --workers {workers} "
               "--redis-url {redis_url} --configs {configs}")
 CEILING_CMD = "{python} -m benchmarks.ceiling_server --port {port}"
-SEED_CMD = ("{python} -m dsp.cli features seed --users {users} --seed 7 --ids-out {ids_file} "
-            "--redis-url {redis_url}")
+# `dsp features seed` when this checkout has it, else the same population via the library.
+SEED_CMD = "{python} -m loadtest.seed --users {users} --seed 7 --ids-out {ids_file} --redis-url {redis_url}"
 
 
 @dataclass

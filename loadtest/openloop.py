@@ -51,6 +51,7 @@ class Stats:
     timeouts: int = 0
     sent: int = 0
     total_responses: int = 0  # including the warm-up: CPU per request divides by this
+    bids: int = 0  # measured responses carrying at least one bid (a 200 may be a no-bid with nbr)
     connections_opened: int = 0
     bodies: list[bytes] = field(default_factory=list)  # a few 200 bodies, for inspection
 
@@ -217,8 +218,10 @@ class Pool:
         if conn.measured:
             self.stats.latencies_us.append((time.monotonic_ns() - conn.due_ns) // 1000)
             self.stats.status[status] += 1
-            if status == 200 and len(self.stats.bodies) < self.keep_bodies:
-                self.stats.bodies.append(body)
+            if status == 200 and b'"price"' in body:
+                self.stats.bids += 1
+                if len(self.stats.bodies) < self.keep_bodies:
+                    self.stats.bodies.append(body)
         self._give(conn)
 
     def on_timeout(self, conn: _Conn) -> None:
@@ -305,7 +308,8 @@ def summarize(stats: Stats, rate: float, duration_s: float) -> dict[str, Any]:
         "p50_ms": pct(lat, 50), "p90_ms": pct(lat, 90), "p99_ms": pct(lat, 99),
         "p999_ms": pct(lat, 99.9), "max_ms": round(float(lat.max()), 3) if ok else None,
         "status": {str(k): v for k, v in sorted(stats.status.items())},
-        "bid_rate": round(stats.status.get(200, 0) / ok, 4) if ok else 0.0,
+        "bids": stats.bids,
+        "bid_rate": round(stats.bids / ok, 4) if ok else 0.0,
         "error_rate": round((stats.errors + non_2xx) / sent, 5),
         "timeout_rate": round(stats.timeouts / sent, 5),
         "errors": stats.errors, "timeouts": stats.timeouts, "non_2xx": non_2xx,

@@ -38,7 +38,9 @@ async def test_every_request_is_answered_and_counted() -> None:
     async def bid(request: web.Request) -> web.Response:
         seen.append(json.loads(await request.read()))
         if len(seen) % 4 == 0:
-            return web.json_response({"id": seen[-1]["id"], "seatbid": []})
+            return web.json_response({"id": seen[-1]["id"], "seatbid": [{"bid": [{"price": 1.5}]}]})
+        if len(seen) % 4 == 1:
+            return web.json_response({"id": seen[-1]["id"], "nbr": 8})
         return web.Response(status=204)
 
     app = web.Application()
@@ -52,10 +54,10 @@ async def test_every_request_is_answered_and_counted() -> None:
     s = summarize(stats, 200, 1.0)
     assert s["sent"] == 200 and s["responses"] == 200 and s["total_responses"] == 250
     assert len(seen) == 250 and len({r["id"] for r in seen}) == 250  # fresh ids
-    assert sum(s["status"].values()) == 200 and 45 <= s["status"]["200"] <= 55  # every 4th bids
-    assert s["bid_rate"] == s["status"]["200"] / 200
+    assert sum(s["status"].values()) == 200 and 95 <= s["status"]["200"] <= 105  # half are 200s
+    assert 45 <= s["bids"] <= 55 and s["bid_rate"] == s["bids"] / 200  # but only every 4th bids
     assert s["error_rate"] == 0 and s["timeout_rate"] == 0
-    assert len(stats.bodies) == 3 and all(b.startswith(b'{"id"') for b in stats.bodies)
+    assert len(stats.bodies) == 3 and all(b'"price"' in b for b in stats.bodies)
 
 
 async def test_a_stall_is_charged_to_every_request_due_during_it() -> None:
