@@ -58,6 +58,22 @@ class RecordCodec:
         for i in range(mat.shape[0]):
             yield encode(FeatureRecord(SCHEMA_VERSION, raw[i * _RECORD_BYTES:(i + 1) * _RECORD_BYTES]))
 
+    def payload(self, blob: bytes) -> bytes | None:
+        """The raw float32 bytes of a record of this schema version and size, else None."""
+        try:
+            rec = self._decoder.decode(blob)
+        except msgspec.DecodeError:
+            return None
+        if rec.v != SCHEMA_VERSION or len(rec.f) != _RECORD_BYTES:
+            return None
+        return rec.f
+
+    @staticmethod
+    def matrix(payloads: list[bytes]) -> FloatArray:
+        """Stack payloads from :meth:`payload` into a writable (n, N_FEATURES) float32 matrix."""
+        mat = np.frombuffer(b"".join(payloads), dtype=_LE_F32).reshape(len(payloads), N_FEATURES)
+        return mat.astype(np.float32)  # native byte order, owns its memory
+
     def decode(self, blob: bytes) -> FloatArray | None:
         """The float32 vector, or None when the blob is malformed or of another schema version."""
         try:
