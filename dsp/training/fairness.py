@@ -114,3 +114,22 @@ def markdown(reports: list[GateReport]) -> str:
             lines.append(f"| AIR by {label} | | {air:.3f} ({verdict} four-fifths) |")
         lines.append("")
     return "\n".join(lines)
+
+
+def drivers_markdown(pd: F64, p_intent: F64, has_history: F64, sex: npt.NDArray[np.int64],
+                     age: npt.NDArray[np.int64]) -> str:
+    """Per-group means of what the gates look at, to explain the pass-rate differences."""
+    sex_names = np.array([SEX_NAMES.get(int(s), "other") for s in sex])
+    bands = age_band(age)
+    lines = ["| group | thin-file share | mean pd | mean p_intent | mean pd, users with history |",
+             "|---|---:|---:|---:|---:|"]
+    for groups, order in ((sex_names, ("male", "female")), (bands, AGE_BANDS)):
+        for g in order:
+            m = groups == g
+            if not m.any():
+                continue
+            known = m & (has_history > 0)
+            pd_known = f"{pd[known].mean():.4f}" if known.any() else "–"
+            lines.append(f"| {g} | {1 - has_history[m].mean():.1%} | {pd[m].mean():.4f} | "
+                         f"{p_intent[m].mean():.4f} | {pd_known} |")
+    return "\n".join(lines)

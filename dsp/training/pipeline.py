@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dsp.features.contract import FEATURE_INDEX
 from dsp.features.keys import SCHEMA_VERSION
 from dsp.features.taiwan import TAIWAN_DIR, TAIWAN_FILE, load_taiwan
 from dsp.scoring import bench
@@ -31,6 +32,14 @@ ONNX_FILE = "model.onnx"
 NATIVE_FILE = "native.lgb.txt"
 REPORT_FILE = "EVALUATION.md"
 PARITY_TOLERANCE = 1e-5
+
+FAIRNESS_READING = (
+    "How to read it: age is not an input, so group differences are proxy effects. In this world "
+    "thin files (no credit history, hence pd = the base rate) are more common among the young, "
+    "and late-night activity — an intent signal lenders report — rises with youth; a pd_max "
+    "below the base rate therefore under-selects young users, while a low intent_min can "
+    "over-select them. A campaign whose AIR falls below 0.8 above needs a review before it runs "
+    "(e.g. a thin-file risk model instead of the base rate, or different thresholds).")
 
 _DESCRIPTIONS = {
     "risk": "Probability of default (UCI Taiwan credit default, next-month default), calibrated.",
@@ -107,7 +116,11 @@ def train_all(seed: int, data_dir: Path | None, models_dir: Path, campaigns_dir:
     p_intent = runners["intent"].predict(pop.features).astype(np.float64)
     pd = runners["risk"].predict(pop.features).astype(np.float64)
     gates = fairness.load_gates(campaigns_dir)
-    fairness_md = fairness.markdown(fairness.gate_reports(gates, pd, p_intent, pop.sex, pop.age))
+    has_history = pop.features[:, FEATURE_INDEX["has_credit_history"]].astype(np.float64)
+    fairness_md = (fairness.markdown(fairness.gate_reports(gates, pd, p_intent, pop.sex, pop.age))
+                   + "\n**What drives the differences** (same held-out users):\n\n"
+                   + fairness.drivers_markdown(pd, p_intent, has_history, pop.sex, pop.age)
+                   + "\n\n" + FAIRNESS_READING)
 
     say("benchmarking inference ...")
     bench_rows = [r for name in ("intent", "risk")

@@ -1,0 +1,69 @@
+"""The key layout and the store on Redis Cluster (a one-node cluster owning every slot).
+
+A one-node cluster still enforces the cluster rules that matter here: multi-key commands and
+scripts across slots fail with CROSSSLOT, and clients must use the cluster protocol.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import redis
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.cluster import RedisCluster
+
+from dsp.clock import Deadline
+from dsp.features.contract import N_FEATURES
+from dsp.features.keys import caps_key, user_key
+from dsp.features.store import FeatureStore
+from dsp.features.writer import write_rows
+from dsp.testing.redis_server import RedisServer
+
+
+@pytest.fixture(scope="module")
+def cluster_port() -> Iterator[int]:
+    with RedisServer(extra_args=["--cluster-enabled", "yes",
+                                 "--cluster-config-file", "nodes.conf"]) as srv:
+        client = redis.Redis(port=srv.port)
+        client.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
+        deadline = time.monotonic() + 10
+        while b"cluster_state:ok" not in client.execute_command("CLUSTER", "INFO"):
+            if time.monotonic() > deadline:
+                pytest.fail("one-node cluster did not become ready")
+            time.sleep(0.05)
+        client.close()
+        yield srv.port
+
+
+def test_user_keys_share_a_slot_and_users_spread_over_slots(cluster_port: int) -> None:
+    client = redis.Redis(port=cluster_port)
+    keys = [user_key(f"user-{i}") for i in range(200)]
+    slots = {client.execute_command("CLUSTER", "KEYSLOT", k) for k in keys}
+    assert len(slots) > 150  # hash tags spread users over the slots
+    for k in keys[:20]:
+        assert (client.execute_command("CLUSTER", "KEYSLOT", k)
+                == client.execute_command("CLUSTER", "KEYSLOT", caps_key(k)))
+    client.close()
+
+
+async def test_store_reads_and_writes_through_the_cluster_client(cluster_port: int) -> None:
+    sync = RedisCluster(host="127.0.0.1", port=cluster_port)
+    ids = [f"cluster-user-{i}" for i in range(300)]
+    rows = np.random.default_rng(1).uniform(0, 3, size=(300, N_FEATURES)).astype(np.float32)
+    assert write_rows(sync, ids, rows, chunk=64) == 300
+    sync.hset(caps_key(user_key(ids[5])), "camp-1", b"\x07")
+    sync.close()
+
+    client = AsyncRedisCluster(host="127.0.0.1", port=cluster_port)
+    try:
+        store = FeatureStore(client)
+        records = await store.fetch([*ids[:100], "nobody", ""], Deadline.after_ms(5000))
+        assert [r.known for r in records[:100]] == [True] * 100
+        np.testing.assert_array_equal(np.stack([r.features for r in records[:100]]), rows[:100])
+        assert records[5].caps == {"camp-1": b"\x07"}
+        assert not records[100].known and not records[101].known
+    finally:
+        await client.aclose()
