@@ -45,6 +45,7 @@ class ModelRunner:
     """One loaded model. ``predict`` maps (n, N_FEATURES) float32 rows to (n,) probabilities."""
 
     __slots__ = ("_cal_x", "_cal_y", "_columns", "_input", "_output", "_session", "config", "path")
+    _columns: npt.NDArray[np.intp] | None
 
     def __init__(self, config: ModelConfig, model_dir: Path,
                  provided: tuple[str, ...] = FEATURE_NAMES) -> None:
@@ -60,7 +61,10 @@ class ModelRunner:
             raise ModelContractError(f"model {config.name!r}: cannot load {self.path}: {exc}") from exc
         self._check_io()
         # Column selection from the full contract vector, built once.
-        self._columns = np.array([FEATURE_INDEX[f] for f in config.features], dtype=np.intp)
+        columns = np.array([FEATURE_INDEX[f] for f in config.features], dtype=np.intp)
+        # None when the model reads the whole contract vector in order: no gather needed.
+        identity = columns.shape[0] == N_FEATURES and bool((columns == np.arange(N_FEATURES)).all())
+        self._columns = None if identity else columns
         self._input = config.inputs[0].name
         self._output = config.output
         cal = config.calibration
@@ -102,7 +106,8 @@ class ModelRunner:
             raise ValueError(f"expected rows of shape (n, {N_FEATURES}), got {rows.shape}")
         if rows.shape[0] == 0:
             return np.empty(0, dtype=np.float32)
-        x = np.ascontiguousarray(rows[:, self._columns], dtype=np.float32)
+        x = np.ascontiguousarray(rows if self._columns is None else rows[:, self._columns],
+                                 dtype=np.float32)
         try:
             out = self._session.run([self._output], {self._input: x})[0]
         except Exception as exc:  # onnxruntime's exceptions are not a typed hierarchy
