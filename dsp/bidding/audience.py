@@ -59,6 +59,16 @@ class ModelScorer:
         return self._intent.predict(rows), self._risk.predict(rows)
 
 
+class AudienceSource(Protocol):
+    """What the flow needs: resolve one user (the request's one await) or the population."""
+
+    def unknown(self, user_key: str = "", caps: dict[str, bytes] | None = None) -> Audience: ...
+
+    async def resolve(self, user_id: str, deadline: Deadline) -> Audience: ...
+
+    async def close(self) -> None: ...
+
+
 class AudienceResolver:
     """Resolves and scores users through one shared micro-batch per event-loop tick."""
 

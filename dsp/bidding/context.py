@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import msgspec
 
+from dsp.config.snapshot import iab_keys
 from dsp.openrtb.request import BidRequest
 
 # ISO-3166 alpha-2 -> alpha-3 for traffic that sends the short form (OpenRTB says alpha-3).
@@ -45,6 +46,7 @@ class RequestContext(msgspec.Struct, gc=False):
     device_type: int | None
     os: str | None
     categories: tuple[str, ...]
+    category_keys: frozenset[str]  # categories and their IAB tier-1 parents (see iab_keys)
     bcat: frozenset[str]
     badv: frozenset[str]
     bapp: frozenset[str]
@@ -52,6 +54,9 @@ class RequestContext(msgspec.Struct, gc=False):
     user_allowed: bool  # False: lmt/dnt/GDPR without consent -> no user-level features
     gdpr_no_consent: bool
     now_s: float  # wall clock, seconds since the epoch (schedules, token expiry)
+
+
+_EMPTY: frozenset[str] = frozenset()
 
 
 def _user_id(req: BidRequest) -> str:
@@ -95,14 +100,16 @@ def request_context(req: BidRequest, exchange: str, default_auction_type: int,
     limited = device is not None and (device.lmt == 1 or device.dnt == 1)
     user_allowed = not gdpr_no_consent and not limited
     at = req.at if req.at in (1, 2) else default_auction_type
+    cats = _categories(req)
     return RequestContext(
         exchange=exchange, test=req.test == 1, auction_type=at,
         country=country_alpha3(geo.country) if geo is not None else None,
         device_type=device.devicetype if device is not None else None,
         os=device.os.lower() if device is not None and device.os else None,
-        categories=_categories(req),
-        bcat=frozenset(req.bcat or ()), badv=frozenset(req.badv or ()),
-        bapp=frozenset(req.bapp or ()),
+        categories=cats, category_keys=iab_keys(cats) if cats else _EMPTY,
+        bcat=frozenset(req.bcat) if req.bcat else _EMPTY,
+        badv=frozenset(req.badv) if req.badv else _EMPTY,
+        bapp=frozenset(req.bapp) if req.bapp else _EMPTY,
         user_id=_user_id(req) if user_allowed else "",
         user_allowed=user_allowed, gdpr_no_consent=gdpr_no_consent,
         now_s=now_s)

@@ -47,29 +47,28 @@ _RANK = {r: i for i, r in enumerate((
     NoBidReason.BLOCKED_ADVERTISER, NoBidReason.BLOCKED_APP, NoBidReason.CURRENCY_UNSUPPORTED))}
 
 
-def _matches(cat: str, prefixes: tuple[str, ...] | frozenset[str]) -> bool:
-    """IAB prefix match: ``IAB13`` matches ``IAB13`` and ``IAB13-2``, not ``IAB130``."""
-    return any(cat == p or (cat.startswith(p) and cat[len(p):len(p) + 1] == "-") for p in prefixes)
-
-
-def campaign_drop(c: CompiledCampaign, ctx: RequestContext) -> tuple[NoBidReason, str] | None:
-    """The request-level reason campaign ``c`` cannot bid, or None."""
+def campaign_drop(c: CompiledCampaign, ctx: RequestContext,
+                  verbose: bool = False) -> tuple[NoBidReason, str] | None:
+    """The request-level reason campaign ``c`` cannot bid, or None. ``verbose`` fills the detail
+    text (``dsp explain``); the hot path leaves it empty to avoid formatting strings."""
     if c.start_day is not None or c.end_day is not None or c.hours is not None:
         local_s = ctx.now_s + c.utc_offset_minutes * 60
         day = int(local_s // 86400)
         if (c.start_day is not None and day < c.start_day) or (c.end_day is not None and day > c.end_day):
             return NoBidReason.OUT_OF_SCHEDULE, "outside the flight dates"
         if c.hours is not None and int(local_s // 3600) % 24 not in c.hours:
-            return NoBidReason.OUT_OF_SCHEDULE, f"hour {int(local_s // 3600) % 24} not scheduled"
+            return NoBidReason.OUT_OF_SCHEDULE, (
+                f"local hour {int(local_s // 3600) % 24} not scheduled" if verbose else "")
     if c.countries is not None and ctx.country not in c.countries:
-        return NoBidReason.NO_ELIGIBLE_CAMPAIGN, f"country {ctx.country} not targeted"
+        return NoBidReason.NO_ELIGIBLE_CAMPAIGN, f"country {ctx.country} not targeted" if verbose else ""
     if c.device_types is not None and ctx.device_type not in c.device_types:
-        return NoBidReason.NO_ELIGIBLE_CAMPAIGN, f"device type {ctx.device_type} not targeted"
+        return NoBidReason.NO_ELIGIBLE_CAMPAIGN, (
+            f"device type {ctx.device_type} not targeted" if verbose else "")
     if c.os is not None and ctx.os not in c.os:
-        return NoBidReason.NO_ELIGIBLE_CAMPAIGN, f"os {ctx.os} not targeted"
-    if c.categories is not None and not any(_matches(k, c.categories) for k in ctx.categories):
+        return NoBidReason.NO_ELIGIBLE_CAMPAIGN, f"os {ctx.os} not targeted" if verbose else ""
+    if c.categories is not None and c.categories.isdisjoint(ctx.category_keys):
         return NoBidReason.NO_ELIGIBLE_CAMPAIGN, "no targeted category"
-    if c.exclude_categories and any(_matches(k, c.exclude_categories) for k in ctx.categories):
+    if c.exclude_categories and not c.exclude_categories.isdisjoint(ctx.category_keys):
         return NoBidReason.NO_ELIGIBLE_CAMPAIGN, "excluded category"
     if ctx.gdpr_no_consent and not c.gdpr_contextual:
         return NoBidReason.NO_CONSENT, "GDPR applies without consent; campaign does not bid contextually"
@@ -103,10 +102,12 @@ def _creative(c: CompiledCampaign, imp: Imp) -> CompiledCreative | None:
 
 
 def _blocked(cr: CompiledCreative, ctx: RequestContext) -> tuple[NoBidReason, str] | None:
-    if ctx.bcat and any(_matches(k, ctx.bcat) for k in cr.cat):
+    if ctx.bcat and not cr.cat_keys.isdisjoint(ctx.bcat):
         return NoBidReason.BLOCKED_CATEGORY, f"creative category {','.join(cr.cat)} blocked by bcat"
-    if ctx.badv and any(d in ctx.badv for d in cr.adomain):
+    if ctx.badv and not ctx.badv.isdisjoint(cr.adomain):
         return NoBidReason.BLOCKED_ADVERTISER, f"advertiser {','.join(cr.adomain)} blocked by badv"
+    if ctx.bapp and cr.bundle and cr.bundle in ctx.bapp:
+        return NoBidReason.BLOCKED_APP, f"advertiser app {cr.bundle} blocked by bapp"
     return None
 
 
@@ -153,7 +154,7 @@ def eligible(campaigns: tuple[CompiledCampaign, ...], imps: list[Imp], ctx: Requ
     best = NoBidReason.NO_ELIGIBLE_CAMPAIGN
     best_rank = -1
     for c in campaigns:
-        drop = campaign_drop(c, ctx)
+        drop = campaign_drop(c, ctx, trace is not None)
         if drop is not None:
             if _RANK[drop[0]] > best_rank:
                 best, best_rank = drop[0], _RANK[drop[0]]

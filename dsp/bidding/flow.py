@@ -17,7 +17,7 @@ from __future__ import annotations
 import msgspec
 
 from dsp.batching import DeadlineExceeded
-from dsp.bidding.audience import Audience, AudienceResolver
+from dsp.bidding.audience import Audience, AudienceSource
 from dsp.bidding.decide import IdSource, Prepared, choose, prepare
 from dsp.bidding.ports import MoneyGate
 from dsp.bidding.respond import NoticeUrls, bid_response
@@ -42,7 +42,7 @@ class BidFlow:
 
     __slots__ = ("_ids", "_money", "_notices", "_resolver")
 
-    def __init__(self, resolver: AudienceResolver, money: MoneyGate, notices: NoticeUrls,
+    def __init__(self, resolver: AudienceSource, money: MoneyGate, notices: NoticeUrls,
                  ids: IdSource) -> None:
         self._resolver = resolver
         self._money = money

@@ -10,8 +10,8 @@ For an impression of a user with calibrated ``p_intent`` and probability of defa
     always  bid ≥ floor, else BELOW_FLOOR
 
 Worked example (QuickLoan demo constants: margin 900, lgd 0.65, ead 3000, cost 120,
-apply_rate 0.004, p_approve 0.55, max_cpm 6): pd 0.05, p_intent 0.2 ->
-NPV = 855 − 97.5 − 120 = 637.5; v = 0.2 · 0.004 · 0.55 · 637.5 = 0.2805 per imp = 280.5 CPM,
+apply_rate 0.002, p_approve 0.55, max_cpm 6): pd 0.05, p_intent 0.2 ->
+NPV = 855 − 97.5 − 120 = 637.5; v = 0.2 · 0.002 · 0.55 · 637.5 = 0.14025 per imp = 140.25 CPM,
 capped at 6.00 CPM -> ``bid_cpm_micros == 6_000_000``.
 """
 

@@ -89,6 +89,7 @@ class Creative(_Cfg, frozen=True, kw_only=True):
     format: Literal["banner", "video", "native", "audio"] = "banner"
     w: Annotated[int, Meta(gt=0)] | None = None
     h: Annotated[int, Meta(gt=0)] | None = None
+    bundle: str | None = None  # advertiser app bundle/store id, matched against bapp
 
 
 class CampaignFile(_Cfg, frozen=True, kw_only=True):

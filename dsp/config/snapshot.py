@@ -37,6 +37,8 @@ class CompiledCreative(msgspec.Struct, frozen=True, gc=False):
     adomain: tuple[str, ...]
     cat: tuple[str, ...]
     markup: str
+    cat_keys: frozenset[str]  # cat plus IAB tier-1 parents, for bcat matching
+    bundle: str | None = None  # the advertiser's app bundle, matched against bapp
 
 
 class CompiledCampaign(msgspec.Struct, frozen=True, gc=False):
@@ -60,8 +62,8 @@ class CompiledCampaign(msgspec.Struct, frozen=True, gc=False):
     countries: frozenset[str] | None
     device_types: frozenset[int] | None
     os: frozenset[str] | None
-    categories: tuple[str, ...] | None
-    exclude_categories: tuple[str, ...]
+    categories: frozenset[str] | None  # IAB codes; a tier-1 code also matches its children
+    exclude_categories: frozenset[str]
     deals: frozenset[str]
     open_auction: bool
     start_day: int | None  # first day (days since 1970-01-01, campaign local time), inclusive
@@ -114,6 +116,12 @@ def _epoch_day(day: dt.date | None) -> int | None:
     return None if day is None else (day - _EPOCH).days
 
 
+def iab_keys(cats: list[str] | tuple[str, ...]) -> frozenset[str]:
+    """Each category and its IAB tier-1 parent: ``IAB13-2`` -> {``IAB13-2``, ``IAB13``}, so a
+    block or target entry ``IAB13`` matches ``IAB13-2`` with one set intersection."""
+    return frozenset(k for cat in cats for k in (cat, cat.partition("-")[0]))
+
+
 def _budget(c: CampaignFile) -> CampaignBudget:
     """The money side's view. Hours outside ``schedule.hours`` get pacing weight 0 (no spend)."""
     curve = tuple(c.pacing.curve) if c.pacing.mode == "curve" and c.pacing.curve else (1.0,) * 24
@@ -138,7 +146,8 @@ def _budget(c: CampaignFile) -> CampaignBudget:
 
 def compile_campaign(c: CampaignFile) -> CompiledCampaign:
     creatives = [CompiledCreative(cr.id, cr.format, MTYPE[cr.format], cr.w, cr.h,
-                                  tuple(cr.adomain), tuple(cr.cat), cr.markup) for cr in c.creatives]
+                                  tuple(cr.adomain), tuple(cr.cat), cr.markup,
+                                  iab_keys(cr.cat), cr.bundle) for cr in c.creatives]
     banners = {(cr.w, cr.h): cr for cr in creatives
                if cr.kind == "banner" and cr.w is not None and cr.h is not None}
     by_kind: dict[str, CompiledCreative] = {}
@@ -156,8 +165,8 @@ def compile_campaign(c: CampaignFile) -> CompiledCampaign:
         countries=frozenset(t.countries) if t.countries is not None else None,
         device_types=frozenset(t.device_types) if t.device_types is not None else None,
         os=frozenset(o.lower() for o in t.os) if t.os is not None else None,
-        categories=tuple(t.categories) if t.categories is not None else None,
-        exclude_categories=tuple(t.exclude_categories or ()),
+        categories=frozenset(t.categories) if t.categories is not None else None,
+        exclude_categories=frozenset(t.exclude_categories or ()),
         deals=frozenset(t.deals or ()), open_auction=t.open_auction,
         start_day=_epoch_day(c.schedule.start), end_day=_epoch_day(c.schedule.end),
         hours=frozenset(c.schedule.hours) if c.schedule.hours is not None else None,

@@ -17,14 +17,14 @@ import logging
 import os
 import secrets
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import numpy as np
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from dsp.bidding.audience import AudienceResolver, ModelScorer
+from dsp.bidding.audience import AudienceResolver, AudienceSource, ModelScorer
 from dsp.bidding.decide import IdSource
 from dsp.bidding.flow import BidFlow
 from dsp.bidding.respond import NoticeUrls
@@ -38,7 +38,7 @@ from dsp.features.store import FeatureStore
 from dsp.notices.service import NoticeService
 from dsp.notices.tokens import TokenSigner
 from dsp.observability.metrics import Metrics
-from dsp.scoring.model import load_models
+from dsp.scoring.model import ModelRunner, load_models
 from dsp.server.bid_endpoint import BidEndpoint
 from dsp.server.metrics_route import add_metrics_route
 from dsp.server.notice_routes import add_notice_routes
@@ -49,12 +49,17 @@ log = logging.getLogger(__name__)
 
 SERVICES: web.AppKey[Services] = web.AppKey("services")
 
+#: Builds the audience source from (redis client, intent runner, risk runner, population scores);
+#: the default is the micro-batched AudienceResolver (benchmarks swap in a per-request one).
+AudienceFactory = Callable[[aioredis.Redis, ModelRunner, ModelRunner, tuple[float, float]], AudienceSource]
+
 
 class Services:
     """Per-process collaborators. Built synchronously (clients connect lazily, models load now);
     :meth:`open` starts the background work inside the event loop, :meth:`close` stops it."""
 
-    def __init__(self, settings: Settings, metrics: Metrics, holder: SnapshotHolder) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics, holder: SnapshotHolder,
+                 make_audience: AudienceFactory | None = None) -> None:
         s = settings
         self.settings = settings
         self.metrics = metrics
@@ -70,11 +75,15 @@ class Services:
         self.redis_ok = False
         snap = holder.current
         self.money = MoneyRuntime(self.redis, metrics, snap.budgets)
-        self.resolver = AudienceResolver(
-            FeatureStore(self.redis), ModelScorer(intent, risk), population,
-            max_batch_size=min(intent.config.max_batch_size, risk.config.max_batch_size),
-            max_wait_us=max(intent.config.max_wait_us, risk.config.max_wait_us),
-            on_batch=self.recorder.batch, on_redis_error=self.recorder.redis_error)
+        self.resolver: AudienceSource
+        if make_audience is not None:
+            self.resolver = make_audience(self.redis, intent, risk, population)
+        else:
+            self.resolver = AudienceResolver(
+                FeatureStore(self.redis), ModelScorer(intent, risk), population,
+                max_batch_size=min(intent.config.max_batch_size, risk.config.max_batch_size),
+                max_wait_us=max(intent.config.max_wait_us, risk.config.max_wait_us),
+                on_batch=self.recorder.batch, on_redis_error=self.recorder.redis_error)
         signer = TokenSigner(s.token_keys, s.token_active)
         ids = IdSource(f"{secrets.token_hex(3)}{os.getpid():x}-")
         flow = BidFlow(self.resolver, self.money, NoticeUrls(signer, s.base_url), ids)
@@ -157,11 +166,12 @@ async def _admin_reload(request: web.Request) -> web.Response:
     return web.json_response(result, status=200 if result["ok"] else 422)
 
 
-def build_app(settings: Settings, metrics: Metrics, holder: SnapshotHolder | None = None) -> web.Application:
+def build_app(settings: Settings, metrics: Metrics, holder: SnapshotHolder | None = None, *,
+              make_audience: AudienceFactory | None = None) -> web.Application:
     """The application. The config is loaded now (ConfigInvalid aborts start-up)."""
     holder = holder or SnapshotHolder.load(Path(settings.configs_dir))
     app = web.Application(client_max_size=settings.max_body_bytes)
-    svc = Services(settings, metrics, holder)
+    svc = Services(settings, metrics, holder, make_audience)
     app[SERVICES] = svc
 
     async def lifecycle(_app: web.Application) -> AsyncIterator[None]:

@@ -88,6 +88,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"dsp serve: http://{settings.host}:{settings.port} with {settings.workers} worker(s)",
           file=sys.stderr)
     if settings.workers == 1:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # e.g. set by the container image
+            from dsp.observability.multiproc import enable_multiprocess
+
+            enable_multiprocess(os.environ["PROMETHEUS_MULTIPROC_DIR"], clean=True)
         serve_worker(settings, args.log_level)
         return 0
     return _supervise(settings, args.log_level)

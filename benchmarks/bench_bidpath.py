@@ -1,0 +1,244 @@
+"""Bid-path benchmark: the bidder (1 and 2 workers) next to the 204 ceiling and a per-request baseline.
+
+    .venv/bin/python -m benchmarks.bench_bidpath [--duration 10] [--users 5000] [--workers 1,2]
+
+One run, same machine, same request bodies, so the results are ratios, not absolute numbers:
+
+* ``ceiling``  benchmarks/ceiling_server.py: aiohttp + uvloop, reads the body, answers 204;
+* ``naive``    benchmarks/naive_server.py: the product with one Redis GET and one ONNX run per model
+               per request (no cross-request batching);
+* ``bidder``   ``dsp serve --workers N`` (micro-batched features and scores).
+
+Traffic: ``wrk`` (one thread) cycles through realistic bodies built by dsp.testing.traffic from the
+OpenRTB corpus and the story fixtures, every one carrying a *known* user seeded by
+``dsp features seed``; only templates that reach the scoring stage are kept (requests stopped by a
+policy gate before any lookup would flatter the numbers). Campaign budgets are raised in a temporary
+copy of bidder_configs so the money gate does not end bidding mid-run. Reported per server and
+connection count: requests/s, p50/p99/p99.9 latency, errors (socket errors + non-2xx) and the share
+of requests answered with a bid. Targets (issue 3): at 64 connections, bidder(1 worker) >= 50% of
+the ceiling and >= 3x naive; p99 at 8 connections < 5 ms; zero errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import msgspec
+
+from dsp.bidding.decide import Prepared, prepare
+from dsp.config.snapshot import load_snapshot
+from dsp.errors import InvalidRequest
+from dsp.openrtb.decode import RequestDecoder
+from dsp.testing.redis_server import RedisServer, free_port
+from dsp.testing.traffic import TrafficGenerator, TrafficMix
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+
+LUA_TEMPLATE = r"""
+local bodies = {%(bodies)s}
+local n = #bodies
+local i = 0
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+request = function()
+  i = i %% n + 1
+  return wrk.format(nil, "%(path)s", nil, bodies[i])
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('RESULT {"requests": %%d, "duration_us": %%d, "p50_us": %%d, ' ..
+    '"p99_us": %%d, "p999_us": %%d, "socket_errors": %%d, "status_errors": %%d}\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    latency:percentile(99.9), e.connect + e.read + e.write + e.timeout, e.status))
+end
+"""
+
+
+def build_bodies(ids_file: Path, configs: Path, n: int) -> tuple[list[bytes], int]:
+    """Known-user bodies that pass the policy gates and reach scoring; also how many templates."""
+    gen = TrafficGenerator.from_sources(TrafficMix(exchanges={"generic": 1.0}, known_user_share=1.0,
+                                                   seed=11), ids_file=ids_file)
+    snap = load_snapshot(configs)
+    profile = snap.exchanges["generic"]
+    dec = RequestDecoder()
+    bodies: list[bytes] = []
+    templates: set[str] = set()
+    tries = 0
+    while len(bodies) < n and tries < 50 * n:
+        tries += 1
+        s = gen.next()
+        try:
+            req = dec.decode(s.body)
+        except InvalidRequest:
+            continue
+        prep = prepare(req, profile, snap, time.time())
+        if isinstance(prep, Prepared) and prep.needs_user:
+            bodies.append(s.body)
+            templates.add(s.template)
+    return bodies, len(templates)
+
+
+def write_lua(bodies: list[bytes], path: Path, route: str) -> None:
+    quoted = ",\n".join("[==[" + b.decode() + "]==]" for b in bodies)
+    path.write_text(LUA_TEMPLATE % {"bodies": quoted, "path": route})
+
+
+def wait_ready(port: int, path: str = "/healthz", timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"server on port {port} did not become ready")
+
+
+def scrape_outcomes(port: int) -> dict[str, float]:
+    """dsp_bid_requests_total by outcome (bid/nobid/invalid) from /metrics; {} if none."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+    except OSError:
+        return {}
+    out: dict[str, float] = {}
+    for m in re.finditer(r'^dsp_bid_requests_total\{[^}]*outcome="(\w+)"[^}]*\} ([0-9.e+]+)$', text, re.M):
+        out[m.group(1)] = out.get(m.group(1), 0.0) + float(m.group(2))
+    return out
+
+
+def run_wrk(port: int, lua: Path, connections: int, duration_s: int) -> dict[str, float]:
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration_s}s", "--timeout", "2s", "-s", str(lua),
+           f"http://127.0.0.1:{port}/"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    line = next(ln for ln in out.splitlines() if ln.startswith("RESULT "))
+    res: dict[str, float] = json.loads(line[len("RESULT "):])
+    res["rps"] = res["requests"] / (res["duration_us"] / 1e6)
+    return res
+
+
+class Server:
+    def __init__(self, name: str, cmd: list[str], port: int, workers: int = 1,
+                 env: dict[str, str] | None = None) -> None:
+        self.name, self.cmd, self.port, self.workers = name, cmd, port, workers
+        self.env = {**os.environ, **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Server:
+        self.proc = subprocess.Popen(self.cmd, cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, start_new_session=True)
+        wait_ready(self.port)
+        time.sleep(1.0 if self.workers == 1 else 3.0)  # let every worker bind and warm up
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=int, default=10, help="seconds per measurement")
+    ap.add_argument("--users", type=int, default=5000)
+    ap.add_argument("--bodies", type=int, default=2000)
+    ap.add_argument("--connections", default="64,8")
+    ap.add_argument("--workers", default="1,2")
+    ap.add_argument("--skip", default="", help="comma-separated: ceiling,naive")
+    args = ap.parse_args()
+    conns = [int(c) for c in args.connections.split(",")]
+    skip = set(filter(None, args.skip.split(",")))
+    work = Path(tempfile.mkdtemp(prefix="dsp-bench-"))
+    rows: list[dict[str, object]] = []
+    try:
+        with RedisServer() as redis:
+            ids = work / "ids.jsonl"
+            subprocess.run([PY, "-m", "dsp.cli", "features", "seed", "--users", str(args.users),
+                            "--seed", "1", "--ids-out", str(ids), "--redis-url", redis.url],
+                           cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+            configs = work / "configs"
+            shutil.copytree(ROOT / "bidder_configs", configs)
+            for f in (configs / "campaigns").glob("*.yaml"):
+                text = re.sub(r"(?m)^  daily: .*$", "  daily: 1000000000.0", f.read_text())
+                f.write_text(re.sub(r"(?m)^  total: .*$", "", text))
+            bodies, n_templates = build_bodies(ids, configs, args.bodies)
+            lua = work / "bodies.lua"
+            write_lua(bodies, lua, "/bid/generic")
+            print(f"# {len(bodies)} bodies from {n_templates} templates, {args.users} known users, "
+                  f"{args.duration}s per run, wrk -t1", flush=True)
+            servers: list[Server] = []
+            if "ceiling" not in skip:
+                p = free_port()
+                servers.append(Server("ceiling", [PY, "-m", "benchmarks.ceiling_server",
+                                                  "--port", str(p)], p))
+            if "naive" not in skip:
+                p = free_port()
+                servers.append(Server("naive", [PY, "-m", "benchmarks.naive_server", "--port", str(p),
+                                                "--redis-url", redis.url, "--configs", str(configs)], p))
+            for w in (int(x) for x in args.workers.split(",")):
+                p = free_port()
+                servers.append(Server(f"bidder-{w}w", [PY, "-m", "dsp.cli", "serve", "--port", str(p),
+                                                       "--workers", str(w), "--redis-url", redis.url,
+                                                       "--configs", str(configs), "--log-level", "WARNING"],
+                                      p, w, env={"DSP_TOKEN_KEYS": "b1:" + "ab" * 16,
+                                                 "PROMETHEUS_MULTIPROC_DIR": str(work / f"prom-{w}")}))
+            for srv in servers:
+                with srv:
+                    run_wrk(srv.port, lua, 64, 2)  # warm-up
+                    for c in conns:
+                        before = scrape_outcomes(srv.port)
+                        res = run_wrk(srv.port, lua, c, args.duration)
+                        after = scrape_outcomes(srv.port)
+                        total = sum(after.values()) - sum(before.values())
+                        bids = after.get("bid", 0.0) - before.get("bid", 0.0)
+                        row = {"server": srv.name, "conns": c, **res,
+                               "bid_share": bids / total if total else None}
+                        rows.append(row)
+                        print(json.dumps(row), flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    _table(rows)
+    return 0
+
+
+def _table(rows: list[dict[str, object]]) -> None:
+    def rps(server: str, c: int) -> float | None:
+        for r in rows:
+            if r["server"] == server and r["conns"] == c:
+                return float(r["rps"])  # type: ignore[arg-type]
+        return None
+
+    print()
+    print(f"{'server':<12}{'conns':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'p99.9 ms':>10}"
+          f"{'errors':>8}{'bids':>7}{'vs ceil':>9}{'vs naive':>9}")
+    for r in rows:
+        c = int(r["conns"])  # type: ignore[call-overload]
+        ceil, naive = rps("ceiling", c), rps("naive", c)
+        v = float(r["rps"])  # type: ignore[arg-type]
+        share = r["bid_share"]
+        print(f"{r['server']!s:<12}{c:>6}{v:>10.0f}{float(r['p50_us']) / 1000:>9.2f}"  # type: ignore[arg-type]
+              f"{float(r['p99_us']) / 1000:>9.2f}{float(r['p999_us']) / 1000:>10.2f}"  # type: ignore[arg-type]
+              f"{int(r['socket_errors']) + int(r['status_errors']):>8}"  # type: ignore[call-overload]
+              f"{(f'{float(share):.0%}' if share is not None else '-'):>7}"  # type: ignore[arg-type]
+              f"{(f'{v / ceil:.0%}' if ceil else '-'):>9}{(f'{v / naive:.1f}x' if naive else '-'):>9}")
+
+
+if __name__ == "__main__":
+    msgspec.json.encode({})  # fail fast if the environment is broken
+    sys.exit(main())
