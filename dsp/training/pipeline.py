@@ -14,7 +14,7 @@ import numpy as np
 
 from dsp.features.contract import FEATURE_INDEX
 from dsp.features.keys import SCHEMA_VERSION
-from dsp.features.taiwan import TAIWAN_DIR, TAIWAN_FILE, load_taiwan
+from dsp.features.taiwan import TAIWAN_DIR, TAIWAN_FILE, TaiwanData, load_taiwan
 from dsp.scoring import bench
 from dsp.scoring.model import load_models
 from dsp.scoring.model_config import (
@@ -80,7 +80,8 @@ def _parity(model: TrainedModel, model_dir: Path) -> float:
 
 
 def train_all(seed: int, data_dir: Path | None, models_dir: Path, campaigns_dir: Path,
-              *, bench_seconds: float = 0.5, log: bool = True) -> dict[str, TrainedModel]:
+              *, bench_seconds: float = 0.5, split_seeds: tuple[int, ...] = (),
+              log: bool = True) -> dict[str, TrainedModel]:
     """Train, export, check and document both models; return them (for tests and the CLI)."""
     def say(msg: str) -> None:
         if log:
@@ -95,6 +96,11 @@ def train_all(seed: int, data_dir: Path | None, models_dir: Path, campaigns_dir:
     models["intent"] = intent.train(seed, data=data)
     say(f"  intent: held-out AUC {models['intent'].holdout.auc:.4f} "
         f"(oracle {models['intent'].extra['oracle_auc']:.4f}), ECE {models['intent'].holdout.ece:.4f}")
+
+    sensitivity_md = ""
+    if split_seeds:
+        say(f"risk split sensitivity over seeds {list(split_seeds)} ...")
+        sensitivity_md = _sensitivity(split_seeds, data)
 
     parity: dict[str, float] = {}
     for name, model in models.items():
@@ -130,10 +136,10 @@ def train_all(seed: int, data_dir: Path | None, models_dir: Path, campaigns_dir:
     for name, model in models.items():
         text = report.render(model, version=_config(model, (models_dir / name / ONNX_FILE).read_bytes(),
                                                     seed, trained_at).version,
-                             seed=seed, trained_at=trained_at,
+                             seed=seed, trained_at=trained_at, split_seeds=split_seeds,
                              data_used=_data_used(name, model, taiwan_md5),
                              parity_max_abs=parity[name], fairness_md=fairness_md, bench_md=bench_md,
-                             notes=_notes(name, model))
+                             notes=_notes(name, model) + (sensitivity_md if name == "risk" else ""))
         (models_dir / name / REPORT_FILE).write_text(text, encoding="utf-8")
     say(f"wrote {models_dir}/{{risk,intent}}/{{{ONNX_FILE},{CONFIG_FILE},{NATIVE_FILE},{REPORT_FILE}}}")
     return models
@@ -143,6 +149,21 @@ def _default_dir() -> Path:
     from dsp.features.taiwan import default_data_dir
 
     return default_data_dir()
+
+
+def _sensitivity(seeds: tuple[int, ...], data: TaiwanData) -> str:
+    """Risk held-out figures when only the split (and training) seed changes."""
+    rows = ["", "", "Split sensitivity (same code, other split/training seeds; "
+            "`dsp models train --split-seeds ...`):", "",
+            "| seed | held-out AUC | ECE | Brier |", "|---:|---:|---:|---:|"]
+    aucs: list[float] = []
+    for seed in seeds:
+        h = risk.train(seed, data=data).holdout
+        aucs.append(h.auc)
+        rows.append(f"| {seed} | {h.auc:.4f} | {h.ece:.4f} | {h.brier:.5f} |")
+    sd = float(np.std(aucs, ddof=1)) if len(aucs) > 1 else 0.0
+    rows.append(f"| mean ± sd | {np.mean(aucs):.4f} ± {sd:.4f} | | |")
+    return "\n".join(rows)
 
 
 def _data_used(name: str, model: TrainedModel, taiwan_md5: str) -> str:
