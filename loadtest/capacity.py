@@ -46,7 +46,7 @@ from typing import Any
 
 from dsp.testing.redis_server import RedisServer, free_port
 from dsp.testing.traffic import exchange_routes
-from loadtest import procstat
+from loadtest import procstat, promscrape
 from loadtest.projection import format_projection, project
 
 REPO = Path(__file__).resolve().parent.parent
@@ -71,6 +71,8 @@ class Step:
     gen_cpu_s: float
     passed: bool
     why: str
+    server_p99_ms: float | None = None  # from the bidder's own histogram (None: no /metrics)
+    server_p50_ms: float | None = None
 
 
 @dataclass
@@ -166,6 +168,7 @@ def run_step(s: Settings, url: str, server_pid: int, redis_pids: list[int], exch
     if ids_file:
         argv += ["--ids-file", ids_file]
     server_pids = procstat.descendants(server_pid)
+    hist0 = promscrape.scrape_buckets(url)
     cpu0 = procstat.cpu_seconds(server_pids)
     redis0 = procstat.cpu_seconds(redis_pids)
     proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -179,7 +182,14 @@ def run_step(s: Settings, url: str, server_pid: int, redis_pids: list[int], exch
     summary: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
     gen_cpu = usage.ru_utime + usage.ru_stime  # cumulative over all children; diffed by caller
     passed, why = judge(summary, rate, s.budget_ms, s.max_error_rate)
-    return Step(rate, summary, cpu1 - cpu0, redis1 - redis0, gen_cpu, passed, why)
+    step = Step(rate, summary, cpu1 - cpu0, redis1 - redis0, gen_cpu, passed, why)
+    hist1 = promscrape.scrape_buckets(url)
+    if hist1 is not None:  # includes the warm-up's requests; fine for a percentile
+        d = promscrape.delta(hist1, hist0)
+        p99, p50 = promscrape.quantile(d, 0.99), promscrape.quantile(d, 0.50)
+        step.server_p99_ms = None if p99 is None else round(p99 * 1000, 2)
+        step.server_p50_ms = None if p50 is None else round(p50 * 1000, 2)
+    return step
 
 
 def judge(summary: dict[str, Any], rate: float, budget_ms: float, max_error_rate: float) -> tuple[bool, str]:
@@ -202,14 +212,21 @@ def search(s: Settings, target: TargetResult, url: str, pid: int, redis_pids: li
     """Geometric ramp, bisection, then a confirmation run; fills ``target.steps`` / ``best``."""
     last_gen = 0.0
 
-    def step(rate: float, duration: float) -> Step:
+    def step(rate: float, duration: float, retry: bool = True) -> Step:
+        st = _step(rate, duration)
+        if not st.passed and retry:  # the machine is shared: a step fails only if it fails twice
+            st2 = _step(rate, duration)
+            st = st2 if st2.passed else st
+        return st
+
+    def _step(rate: float, duration: float) -> Step:
         nonlocal last_gen
         st = run_step(s, url, pid, redis_pids, exchanges, ids_file, rate, duration)
         st.gen_cpu_s, last_gen = st.gen_cpu_s - last_gen, st.gen_cpu_s
         target.steps.append(st)
         print(f"  {target.name:<22} {rate:>9,.0f} req/s  p50 {st.summary['p50_ms']} ms  "
-              f"p99 {st.summary['p99_ms']} ms  bid {st.summary['bid_rate']:.1%}  -> {st.why}",
-              file=sys.stderr, flush=True)
+              f"p99 {st.summary['p99_ms']} ms (server {_fmt(st.server_p99_ms)})  "
+              f"bid {st.summary['bid_rate']:.1%}  -> {st.why}", file=sys.stderr, flush=True)
         time.sleep(0.5)  # let queues drain between steps
         return st
 
@@ -244,7 +261,7 @@ def search(s: Settings, target: TargetResult, url: str, pid: int, redis_pids: li
     # Confirm with a longer run; step down 10 % at most twice if it fails.
     rate = good.rate
     for _ in range(3):
-        st = step(rate, s.confirm_s)
+        st = step(rate, s.confirm_s, retry=False)
         if st.passed:
             target.best = st
             return
@@ -266,12 +283,14 @@ def report(s: Settings, targets: list[TargetResult], started: dt.datetime, elaps
         f" errors+timeouts <= {s.max_error_rate:.2%}; step {s.step_s:g} s, confirm {s.confirm_s:g} s",
         f"traffic: {templates} OpenRTB templates, exchanges {','.join(exchanges)}; known users "
         f"{s.known_share:.0%} of requests ({users:,} seeded); gzip {s.gzip_share:.0%}",
-        f"pinning: generator + redis on CPU {s.gen_cpu}; servers as listed (cpus column)",
+        f"pinning: generator + redis on CPU {s.gen_cpu}; servers as listed (cpus column). p50/p99/p99.9:"
+        " client side; srv p99: the bidder's own dsp_request_latency_seconds histogram",
         f"other load on the machine during the run (not ours): {foreign_cores:.2f} cores on average"
         + ("  <- numbers are depressed by it" if foreign_cores > 0.1 else ""),
         "",
         f"{'target':<22} {'procs':>5} {'cpus':>5} {'req/s':>8} {'/core':>8} {'p50 ms':>7} {'p99 ms':>7} "
-        f"{'p99.9':>7} {'err%':>6} {'tmo%':>6} {'bid%':>6} {'cpu µs/req':>10} {'redis µs/req':>12}",
+        f"{'p99.9':>7} {'srv p99':>7} {'err%':>6} {'tmo%':>6} {'bid%':>6} {'cpu µs/req':>10} "
+        f"{'redis µs/req':>12}",
     ]
     for t in targets:
         b = t.best
@@ -285,9 +304,10 @@ def report(s: Settings, targets: list[TargetResult], started: dt.datetime, elaps
         lines.append(
             f"{t.name:<22} {t.processes:>5} {t.cpus:>5} {m['achieved_rps']:>8,.0f} "
             f"{m['achieved_rps'] / t.processes:>8,.0f} {_fmt(m['p50_ms']):>7} {_fmt(m['p99_ms']):>7} "
-            f"{_fmt(m['p999_ms']):>7} {m['error_rate'] * 100:>6.2f} {m['timeout_rate'] * 100:>6.2f} "
-            f"{m['bid_rate'] * 100:>6.1f} {cpu_us:>10,.0f} {redis_us:>12,.1f}"
-            + (f"   ({t.note})" if t.note else "") + ("   [generator-bound]" if m["generator_bound"] else ""))
+            f"{_fmt(m['p999_ms']):>7} {_fmt(b.server_p99_ms):>7} {m['error_rate'] * 100:>6.2f} "
+            f"{m['timeout_rate'] * 100:>6.2f} {m['bid_rate'] * 100:>6.1f} {cpu_us:>10,.0f} {redis_us:>12,.1f}"
+            + (f"   ({t.note})" if t.note else "")
+            + (f"   [client late: send lag p99 {m['send_lag_p99_ms']} ms]" if m["client_late"] else ""))
     by = {(t.name.split()[0], t.processes): t for t in targets}
     ceiling = by.get(("aiohttp", 1))
     bidder1 = by.get(("bidder", 1))

@@ -124,3 +124,15 @@ def test_projection_formula() -> None:
     assert avg.cores == 116 and peak.cores == 348 and peak.hosts == 12
     with pytest.raises(ValueError):
         hosts_needed(10, 2, 2)
+
+
+def test_server_histogram_quantile() -> None:
+    from loadtest.promscrape import delta, quantile
+
+    before = {0.001: 10.0, 0.005: 10.0, 0.01: 10.0, float("inf"): 10.0}
+    after = {0.001: 60.0, 0.005: 150.0, 0.01: 160.0, float("inf"): 160.0}
+    d = delta(after, before)  # 50 in (0, 1ms], 90 in (1, 5ms], 10 in (5, 10ms]
+    assert d[float("inf")] == 150
+    assert quantile(d, 0.5) == pytest.approx(0.001 + 0.004 * (25 / 90))
+    assert 0.005 < quantile(d, 0.99) <= 0.01  # type: ignore[operator]
+    assert quantile({float("inf"): 0.0}, 0.99) is None
