@@ -162,3 +162,24 @@ async def test_brake_engages_and_releases_with_redis() -> None:
         await rt.stop()
         await client.aclose()
         srv.stop()
+
+
+async def test_unanswered_bids_release_early_won_bids_wait_for_the_bill(
+        redis_client: aioredis.Redis) -> None:
+    settings = MoneySettings(tick_s=0.05, lease_ttl_s=5, first_check_s=0.0, settle_grace_s=0.0,
+                             unanswered_hold_s=0.2)
+    rt = MoneyRuntime(redis_client, Metrics(), [BUDGET], settings=settings)
+    await rt.tick()
+    hour = time.time() + 3600
+    assert rt.reserve("c1", "silent", 1_000, hour) and rt.reserve("c1", "won", 1_000, hour)
+    await OutcomeStore(redis_client).record("c1", today(), "won", "w", 800, commits=False)
+    await rt.tick()
+    await asyncio.sleep(0.3)
+    await rt.tick()
+    led = rt.ledger("c1")
+    assert led is not None
+    assert not led.is_reserved("silent")  # nobody answered within the hold: released
+    assert led.is_reserved("won")  # won, billing notice pending: still reserved
+    await OutcomeStore(redis_client).record("c1", today(), "won", "b", 800, commits=True)
+    await rt.tick()
+    assert not led.is_reserved("won") and led.drift_micros() == 0

@@ -25,7 +25,7 @@ import heapq
 class Ledger:
     """Local money of one campaign day. Not thread-safe; lives on one event loop."""
 
-    __slots__ = ("_final", "_first", "_prices", "available_micros", "campaign_id",
+    __slots__ = ("_deadline", "_final", "_first", "_prices", "available_micros", "campaign_id",
                  "committed_micros", "day", "leased_micros", "reserved_micros", "returning_micros")
 
     def __init__(self, campaign_id: str, day: int) -> None:
@@ -37,6 +37,7 @@ class Ledger:
         self.available_micros = 0
         self.returning_micros = 0  # taken out of available, on its way back to Redis
         self._prices: dict[str, int] = {}
+        self._deadline: dict[str, float] = {}  # bid id -> when its final look-up is due
         self._first: list[tuple[float, str, float]] = []  # heap of (due s, bid id, delay s)
         self._final: list[tuple[float, str]] = []
 
@@ -51,8 +52,15 @@ class Ledger:
         self.reserved_micros += price_micros
         self._prices[bid_id] = price_micros
         heapq.heappush(self._first, (now_s + first_check_s, bid_id, first_check_s))
+        self._deadline[bid_id] = final_check_at_s
         heapq.heappush(self._final, (final_check_at_s, bid_id))
         return True
+
+    def extend(self, bid_id: str, final_check_at_s: float) -> None:
+        """Move a reserved bid's final look-up later (e.g. won, billing notice still to come)."""
+        if bid_id in self._prices and final_check_at_s > self._deadline[bid_id]:
+            self._deadline[bid_id] = final_check_at_s
+            heapq.heappush(self._final, (final_check_at_s, bid_id))
 
     # --- outcomes -----------------------------------------------------------------------------
     def commit(self, bid_id: str, cost_micros: int) -> int:
@@ -61,6 +69,7 @@ class Ledger:
         price = self._prices.pop(bid_id, None)
         if price is None:
             return 0
+        del self._deadline[bid_id]
         cost = max(0, min(cost_micros, price))
         self.reserved_micros -= price
         self.committed_micros += cost
@@ -72,6 +81,7 @@ class Ledger:
         price = self._prices.pop(bid_id, None)
         if price is None:
             return False
+        del self._deadline[bid_id]
         self.reserved_micros -= price
         self.available_micros += price
         return True
@@ -87,8 +97,8 @@ class Ledger:
         """
         final: list[str] = []
         while self._final and self._final[0][0] <= now_s:
-            _, bid_id = heapq.heappop(self._final)
-            if bid_id in self._prices:
+            at_s, bid_id = heapq.heappop(self._final)
+            if bid_id in self._prices and at_s >= self._deadline[bid_id]:
                 final.append(bid_id)
         closing = set(final)
         first: list[str] = []
@@ -106,6 +116,8 @@ class Ledger:
         """Put ids returned by :meth:`due` back (their look-up failed); checked again at ``at_s``."""
         for bid_id in bid_ids:
             if final:
+                if bid_id in self._deadline:
+                    self._deadline[bid_id] = at_s
                 heapq.heappush(self._final, (at_s, bid_id))
             else:
                 heapq.heappush(self._first, (at_s, bid_id, 0.0))
@@ -142,6 +154,7 @@ class Ledger:
         orphaned bid ids; any of them that still wins is overspend the docs' bound covers."""
         orphans = list(self._prices)
         self._prices.clear()
+        self._deadline.clear()
         self._first.clear()
         self._final.clear()
         self.leased_micros = self.committed_micros = self.reserved_micros = 0

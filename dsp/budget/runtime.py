@@ -54,6 +54,10 @@ class MoneySettings(msgspec.Struct, frozen=True):
     min_lease_micros: int = 1_000_000  # ... but at least this
     first_check_s: float = 2.0  # first outcome look-up this long after the bid
     settle_grace_s: float = 5.0  # final look-up this long after the bid's expiry
+    # A bid nobody has answered (no win, loss or bill) this long after it is taken as lost and
+    # its reservation released, even if its token lives longer; a won bid awaiting its billing
+    # notice stays reserved until its expiry. Notices later than this are "late" (docs/money.md).
+    unanswered_hold_s: float = 120.0
     pacing: PacingSettings = PacingSettings()
 
 
@@ -75,6 +79,7 @@ class _Campaign:
         self.reserved_since = 0  # micros reserved since the last sync (rate estimate)
         self.rate_micros_s = 0.0
         self.pacing_at: tuple[float, int] | None = None  # (wall s, spent) at the last update
+        self.expiry: dict[str, float] = {}  # bids whose token outlives unanswered_hold_s
         self.values = [0] * _VALUE_WINDOW
         self.values_n = 0
         self.value_floor = 0
@@ -172,11 +177,14 @@ class MoneyRuntime:
         if c is None or self._braked or monotonic() >= c.valid_until:
             return False
         now = self.clock()
-        ok = c.ledger.reserve(bid_id, price_micros, now_s=now,
-                              first_check_s=self.settings.first_check_s,
-                              final_check_at_s=max(expires_at_s, now) + self.settings.settle_grace_s)
+        s = self.settings
+        final_at = min(max(expires_at_s, now), now + s.unanswered_hold_s) + s.settle_grace_s
+        ok = c.ledger.reserve(bid_id, price_micros, now_s=now, first_check_s=s.first_check_s,
+                              final_check_at_s=final_at)
         if ok:
             c.reserved_since += price_micros
+            if expires_at_s > now + s.unanswered_hold_s:
+                c.expiry[bid_id] = expires_at_s
         return ok
 
     def ledger_drift_micros(self) -> int:
@@ -194,9 +202,16 @@ class MoneyRuntime:
 
     # --- background -------------------------------------------------------------------------
     async def start(self) -> None:
-        """One sync now (so the bidder starts with leases), then the background loop."""
-        await self.tick()
-        self._task = asyncio.create_task(self._run(), name="money-runtime")
+        """One sync now (so the bidder starts with leases), then the background loop. The loop
+        starts even if that first sync fails or is cancelled (Redis down at start-up: the brake
+        holds until Redis answers)."""
+        try:
+            await self.tick()
+        except Exception:
+            log.exception("first money sync failed; retrying in the background")
+        finally:
+            if self._task is None:
+                self._task = asyncio.create_task(self._run(), name="money-runtime")
 
     async def stop(self) -> None:
         """Stop the loop; settle commits and hand unused money back (outstanding reservations
@@ -255,7 +270,7 @@ class MoneyRuntime:
 
     async def _sync_ledger(self, led: Ledger, c: _Campaign | None, *, returning: bool) -> None:
         s = self.settings
-        await asyncio.wait_for(self._settle_outcomes(led), s.redis_timeout_s)
+        await asyncio.wait_for(self._settle_outcomes(led, c), s.redis_timeout_s)
         if c is None or returning:
             want, give_back = 0, led.available_micros
         else:
@@ -281,6 +296,9 @@ class MoneyRuntime:
             raise
         if res.lost:
             orphans = led.lease_lost()
+            if c is not None:
+                for bid_id in orphans:
+                    c.expiry.pop(bid_id, None)
             log.warning("lease of %s day %d reclaimed; %d bids orphaned", led.campaign_id,
                         led.day, len(orphans))
         else:
@@ -293,7 +311,7 @@ class MoneyRuntime:
             # Spend only what Redis will reclaim no sooner than our TTL, minus the brake margin.
             c.valid_until = sent_at + s.lease_ttl_s - s.brake_grace_s
 
-    async def _settle_outcomes(self, led: Ledger) -> None:
+    async def _settle_outcomes(self, led: Ledger, c: _Campaign | None) -> None:
         first, final = led.due(self.clock())
         ids = first + final
         if not ids:
@@ -306,11 +324,18 @@ class MoneyRuntime:
             led.requeue(final, retry_at, final=True)
             raise
         n_first = len(first)
+        expiry = c.expiry if c is not None else {}
         for i, (bid_id, out) in enumerate(zip(ids, outcomes, strict=True)):
             if out.state == "C":
                 led.commit(bid_id, out.committed_micros)
+            elif out.state == "W" and i < n_first and bid_id in expiry:
+                led.extend(bid_id, expiry[bid_id] + self.settings.settle_grace_s)
+                continue
             elif out.state == "L" or i >= n_first:
                 led.release(bid_id)
+            else:
+                continue
+            expiry.pop(bid_id, None)
 
     def _pace(self, c: _Campaign, now: float) -> None:
         if c.pacing_at is None:
