@@ -1,0 +1,112 @@
+"""/metrics of the real bidder (dsp serve, 2 worker processes): a known set of requests shows up
+exactly, summed across both processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from dsp.testing.redis_server import free_port
+
+REPO = Path(__file__).resolve().parent.parent
+CORPUS = REPO.parent / "shared" / "openrtb-corpus"
+
+
+@pytest.fixture()
+def two_worker_bidder(redis_url: str, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    prom = tmp_path / "prom"
+    port = free_port()
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(prom)}
+    log = (tmp_path / "serve.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "dsp.cli", "serve", "--port", str(port), "--workers", "2",
+                             "--redis-url", redis_url, "--configs", str(REPO / "bidder_configs")],
+                            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while _listeners(port) < 2 or not _ready(url):  # both workers bound the port
+            assert proc.poll() is None and time.monotonic() < deadline, \
+                (tmp_path / "serve.log").read_text()[-2000:]
+            time.sleep(0.2)
+        yield url, prom
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def _listeners(port: int) -> int:
+    """Sockets in LISTEN state on ``port`` (one per SO_REUSEPORT worker)."""
+    n = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == port and fields[3] == "0A":
+            n += 1
+    return n
+
+
+def _ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/readyz", timeout=1) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
+def _post(url: str, body: bytes) -> int:
+    req = urllib.request.Request(url, data=body, method="POST",
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            r.read()
+            return int(r.status)
+    except urllib.error.HTTPError as e:
+        return int(e.code)
+
+
+def _samples(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    with urllib.request.urlopen(url + "/metrics", timeout=5) as r:
+        text = r.read().decode()
+    out: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            key = (s.name, frozenset((k, v) for k, v in s.labels.items() if k != "pid"))
+            out[key] = out.get(key, 0.0) + s.value
+    return out
+
+
+def _sum(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> float:
+    want = set(labels.items())
+    return sum(v for (n, ls), v in samples.items() if n == name and want <= ls)
+
+
+def test_known_requests_are_counted_across_workers(two_worker_bidder: tuple[str, Path]) -> None:
+    url, prom = two_worker_bidder
+    good = (CORPUS / "iab-openrtb-2.6" / "simple-banner.json").read_bytes()
+    statuses = [_post(f"{url}/bid/generic", good) for _ in range(24)]
+    statuses += [_post(f"{url}/bid/generic", json.dumps({"id": "x", "imp": []}).encode()) for _ in range(6)]
+    assert statuses.count(400) == 6 and all(s in (200, 204) for s in statuses[:24])
+    got = _samples(url)
+    assert _sum(got, "dsp_bid_requests_total", exchange="generic") == 30
+    assert _sum(got, "dsp_bid_requests_total", exchange="generic", outcome="invalid") == 6
+    bids = _sum(got, "dsp_bid_requests_total", exchange="generic", outcome="bid")
+    assert bids == statuses[:24].count(200) or _sum(got, "dsp_nobids_total", exchange="generic") > 0
+    assert _sum(got, "dsp_request_latency_seconds_count", exchange="generic") == 30
+    assert _sum(got, "dsp_request_latency_seconds_bucket", exchange="generic", le="+Inf") == 30
+    # Both workers served requests (fresh connection per request) and wrote their own files.
+    pids = {p.stem.rsplit("_", 1)[-1] for p in prom.glob("counter_*.db")}
+    assert len(pids) >= 2
