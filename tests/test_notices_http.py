@@ -193,3 +193,14 @@ async def test_conversion(env: Env) -> None:
             assert resp.status in (400, 403) and field in await resp.text()
     async with env.session.post(url, data=b"{not json") as resp:
         assert resp.status == 400
+
+
+async def test_unsubstituted_macros(env: Env) -> None:
+    t = tok("bid-m")
+    # a win on a burl exchange needs no price; the bill does
+    assert (await env.get("/notice/win", t=t, p="${AUCTION_PRICE}"))[:2] == (200, "ok")
+    assert (await env.get("/notice/bill", t=t, p="${AUCTION_PRICE}"))[0] == 400
+    assert (await env.get("/notice/loss", t=tok("bid-m2"), r="${AUCTION_LOSS}"))[:2] == (200, "ok")
+    # a nurl exchange commits on the win: the price is required there
+    assert (await env.get("/notice/win", t=tok("bid-m3", campaign="c2"), p="${AUCTION_PRICE}"))[0] == 400
+    assert await env.spent() == 0

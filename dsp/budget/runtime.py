@@ -57,7 +57,7 @@ class MoneySettings(msgspec.Struct, frozen=True):
     # A bid nobody has answered (no win, loss or bill) this long after it is taken as lost and
     # its reservation released, even if its token lives longer; a won bid awaiting its billing
     # notice stays reserved until its expiry. Notices later than this are "late" (docs/money.md).
-    unanswered_hold_s: float = 120.0
+    unanswered_hold_s: float = 60.0
     pacing: PacingSettings = PacingSettings()
 
 

@@ -98,11 +98,17 @@ class NoticeService:
             self.metrics.notices.labels(kind=kind, result="invalid").inc()
             raise
 
-    def _price_micros(self, kind: str, text: str | None, token: NoticeToken) -> int:
-        """``p`` (CPM, currency units) -> one impression's micros, capped at our bid."""
-        if text is None or text == "":
+    def _price_micros(self, kind: str, text: str | None, token: NoticeToken, *,
+                      required: bool = True) -> int:
+        """``p`` (CPM, currency units) -> one impression's micros, capped at our bid.
+
+        An absent or unsubstituted (``${AUCTION_PRICE}``) price is a 400 when the notice must
+        commit spend, and 0 otherwise (a win notice on an exchange that bills on burl)."""
+        if text is None or text == "" or text.startswith("${"):
+            if not required:
+                return 0
             self.metrics.notices.labels(kind=kind, result="invalid").inc()
-            raise RequestRejected("p: missing clearing price", status=400)
+            raise RequestRejected("p: missing clearing price (macro not substituted?)", status=400)
         try:
             cpm = float(text)
         except ValueError:
@@ -149,7 +155,7 @@ class NoticeService:
     # --- notices -------------------------------------------------------------------------------
     async def win(self, token_text: str | None, price_text: str | None) -> NoticeOutcome:
         token = self._verify("win", token_text)
-        price = self._price_micros("win", price_text, token)
+        price = self._price_micros("win", price_text, token, required=self._commits("w", token))
         out = await self._record("win", "w", token, price)
         if out.result in ("duplicate", "test"):
             return out
@@ -170,7 +176,8 @@ class NoticeService:
 
     async def loss(self, token_text: str | None, reason_text: str | None) -> NoticeOutcome:
         token = self._verify("loss", token_text)
-        if reason_text and not reason_text.strip().lstrip("-").isdigit():
+        if reason_text and not reason_text.startswith("${") \
+                and not reason_text.strip().lstrip("-").isdigit():
             self.metrics.notices.labels(kind="loss", result="invalid").inc()
             raise RequestRejected(f"r: loss reason must be an integer: {reason_text[:40]!r}", status=400)
         return await self._record("loss", "l", token, 0)
