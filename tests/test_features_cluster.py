@@ -20,12 +20,14 @@ from dsp.features.contract import N_FEATURES
 from dsp.features.keys import caps_key, user_key
 from dsp.features.store import FeatureStore
 from dsp.features.writer import write_rows
-from dsp.testing.redis_server import RedisServer
+from dsp.testing.redis_server import RedisServer, free_port
 
 
 @pytest.fixture(scope="module")
 def cluster_port() -> Iterator[int]:
-    with RedisServer(extra_args=["--cluster-enabled", "yes",
+    # The cluster bus defaults to port + 10000, which can exceed 65535 for an ephemeral port:
+    # give it its own free port.
+    with RedisServer(extra_args=["--cluster-enabled", "yes", "--cluster-port", str(free_port()),
                                  "--cluster-config-file", "nodes.conf"]) as srv:
         client = redis.Redis(port=srv.port)
         client.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
