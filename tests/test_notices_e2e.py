@@ -1,0 +1,83 @@
+"""Bid -> notices through the real bidder app (engineer B's wiring) on loopback, real Redis."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import msgspec
+import numpy as np
+import pytest
+import redis as sync_redis
+from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import CollectorRegistry
+
+from dsp.budget.keys import campaign_day, day_key
+from dsp.features.contract import DEFAULTS, FEATURE_INDEX
+from dsp.features.writer import write_rows
+from dsp.observability.metrics import Metrics
+from dsp.openrtb.response import BidResponse
+from dsp.server.app import SERVICES, build_app
+from dsp.server.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+USER = "notice-e2e-user"
+
+
+def _interested_user() -> np.ndarray:
+    row = np.asarray(DEFAULTS, dtype=np.float32).copy()
+    row[FEATURE_INDEX["loan_app_installs"]] = 6
+    row[FEATURE_INDEX["lenders_applied_30d"]] = 2
+    row[FEATURE_INDEX["applications_7d"]] = 2
+    row[FEATURE_INDEX["late_night_share"]] = 0.3
+    return row.reshape(1, -1)
+
+
+@pytest.fixture()
+async def client(redis_url: str) -> AsyncIterator[TestClient[object, object]]:
+    r = sync_redis.Redis.from_url(redis_url)
+    write_rows(r, [USER], _interested_user())
+    r.close()
+    settings = Settings(redis_url=redis_url, configs_dir=str(ROOT / "bidder_configs"),
+                        models_dir=str(ROOT / "models"), public_url="http://bidder.test",
+                        token_keys={"k1": b"0123456789abcdef0123456789"}, token_active="k1",
+                        max_body_bytes=64 * 1024, reload_check_s=3600)
+    app = build_app(settings, Metrics(CollectorRegistry()))
+    async with TestClient(TestServer(app)) as c:
+        yield c
+
+
+def _path(url: str, price: str) -> str:
+    parts = urlsplit(url.replace("${AUCTION_PRICE}", price).replace("${AUCTION_LOSS}", "102"))
+    return f"{parts.path}?{parts.query}"
+
+
+async def test_bid_then_win_and_bill_commit_once(client: TestClient[object, object],
+                                                 redis_url: str) -> None:
+    req = {"id": "req-n", "tmax": 200,
+           "imp": [{"id": "1", "banner": {"w": 300, "h": 250}, "bidfloor": 0.5}],
+           "site": {"id": "s", "domain": "news.example", "cat": ["IAB12"]},
+           "device": {"devicetype": 2, "os": "Windows", "geo": {"country": "USA"}},
+           "user": {"id": USER}}
+    resp = await client.post("/bid/generic", json=req, headers={"x-openrtb-version": "2.6"})
+    assert resp.status == 200, await resp.text()
+    bid = msgspec.json.decode(await resp.read(), type=BidResponse).seatbid[0].bid[0]
+    assert bid.nurl and bid.burl and bid.cid
+    services = client.app[SERVICES]  # type: ignore[index]
+    ledger = services.money.ledger(bid.cid)
+    assert ledger is not None and ledger.is_reserved(bid.id)  # the bid reserved its price
+    clearing = f"{bid.price * 0.6:.4f}"
+    for _ in range(2):  # duplicates
+        assert (await client.get(_path(bid.nurl, clearing))).status == 200
+        assert (await client.get(_path(bid.burl, clearing))).status == 200
+    assert (await client.get(_path(bid.lurl or "", clearing))).status == 200  # loss after win
+    r = sync_redis.Redis.from_url(redis_url)
+    spent = int(r.hget(day_key(bid.cid, campaign_day(time.time(), 0)), "spent") or 0)
+    assert spent == round(float(clearing) * 1000)  # one impression at the clearing CPM
+    forged = bid.burl.replace("t=", "t=x", 1)
+    assert (await client.get(_path(forged, clearing))).status == 403
+    services.money.clock = lambda: time.time() + 3  # past the first outcome look-up (2 s)
+    await services.money.tick()
+    assert not ledger.is_reserved(bid.id) and ledger.drift_micros() == 0
