@@ -105,3 +105,12 @@ async def test_concurrent_duplicate_notices_commit_once(redis_client: aioredis.R
                                      for _ in range(20)))
     assert sorted(r[1] for r in results) == [0] * 19 + [700]
     assert int(await redis_client.hget(day_key("c1", 7), "spent")) == 700
+
+
+async def test_lookup_of_many_bids_is_chunked_and_ordered(redis_client: aioredis.Redis) -> None:
+    s = OutcomeStore(redis_client)
+    await s.record("c1", 7, "b2500", "l", 0, commits=False)
+    await s.record("c1", 7, "b10", "b", 42, commits=True)
+    out = await s.lookup("c1", 7, [f"b{i}" for i in range(3000)])
+    assert len(out) == 3000 and out[2500].state == "L" and out[10].committed_micros == 42
+    assert sum(1 for o in out if o.state) == 2

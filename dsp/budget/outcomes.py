@@ -20,6 +20,7 @@ from dsp.budget.keys import conversions_key, day_key, outcomes_key, total_key
 from dsp.budget.scripts import NOTICE
 
 KINDS = ("w", "b", "l")
+_CHUNK = 1000
 
 
 class Outcome:
@@ -84,8 +85,17 @@ class OutcomeStore:
         return bool(first)
 
     async def lookup(self, campaign_id: str, day: int, bid_ids: Sequence[str]) -> list[Outcome]:
-        """Outcomes of many bids in one HMGET."""
+        """Outcomes of many bids in one round trip (HMGETs of at most ``_CHUNK`` fields, pipelined,
+        so one large look-up does not hold Redis for long)."""
         if not bid_ids:
             return []
-        raw = await self._redis.hmget(outcomes_key(campaign_id, day), list(bid_ids))
-        return [Outcome.decode(r) for r in raw]
+        key = outcomes_key(campaign_id, day)
+        ids = list(bid_ids)
+        if len(ids) <= _CHUNK:
+            raw = await self._redis.hmget(key, ids)
+            return [Outcome.decode(r) for r in raw]
+        pipe = self._redis.pipeline(transaction=False)
+        for i in range(0, len(ids), _CHUNK):
+            pipe.hmget(key, ids[i:i + _CHUNK])
+        chunks = await pipe.execute()
+        return [Outcome.decode(r) for chunk in chunks for r in chunk]
