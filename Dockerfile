@@ -21,5 +21,8 @@ COPY bidder_configs ./bidder_configs
 COPY models ./models
 USER 10001
 EXPOSE 8080
+# Liveness of the process (readiness, /readyz, also needs Redis: leave that to the orchestrator).
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
+  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('DSP_PORT', '8080') + '/healthz', timeout=2)"]
 ENTRYPOINT ["dsp"]
 CMD ["serve"]
