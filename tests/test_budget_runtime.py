@@ -183,3 +183,22 @@ async def test_unanswered_bids_release_early_won_bids_wait_for_the_bill(
     await OutcomeStore(redis_client).record("c1", today(), "won", "b", 800, commits=True)
     await rt.tick()
     assert not led.is_reserved("won") and led.drift_micros() == 0
+
+
+async def test_midnight_opens_new_books_and_drains_the_old(redis_client: aioredis.Redis) -> None:
+    midnight = (int(time.time()) // 86_400 + 1) * 86_400.0
+    clock = [midnight - 1.0]
+    rt = MoneyRuntime(redis_client, Metrics(), [BUDGET], settings=FAST, clock=lambda: clock[0])
+    await rt.tick()
+    old = rt.ledger("c1")
+    assert old is not None and rt.reserve("c1", "late-night", 1_000, midnight + 600)
+    clock[0] = midnight + 1.0
+    assert not rt.reserve("c1", "too-early", 1_000, midnight + 600)  # books not switched yet
+    await rt.tick()
+    new = rt.ledger("c1")
+    assert new is not None and new is not old and new.day == old.day + 1
+    assert rt.reserve("c1", "morning", 1_000, midnight + 600)
+    # the old day kept only what its outstanding bid holds; the rest went back to Redis
+    assert old.available_micros == 0 and old.reserved_micros == 1_000 and old.drift_micros() == 0
+    old_out = int(await redis_client.hget(day_key("c1", old.day), "out"))
+    assert old_out == 1_000

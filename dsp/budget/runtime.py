@@ -144,6 +144,10 @@ class MoneyRuntime:
     # --- the bid path (sync, local) ---------------------------------------------------------
     @property
     def braked(self) -> bool:
+        """True while no LEASE call has succeeded for ``brake_grace_s`` (checked on every call,
+        so the brake holds even while a tick is stuck waiting for Redis)."""
+        if not self._braked and monotonic() - self._last_ok > self.settings.brake_grace_s:
+            self._braked = True
         return self._braked
 
     def pacing_multiplier(self, campaign_id: str) -> float:
@@ -160,7 +164,7 @@ class MoneyRuntime:
                 or (spec.active_until_s is not None and now >= spec.active_until_s)
                 or not c.plan.in_schedule(now)):
             return NoBidReason.OUT_OF_SCHEDULE
-        if self._braked:
+        if self.braked:
             return NoBidReason.BUDGET_BRAKE
         if c.ledger.available_micros <= 0 or monotonic() >= c.valid_until:
             return NoBidReason.BUDGET_EXHAUSTED
@@ -174,9 +178,11 @@ class MoneyRuntime:
         if test:
             return True
         c = self._campaigns.get(campaign_id)
-        if c is None or self._braked or monotonic() >= c.valid_until:
+        if c is None or self.braked or monotonic() >= c.valid_until:
             return False
         now = self.clock()
+        if campaign_day(now, c.spec.utc_offset_minutes) != c.ledger.day:
+            return False  # just past midnight: wait for the tick to open the new day's books
         s = self.settings
         final_at = min(max(expires_at_s, now), now + s.unanswered_hold_s) + s.settle_grace_s
         ok = c.ledger.reserve(bid_id, price_micros, now_s=now, first_check_s=s.first_check_s,
