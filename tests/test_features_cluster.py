@@ -69,3 +69,18 @@ async def test_store_reads_and_writes_through_the_cluster_client(cluster_port: i
         assert not records[100].known and not records[101].known
     finally:
         await client.aclose()
+
+
+async def test_cluster_keys_of_the_wrong_type_spoil_only_their_own_user(cluster_port: int) -> None:
+    client = AsyncRedisCluster(host="127.0.0.1", port=cluster_port)
+    try:
+        await client.hset(user_key("c-hash-features"), "x", "1")
+        await client.set(caps_key(user_key("c-string-caps")), "oops")
+        seen: list[int] = []
+        records = await FeatureStore(client, on_malformed=seen.append).fetch(
+            ["c-hash-features", "c-string-caps", "c-nobody"], Deadline.after_ms(5000))
+        assert [r.known for r in records] == [False, False, False]
+        assert records[1].caps == {}
+        assert seen == [1]
+    finally:
+        await client.aclose()

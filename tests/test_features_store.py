@@ -101,3 +101,16 @@ async def test_expired_deadline_raises_dependency_unavailable(redis_client: aior
     store = FeatureStore(redis_client)
     with pytest.raises(DependencyUnavailable):
         await store.fetch(["someone"], Deadline.after_ms(-1.0))
+
+
+async def test_keys_of_the_wrong_type_spoil_only_their_own_user(redis_client: aioredis.Redis) -> None:
+    codec = RecordCodec()
+    await redis_client.set(user_key("fine"), codec.encode(np.array(DEFAULTS) + 1))
+    await redis_client.hset(user_key("hash-features"), "x", "1")      # features key is a hash
+    await redis_client.set(caps_key(user_key("string-caps")), "oops")  # caps key is a string
+    seen: list[int] = []
+    records = await FeatureStore(redis_client, on_malformed=seen.append).fetch(
+        ["fine", "hash-features", "string-caps"], Deadline.after_ms(2000))
+    assert [r.known for r in records] == [True, False, False]
+    assert records[2].caps == {}
+    assert seen == [1]

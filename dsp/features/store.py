@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from dsp.clock import Deadline
 from dsp.errors import DependencyUnavailable
@@ -40,11 +40,17 @@ FloatArray = npt.NDArray[np.float32]
 
 # KEYS = [features key 1, caps key 1, features key 2, caps key 2, ...] (pairs share a hash tag).
 # Reply: [blob-or-nil, {flat caps}, ...]. Read-only; `false` keeps nil slots in the Lua table.
+# A key of the wrong type must not fail the whole batch: pcall turns it into "" (a malformed
+# record) or empty caps for that user only.
 _FETCH_LUA = """
 local out = {}
 for i = 1, #KEYS, 2 do
-  out[#out + 1] = redis.call('GET', KEYS[i]) or false
-  out[#out + 1] = redis.call('HGETALL', KEYS[i + 1])
+  local blob = redis.pcall('GET', KEYS[i])
+  if type(blob) == 'table' and blob.err then blob = '' end
+  out[#out + 1] = blob or false
+  local caps = redis.pcall('HGETALL', KEYS[i + 1])
+  if caps.err then caps = {} end
+  out[#out + 1] = caps
 end
 return out
 """
@@ -76,7 +82,7 @@ def unknown_record(key: str = "", caps: dict[str, bytes] | None = None) -> UserR
 
 
 class FeatureStore:
-    """Reads users from Redis in one pipeline per call. Owns no connection: the app does."""
+    """Reads users from Redis in one round trip per call. Owns no connection: the app does."""
 
     __slots__ = ("_codec", "_is_cluster", "_on_malformed", "_redis", "_script")
 
@@ -103,7 +109,7 @@ class FeatureStore:
                 blobs, caps = await self._round_trip(wanted)
         except TimeoutError as exc:
             raise DependencyUnavailable("feature fetch: deadline passed waiting for Redis") from exc
-        except (RedisError, OSError) as exc:
+        except (RedisError, RedisClusterException, OSError) as exc:
             raise DependencyUnavailable(f"feature fetch: Redis failed: {exc}") from exc
         return self._assemble(keys, blobs, caps)
 
@@ -114,8 +120,12 @@ class FeatureStore:
             for k in wanted:
                 pipe.get(k)
                 pipe.hgetall(caps_key(k))
-            out = await pipe.execute()
-            return out[0::2], out[1::2]
+            out = await pipe.execute(raise_on_error=False)
+            # Per-key errors (a key of the wrong type) spoil only their own user, as on one node;
+            # connection-level failures still raise from execute().
+            blobs = [b"" if isinstance(b, Exception) else b for b in out[0::2]]
+            caps = [{} if isinstance(c, Exception) else c for c in out[1::2]]
+            return blobs, caps
         keys: list[str] = []
         for k in wanted:
             keys.append(k)
