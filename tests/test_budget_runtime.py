@@ -202,3 +202,22 @@ async def test_midnight_opens_new_books_and_drains_the_old(redis_client: aioredi
     assert old.available_micros == 0 and old.reserved_micros == 1_000 and old.drift_micros() == 0
     old_out = int(await redis_client.hget(day_key("c1", old.day), "out"))
     assert old_out == 1_000
+
+
+async def test_late_bill_after_release_is_charged_to_the_lease(redis_client: aioredis.Redis) -> None:
+    settings = MoneySettings(tick_s=0.05, lease_ttl_s=5, first_check_s=0.0, settle_grace_s=0.0,
+                             unanswered_hold_s=0.0, late_recheck_s=0.0)
+    rt = MoneyRuntime(redis_client, Metrics(), [BUDGET], settings=settings)
+    await rt.tick()
+    led = rt.ledger("c1")
+    assert led is not None and rt.reserve("c1", "slow", 2_000, time.time() + 3600)
+    await rt.tick()  # nobody answered within the hold: released, re-check scheduled
+    assert not led.is_reserved("slow") and led.rechecks_pending == 1
+    await OutcomeStore(redis_client).record("c1", today(), "slow", "b", 1_500, commits=True)
+    leased_before = led.leased_micros
+    await rt.tick()  # the late look-up finds the bill and charges it; the next sync settles it
+    assert led.rechecks_pending == 0 and led.drift_micros() == 0
+    assert led.leased_micros <= leased_before  # spent money left the lease
+    raw = await redis_client.hgetall(day_key("c1", today()))
+    assert int(raw[b"spent"]) + int(raw[b"out"]) <= BUDGET.daily_budget_micros
+    assert rt.metrics.notices.labels(kind="settle", result="late_charged")._value.get() == 1

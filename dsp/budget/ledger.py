@@ -20,13 +20,15 @@ few look-ups), and a last time after its expiry plus a grace; then it is release
 from __future__ import annotations
 
 import heapq
+from collections import deque
 
 
 class Ledger:
     """Local money of one campaign day. Not thread-safe; lives on one event loop."""
 
-    __slots__ = ("_deadline", "_final", "_first", "_prices", "available_micros", "campaign_id",
-                 "committed_micros", "day", "leased_micros", "reserved_micros", "returning_micros")
+    __slots__ = ("_deadline", "_final", "_first", "_prices", "_rechecks", "available_micros",
+                 "campaign_id", "committed_micros", "day", "leased_micros", "reserved_micros",
+                 "returning_micros")
 
     def __init__(self, campaign_id: str, day: int) -> None:
         self.campaign_id = campaign_id
@@ -38,6 +40,7 @@ class Ledger:
         self.returning_micros = 0  # taken out of available, on its way back to Redis
         self._prices: dict[str, int] = {}
         self._deadline: dict[str, float] = {}  # bid id -> when its final look-up is due
+        self._rechecks: deque[tuple[float, str, int]] = deque()  # released: (due s, bid, price)
         self._first: list[tuple[float, str, float]] = []  # heap of (due s, bid id, delay s)
         self._final: list[tuple[float, str]] = []
 
@@ -47,6 +50,7 @@ class Ledger:
         """Move ``price_micros`` from available to reserved. False if it does not fit or the bid id
         is already reserved (nothing changes then)."""
         if price_micros <= 0 or price_micros > self.available_micros or bid_id in self._prices:
+            # (available may be negative after a late charge: nothing fits then)
             return False
         self.available_micros -= price_micros
         self.reserved_micros += price_micros
@@ -76,15 +80,42 @@ class Ledger:
         self.available_micros += price - cost
         return cost
 
-    def release(self, bid_id: str) -> bool:
-        """Return a lost or expired bid's reservation to available. False if unknown here."""
+    def release(self, bid_id: str, *, recheck_at_s: float | None = None) -> bool:
+        """Return a lost or expired bid's reservation to available. False if unknown here.
+
+        With ``recheck_at_s``, the bid is looked up once more then (:meth:`due_rechecks`): a
+        notice that still commits it is charged with :meth:`charge_late`."""
         price = self._prices.pop(bid_id, None)
         if price is None:
             return False
         del self._deadline[bid_id]
         self.reserved_micros -= price
         self.available_micros += price
+        if recheck_at_s is not None:
+            self._rechecks.append((recheck_at_s, bid_id, price))
         return True
+
+    def due_rechecks(self, now_s: float) -> list[tuple[str, int]]:
+        """Released bids whose late look-up is due: (bid id, its former reservation)."""
+        out: list[tuple[str, int]] = []
+        while self._rechecks and self._rechecks[0][0] <= now_s:
+            _, bid_id, price = self._rechecks.popleft()
+            out.append((bid_id, price))
+        return out
+
+    def requeue_rechecks(self, items: list[tuple[str, int]], at_s: float) -> None:
+        """Put late look-ups back (their look-up failed)."""
+        for bid_id, price in reversed(items):
+            self._rechecks.appendleft((at_s, bid_id, price))
+
+    def charge_late(self, cost_micros: int, price_micros: int) -> int:
+        """A released bid turned out won and billed (a late notice): the spend is real, so take it
+        from this lease (available may go negative: no reservations until new money arrives).
+        Returns the amount charged (capped at the former reservation)."""
+        cost = max(0, min(cost_micros, price_micros))
+        self.committed_micros += cost
+        self.available_micros -= cost
+        return cost
 
     def is_reserved(self, bid_id: str) -> bool:
         return bid_id in self._prices
@@ -124,7 +155,13 @@ class Ledger:
 
     @property
     def outstanding(self) -> int:
+        """Reserved bids."""
         return len(self._prices)
+
+    @property
+    def rechecks_pending(self) -> int:
+        """Released bids still awaiting their late look-up."""
+        return len(self._rechecks)
 
     # --- the lease ----------------------------------------------------------------------------
     def take_for_return(self, amount_micros: int) -> int:
@@ -155,6 +192,7 @@ class Ledger:
         orphans = list(self._prices)
         self._prices.clear()
         self._deadline.clear()
+        self._rechecks.clear()
         self._first.clear()
         self._final.clear()
         self.leased_micros = self.committed_micros = self.reserved_micros = 0

@@ -58,6 +58,9 @@ class MoneySettings(msgspec.Struct, frozen=True):
     # its reservation released, even if its token lives longer; a won bid awaiting its billing
     # notice stays reserved until its expiry. Notices later than this are "late" (docs/money.md).
     unanswered_hold_s: float = 60.0
+    # A released bid is looked up once more this long later; a notice that committed it
+    # meanwhile is charged to the lease (late notices then cost the budget, not overspend).
+    late_recheck_s: float = 600.0
     pacing: PacingSettings = PacingSettings()
 
 
@@ -318,7 +321,20 @@ class MoneyRuntime:
             c.valid_until = sent_at + s.lease_ttl_s - s.brake_grace_s
 
     async def _settle_outcomes(self, led: Ledger, c: _Campaign | None) -> None:
-        first, final = led.due(self.clock())
+        now = self.clock()
+        first, final = led.due(now)
+        late = led.due_rechecks(now)
+        if late:
+            try:
+                outcomes_late = await self.outcomes.lookup(led.campaign_id, led.day,
+                                                           [b for b, _ in late])
+            except BaseException:
+                led.requeue_rechecks(late, now + self.settings.tick_s)
+                raise
+            for (_, price), out in zip(late, outcomes_late, strict=True):
+                if out.state == "C":
+                    led.charge_late(out.committed_micros, price)
+                    self.metrics.notices.labels(kind="settle", result="late_charged").inc()
         ids = first + final
         if not ids:
             return
@@ -338,7 +354,7 @@ class MoneyRuntime:
                 led.extend(bid_id, expiry[bid_id] + self.settings.settle_grace_s)
                 continue
             elif out.state == "L" or i >= n_first:
-                led.release(bid_id)
+                led.release(bid_id, recheck_at_s=now + self.settings.late_recheck_s)
             else:
                 continue
             expiry.pop(bid_id, None)
