@@ -104,6 +104,9 @@ async def test_admit_reasons(redis_client: aioredis.Redis) -> None:
     assert rt.admit("c1", 1) is None
     assert rt.admit("future", 1) == NoBidReason.OUT_OF_SCHEDULE
     assert rt.admit("night", 1) == NoBidReason.OUT_OF_SCHEDULE
+    for cid in ("future", "night"):  # campaigns that cannot bid now hold no money
+        led = rt.ledger(cid)
+        assert led is not None and led.leased_micros == 0
     assert rt.admit("nope", 1) == NoBidReason.BUDGET_EXHAUSTED
     rt.update_budgets([BUDGET])  # reload drops the others
     assert rt.admit("future", 1) == NoBidReason.BUDGET_EXHAUSTED

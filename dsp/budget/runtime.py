@@ -157,15 +157,19 @@ class MoneyRuntime:
         c = self._campaigns.get(campaign_id)
         return c.controller.lam if c is not None else 0.0
 
+    def _bidding_now(self, c: _Campaign) -> bool:
+        """Inside the flight dates and in an hour with a pacing weight > 0."""
+        now = self.clock()
+        spec = c.spec
+        return not ((spec.active_from_s is not None and now < spec.active_from_s)
+                    or (spec.active_until_s is not None and now >= spec.active_until_s)
+                    or not c.plan.in_schedule(now))
+
     def admit(self, campaign_id: str, value_micros: int) -> NoBidReason | None:
         c = self._campaigns.get(campaign_id)
         if c is None:
             return NoBidReason.BUDGET_EXHAUSTED
-        now = self.clock()
-        spec = c.spec
-        if ((spec.active_from_s is not None and now < spec.active_from_s)
-                or (spec.active_until_s is not None and now >= spec.active_until_s)
-                or not c.plan.in_schedule(now)):
+        if not self._bidding_now(c):
             return NoBidReason.OUT_OF_SCHEDULE
         if self.braked:
             return NoBidReason.BUDGET_BRAKE
@@ -280,7 +284,7 @@ class MoneyRuntime:
     async def _sync_ledger(self, led: Ledger, c: _Campaign | None, *, returning: bool) -> None:
         s = self.settings
         await asyncio.wait_for(self._settle_outcomes(led, c), s.redis_timeout_s)
-        if c is None or returning:
+        if c is None or returning or not self._bidding_now(c):
             want, give_back = 0, led.available_micros
         else:
             c.rate_micros_s = 0.7 * c.rate_micros_s + 0.3 * c.reserved_since / max(s.tick_s, 1e-3)
