@@ -11,7 +11,8 @@ before wins and losses after wins — onto a Redis list. It records every bid it
 in ``sim:billed:{c}`` (bid id -> clearing micros) so a test can check that Redis committed exactly
 that. ``notices`` processes pop that list and run the real :class:`NoticeService`. ``hold`` leases,
 reserves, prints ``READY`` and waits (to be killed with SIGKILL). ``capwins`` sends ``--n`` win
-notices for one user (frequency caps across processes). Not used by the bidder itself.
+notices for one user (frequency caps across processes). ``bench`` times the bid-path calls.
+Not used by the bidder itself.
 """
 
 from __future__ import annotations
@@ -143,6 +144,30 @@ async def run_capwins(args: argparse.Namespace) -> int:
     return 0
 
 
+async def run_bench(args: argparse.Namespace) -> int:
+    """Cost of the bid-path calls (admit, reserve) and of one tick with everything outstanding."""
+    r = aioredis.Redis.from_url(args.redis)
+    rt = MoneyRuntime(r, Metrics(), [CampaignBudget("bench", 10**15, max_lease_micros=10**14)])
+    await rt.tick()
+    n = args.n
+    ids = [f"b{i}" for i in range(n)]
+    expires = time.time() + 60
+    t0 = time.perf_counter()
+    for _ in range(n):
+        rt.admit("bench", 1_000)
+    t1 = time.perf_counter()
+    for bid_id in ids:
+        rt.reserve("bench", bid_id, 1_000, expires)
+    t2 = time.perf_counter()
+    rt.clock = lambda: time.time() + 3  # every bid due for its first outcome look-up
+    await rt.tick()
+    t3 = time.perf_counter()
+    print(f"admit {1e6 * (t1 - t0) / n:.2f} us/call, reserve {1e6 * (t2 - t1) / n:.2f} us/call, "
+          f"tick looking up {n} outstanding bids {1e3 * (t3 - t2):.1f} ms", flush=True)
+    await r.aclose()
+    return 0
+
+
 async def run_hold(args: argparse.Namespace) -> int:
     r = aioredis.Redis.from_url(args.redis)
     rt = MoneyRuntime(r, Metrics(), [budget(args)], settings=settings(args.lease_ttl_s))
@@ -156,7 +181,7 @@ async def run_hold(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m dsp.budget.simulate")
-    p.add_argument("role", choices=("bidder", "notices", "hold", "capwins"))
+    p.add_argument("role", choices=("bidder", "notices", "hold", "capwins", "bench"))
     p.add_argument("--redis", required=True)
     p.add_argument("--campaign", default="sim")
     p.add_argument("--daily-micros", type=int, default=1_000_000)
@@ -168,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=50)
     args = p.parse_args(argv)
     runner = {"bidder": run_bidder, "notices": run_notices, "hold": run_hold,
-              "capwins": run_capwins}[args.role]
+              "capwins": run_capwins, "bench": run_bench}[args.role]
     return asyncio.run(runner(args))
 
 
