@@ -40,6 +40,7 @@ from dsp.observability.metrics import Metrics
 TEST_KEY = b"simulation-key-0123456789abcdef"
 QUEUE = "sim:notices:{%s}"
 BILLED = "sim:billed:{%s}"
+STRAY = "sim:stray:{%s}"  # billed after a loss notice: may be released before the bill arrives
 SIM_USER = "u:{00000000000000aa}"
 
 
@@ -95,6 +96,9 @@ async def run_bidder(args: argparse.Namespace) -> int:
                 order = [win, bill, bill] if rng.random() < 0.7 else [bill, win, win, bill]
                 if rng.random() < 0.2:
                     order.append(["l", t, ""])  # loss after win: must change nothing
+                elif rng.random() < 0.1:
+                    order.insert(0, ["l", t, "1"])  # a stray loss first: the bill still counts
+                    await r.hset(STRAY % args.campaign, bid_id, clearing)
                 msgs = [msgspec.msgpack.encode(m) for m in order]
             elif fate < 0.8:
                 msgs = [msgspec.msgpack.encode(m) for m in (["l", t, "102"], ["l", t, "102"])]
