@@ -22,3 +22,10 @@ def test_set_pins_and_show_prints(redis_url: str, capsys: pytest.CaptureFixture[
     assert not r.hexists(day_key("c9", campaign_day(time.time(), 0)), "pinned")
     assert main(["budget", "set", "c9", "--daily", "-1", "--redis", redis_url]) == 2
     assert main(["budget", "show", "c9", "--redis", redis_url]) == 0
+
+
+def test_unreachable_redis_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    from dsp.testing.redis_server import free_port
+
+    assert main(["budget", "show", "c9", "--redis", f"redis://127.0.0.1:{free_port()}/0"]) == 1
+    assert "dsp budget: Redis at" in capsys.readouterr().err

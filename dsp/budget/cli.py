@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from dsp.budget.keys import campaign_day, day_key, total_key
@@ -35,9 +37,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
             p.add_argument("--daily", type=float, help="daily budget, currency units")
             p.add_argument("--total", type=float, help="lifetime budget, currency units")
             p.add_argument("--unpin", action="store_true", help="let the config's budgets apply again")
-            p.set_defaults(func=_set)
+            p.set_defaults(func=_guarded(_set))
         else:
-            p.set_defaults(func=_show)
+            p.set_defaults(func=_guarded(_show))
+
+
+def _guarded(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        import redis
+
+        try:
+            return fn(args)
+        except redis.RedisError as exc:
+            print(f"dsp budget: Redis at {args.redis}: {exc}", file=sys.stderr)
+            return 1
+    return run
 
 
 def _client(url: str) -> Any:
