@@ -86,7 +86,7 @@ deterministic: LightGBM single-threaded with `deterministic=true`). Benchmark on
 
 LightGBM binary GBDT, {len(model.features)} input features (contract order listed in
 `config.json`), parameters `{model.params}`. Calibration: Platt scaling on the raw margin,
-`p = sigmoid({model.a:.6f} · margin + {model.b:+.6f})`, computed *inside* the ONNX graph
+`p = sigmoid({model.a:.6f} · margin {model.b:+.6f})`, computed *inside* the ONNX graph
 (TreeEnsembleRegressor → Mul → Add → Sigmoid; no ZipMap; one float tensor `probability`).
 
 {notes}
