@@ -107,3 +107,14 @@ def test_unknown_config_key_and_missing_onnx_fail(tmp_path: Path) -> None:
     shutil.copytree(MODELS / "intent", tmp_path / "c" / "intent")
     with pytest.raises(ModelContractError, match="config name 'intent' != 'risk'"):
         load_models(tmp_path / "c")
+
+
+def test_serving_path_does_not_import_training_libraries() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, dsp.scoring.model, dsp.features.store, dsp.scoring.cli, dsp.features.cli; "
+            "heavy = [m for m in ('lightgbm', 'sklearn', 'onnxmltools', 'skl2onnx', 'onnx', "
+            "'dsp.training') if m in sys.modules]; print(heavy); sys.exit(1 if heavy else 0)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
