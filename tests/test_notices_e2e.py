@@ -81,3 +81,24 @@ async def test_bid_then_win_and_bill_commit_once(client: TestClient[object, obje
     services.money.clock = lambda: time.time() + 3  # past the first outcome look-up (2 s)
     await services.money.tick()
     assert not ledger.is_reserved(bid.id) and ledger.drift_micros() == 0
+
+
+async def test_win_notices_cap_the_user_on_the_bid_path(client: TestClient[object, object]) -> None:
+    wins: dict[str, int] = {}
+    caps = {"quickloan-prime": 6, "cashbridge-starter": 3}
+    for i in range(12):
+        req = {"id": f"req-cap-{i}", "tmax": 200,
+               "imp": [{"id": "1", "banner": {"w": 300, "h": 250}, "bidfloor": 0.5}],
+               "site": {"id": "s", "domain": "news.example", "cat": ["IAB12"]},
+               "device": {"devicetype": 2, "os": "Windows", "geo": {"country": "USA"}},
+               "user": {"id": USER}}
+        resp = await client.post("/bid/generic", json=req, headers={"x-openrtb-version": "2.6"})
+        if resp.status != 200:
+            break
+        bid = msgspec.json.decode(await resp.read(), type=BidResponse).seatbid[0].bid[0]
+        assert bid.cid and bid.nurl
+        assert wins.get(bid.cid, 0) < caps[bid.cid]  # never bids for a user past the cap
+        assert (await client.get(_path(bid.nurl, "1.0"))).status == 200
+        wins[bid.cid] = wins.get(bid.cid, 0) + 1
+    assert wins == {"quickloan-prime": 6} or all(n == caps[c] for c, n in wins.items()), wins
+    assert sum(wins.values()) < 12  # the caps ran out before the requests did
