@@ -57,7 +57,7 @@ class MoneySettings(msgspec.Struct, frozen=True):
     # A bid nobody has answered (no win, loss or bill) this long after it is taken as lost and
     # its reservation released, even if its token lives longer; a won bid awaiting its billing
     # notice stays reserved until its expiry. Notices later than this are "late" (docs/money.md).
-    unanswered_hold_s: float = 60.0
+    unanswered_hold_s: float = 30.0
     # A released bid is looked up once more this long later; a notice that committed it
     # meanwhile is charged to the lease (late notices then cost the budget, not overspend).
     late_recheck_s: float = 600.0
