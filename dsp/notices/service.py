@@ -42,6 +42,7 @@ from dsp.observability.metrics import Metrics
 
 CONVERSION_EVENTS = ("submitted", "approved", "funded")
 _MAX_CPM = 1_000_000.0
+_MAX_AMOUNT = 1e12  # currency units; anything above is a unit mix-up
 
 
 class NoticeOutcome(msgspec.Struct, frozen=True):
@@ -222,9 +223,9 @@ class NoticeService:
             raise RequestRejected(f"event: must be one of {', '.join(CONVERSION_EVENTS)}", status=400)
         amount_micros = 0
         if conv.amount is not None:
-            if not math.isfinite(conv.amount) or conv.amount < 0:
+            if not math.isfinite(conv.amount) or not 0 <= conv.amount <= _MAX_AMOUNT:
                 self.metrics.notices.labels(kind="conversion", result="invalid").inc()
-                raise RequestRejected("amount: must be a non-negative number", status=400)
+                raise RequestRejected("amount: must be a number between 0 and 1e12", status=400)
             amount_micros = units_to_micros(conv.amount)
         # Conversions come long after the bid: check the signature, then our own window.
         token = self._verify("conversion", conv.token, now_s=0.0)
