@@ -2,6 +2,7 @@
 
     dsp features seed --users N --seed S [--ids-out FILE] [--redis-url URL] [--data-dir DIR]
     dsp features load FILE [--redis-url URL]
+    dsp features bench [--seed S] [--users N] [--batch 1,8,32,128] [--redis-url URL]
 
 ``seed`` writes the deterministic synthetic population (dsp.features.population) for seed S:
 users ``syn<S>-00000000`` … in chunks of 100,000, MSET-pipelined. ``--ids-out`` writes one JSON
@@ -42,6 +43,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     load.add_argument("file", type=Path)
     load.add_argument("--redis-url", default=None)
     load.set_defaults(func=_load)
+    bench = sub.add_parser("bench", help="time batched fetches of seeded users")
+    bench.add_argument("--seed", type=int, default=1, help="seed the users were written with")
+    bench.add_argument("--users", type=int, default=1_000_000, help="how many were seeded")
+    bench.add_argument("--batch", default="1,8,32,128", help="comma-separated users per call")
+    bench.add_argument("--seconds", type=float, default=1.0, help="time per batch size")
+    bench.add_argument("--redis-url", default=None)
+    bench.set_defaults(func=_bench)
 
     def _help(_args: argparse.Namespace) -> int:
         parser.print_help()
@@ -85,3 +93,17 @@ def _load(args: argparse.Namespace) -> int:
         print(f"{args.file}:{line_no}: {message}", file=sys.stderr)
     print(f"loaded {loaded:,} users, rejected {len(errors):,} rows")
     return 1 if errors else 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from dsp.features.bench import run
+
+    try:
+        sizes = tuple(int(x) for x in args.batch.split(",") if x.strip())
+    except ValueError:
+        print(f"--batch: expected comma-separated integers, got {args.batch!r}", file=sys.stderr)
+        return 2
+    if not sizes or min(sizes) < 1:
+        print("--batch: sizes must be >= 1", file=sys.stderr)
+        return 2
+    return run(_redis_url(args.redis_url), args.seed, args.users, sizes, args.seconds)

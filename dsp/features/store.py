@@ -33,22 +33,23 @@ from redis.exceptions import RedisClusterException, RedisError
 from dsp.clock import Deadline
 from dsp.errors import DependencyUnavailable
 from dsp.features.contract import DEFAULTS
-from dsp.features.keys import caps_key, user_key
+from dsp.features.keys import CAPS_SUFFIX, caps_key, user_key
 from dsp.features.record import MalformedCallback, RecordCodec
 
 FloatArray = npt.NDArray[np.float32]
 
-# KEYS = [features key 1, caps key 1, features key 2, caps key 2, ...] (pairs share a hash tag).
-# Reply: [blob-or-nil, {flat caps}, ...]. Read-only; `false` keeps nil slots in the Lua table.
-# A key of the wrong type must not fail the whole batch: pcall turns it into "" (a malformed
-# record) or empty caps for that user only.
+# KEYS = features keys; ARGV[1] = the caps-key suffix (dsp.features.keys.CAPS_SUFFIX). The caps
+# key is derived in the script (same hash tag, so the same slot): half the arguments to pack in
+# Python than declaring both keys. Reply: [blob-or-nil, {flat caps}, ...]. Read-only; `false`
+# keeps nil slots in the Lua table. A key of the wrong type must not fail the whole batch: pcall
+# turns it into "" (a malformed record) or empty caps for that user only.
 _FETCH_LUA = """
 local out = {}
-for i = 1, #KEYS, 2 do
+for i = 1, #KEYS do
   local blob = redis.pcall('GET', KEYS[i])
   if type(blob) == 'table' and blob.err then blob = '' end
   out[#out + 1] = blob or false
-  local caps = redis.pcall('HGETALL', KEYS[i + 1])
+  local caps = redis.pcall('HGETALL', KEYS[i] .. ARGV[1])
   if caps.err then caps = {} end
   out[#out + 1] = caps
 end
@@ -126,12 +127,8 @@ class FeatureStore:
             blobs = [b"" if isinstance(b, Exception) else b for b in out[0::2]]
             caps = [{} if isinstance(c, Exception) else c for c in out[1::2]]
             return blobs, caps
-        keys: list[str] = []
-        for k in wanted:
-            keys.append(k)
-            keys.append(caps_key(k))
         assert self._script is not None
-        out = await self._script(keys=keys)
+        out = await self._script(keys=wanted, args=[CAPS_SUFFIX])
         if not isinstance(out, list) or len(out) != 2 * n:  # defensive: a mangled reply
             raise DependencyUnavailable("feature fetch: Redis reply has the wrong shape")
         return out[0::2], [_pairs(flat) for flat in out[1::2]]
