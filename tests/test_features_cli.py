@@ -92,3 +92,14 @@ async def test_loaded_rows_read_back_with_defaults_and_derived_credit(
     assert f[FEATURE_INDEX["max_delinquency_6m"]] == 2.0
     assert f[FEATURE_INDEX["delinquent_months_6m"]] == 1.0
     assert f[FEATURE_INDEX["device_tier"]] == DEFAULTS[FEATURE_INDEX["device_tier"]]
+
+
+@needs_taiwan
+def test_bench_reads_seeded_users(redis_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["features", "seed", "--users", "200", "--seed", "4", "--redis-url", redis_url]) == 0
+    code = main(["features", "bench", "--seed", "4", "--users", "200", "--batch", "1,4",
+                 "--seconds", "0.02", "--redis-url", redis_url])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "| 4 |" in out and "100%" in out  # every benchmarked user was found
+    assert main(["features", "bench", "--batch", "0", "--redis-url", redis_url]) == 2
