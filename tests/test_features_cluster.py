@@ -84,3 +84,21 @@ async def test_cluster_keys_of_the_wrong_type_spoil_only_their_own_user(cluster_
         assert seen == [1]
     finally:
         await client.aclose()
+
+
+async def test_seed_cli_writes_into_the_cluster(cluster_port: int) -> None:
+    from dsp.cli import main
+    from dsp.features.taiwan import default_data_dir
+
+    if not (default_data_dir() / "uci-taiwan-default-credit-card").is_dir():
+        pytest.skip("shared datasets not available")
+    url = f"redis://127.0.0.1:{cluster_port}/0"
+    assert main(["features", "seed", "--users", "500", "--seed", "9", "--redis-url", url,
+                 "--cluster"]) == 0
+    client = AsyncRedisCluster(host="127.0.0.1", port=cluster_port)
+    try:
+        records = await FeatureStore(client).fetch([f"syn9-{i:08d}" for i in range(0, 500, 5)],
+                                                   Deadline.after_ms(5000))
+        assert all(r.known for r in records) and len(records) == 100
+    finally:
+        await client.aclose()

@@ -1,7 +1,7 @@
 """``dsp features``: write users into Redis.
 
-    dsp features seed --users N --seed S [--ids-out FILE] [--redis-url URL] [--data-dir DIR]
-    dsp features load FILE [--redis-url URL]
+    dsp features seed --users N --seed S [--ids-out FILE] [--redis-url URL] [--data-dir DIR] [--cluster]
+    dsp features load FILE [--redis-url URL] [--cluster]
     dsp features bench [--seed S] [--users N] [--batch 1,8,32,128] [--redis-url URL]
 
 ``seed`` writes the deterministic synthetic population (dsp.features.population) for seed S:
@@ -38,10 +38,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     seed.add_argument("--redis-url", default=None)
     seed.add_argument("--data-dir", type=Path, default=None,
                       help="datasets directory holding the UCI Taiwan data")
+    seed.add_argument("--cluster", action="store_true", help="the URL names a Redis Cluster node")
     seed.set_defaults(func=_seed)
     load = sub.add_parser("load", help="load users from a JSON-lines file")
     load.add_argument("file", type=Path)
     load.add_argument("--redis-url", default=None)
+    load.add_argument("--cluster", action="store_true", help="the URL names a Redis Cluster node")
     load.set_defaults(func=_load)
     bench = sub.add_parser("bench", help="time batched fetches of seeded users")
     bench.add_argument("--seed", type=int, default=1, help="seed the users were written with")
@@ -71,7 +73,8 @@ def _seed(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         written = seed_population(_redis_url(args.redis_url), args.users, args.seed,
-                                  ids_out=args.ids_out, data_dir=args.data_dir)
+                                  ids_out=args.ids_out, data_dir=args.data_dir,
+                                  cluster=args.cluster)
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -85,7 +88,7 @@ def _load(args: argparse.Namespace) -> int:
     from dsp.features.seeding import load_file
 
     try:
-        loaded, errors = load_file(_redis_url(args.redis_url), args.file)
+        loaded, errors = load_file(_redis_url(args.redis_url), args.file, cluster=args.cluster)
     except OSError as exc:
         print(f"error: {args.file}: {exc}", file=sys.stderr)
         return 2

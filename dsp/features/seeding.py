@@ -8,6 +8,7 @@ from pathlib import Path
 import msgspec
 import numpy as np
 import redis
+from redis.cluster import RedisCluster
 
 from dsp.features.contract import FEATURE_INDEX
 from dsp.features.keys import user_key
@@ -30,11 +31,18 @@ class IdLine(msgspec.Struct):
     defaulted: int
 
 
+def connect(url: str, cluster: bool = False) -> redis.Redis | RedisCluster:
+    """A synchronous client for bulk writes: one node, or Redis Cluster via any of its nodes."""
+    if cluster:
+        return RedisCluster.from_url(url)
+    return redis.Redis.from_url(url)
+
+
 def seed_population(url: str, n_users: int, seed: int, *, ids_out: Path | None = None,
-                    data_dir: Path | None = None) -> int:
+                    data_dir: Path | None = None, cluster: bool = False) -> int:
     """Write users 0..n-1 of the population for ``seed``; returns how many were written."""
     data = load_taiwan(data_dir)
-    client = redis.Redis.from_url(url)
+    client = connect(url, cluster)
     encoder = msgspec.json.Encoder()
     written = 0
     hist_col = FEATURE_INDEX["has_credit_history"]
@@ -55,13 +63,13 @@ def seed_population(url: str, n_users: int, seed: int, *, ids_out: Path | None =
     return written
 
 
-def load_file(url: str, path: Path) -> tuple[int, list[tuple[int, str]]]:
+def load_file(url: str, path: Path, *, cluster: bool = False) -> tuple[int, list[tuple[int, str]]]:
     """Load every valid line of a JSON-lines file; return (loaded, [(line number, error)])."""
     codec = RecordCodec()
     errors: list[tuple[int, str]] = []
     batch: list[tuple[str, bytes]] = []
     loaded = 0
-    client = redis.Redis.from_url(url)
+    client = connect(url, cluster)
     try:
         with path.open("rb") as fh:
             for line_no, line in enumerate(fh, 1):
