@@ -118,3 +118,15 @@ def test_serving_path_does_not_import_training_libraries() -> None:
             "'dsp.training') if m in sys.modules]; print(heavy); sys.exit(1 if heavy else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_risk_rises_with_delinquency() -> None:
+    from dsp.features.rows import parse_row
+
+    runner = load_model(MODELS / "risk")
+    base = {"limit_bal": 100000, "bill_amt1": 40000, "bill_amt2": 38000, "pay_amt1": 2000,
+            "pay_amt2": 2000, "pay_0": 0, "pay_2": 0, "pay_3": 0}
+    _, good = parse_row(json.dumps({"id": "a", "features": base}))
+    _, late = parse_row(json.dumps({"id": "b", "features": {**base, "pay_0": 3, "pay_2": 2}}))
+    pd_good, pd_late = runner.predict(np.stack([good, late]))
+    assert pd_late > pd_good + 0.2
