@@ -16,7 +16,9 @@ rows (one ONNX run per model). Outcomes:
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from typing import Protocol
 
 import msgspec
@@ -45,18 +47,30 @@ class Predictor(Protocol):
 
 
 class ModelScorer:
-    """:class:`dsp.bidding.ports.Scorer` over two synchronous predictors (one run each per call)."""
+    """:class:`dsp.bidding.ports.Scorer` over two synchronous predictors (one run each per call).
 
-    __slots__ = ("_intent", "_risk")
+    With ``executor`` (one thread), both runs happen off the event loop: onnxruntime releases the
+    GIL, so the loop keeps parsing and answering other requests (and gathering the next batch)
+    while a batch is scored; without it they run inline. Either way one batch = one run per model.
+    """
 
-    def __init__(self, intent: Predictor, risk: Predictor) -> None:
+    __slots__ = ("_executor", "_intent", "_risk")
+
+    def __init__(self, intent: Predictor, risk: Predictor, executor: Executor | None = None) -> None:
         self._intent = intent
         self._risk = risk
+        self._executor = executor
+
+    def _both(self, rows: FloatArray) -> tuple[FloatArray, FloatArray]:
+        return self._intent.predict(rows), self._risk.predict(rows)
 
     async def score(self, rows: FloatArray, deadline: Deadline) -> tuple[FloatArray, FloatArray]:
         if deadline.expired():
             raise DependencyUnavailable("scoring: deadline passed")
-        return self._intent.predict(rows), self._risk.predict(rows)
+        if self._executor is None:
+            return self._both(rows)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._both, rows)
 
 
 class AudienceSource(Protocol):

@@ -7,6 +7,10 @@ Constraints that msgspec checks while decoding (``tmax >= 0``, ``bidfloor >= 0``
 {0, 1}, non-empty ``imp``, deal ``id`` non-empty) fail at the exact path too; cross-field checks
 live in :mod:`dsp.openrtb.validate`.
 
+Only fields the bidder reads are declared (everything else is skipped at C speed): declaring a
+field means rejecting the request when it has the wrong type, which is right for what we use and
+needlessly strict for what we do not.
+
 The 2.5 ``ext`` locations (``regs.ext.gdpr``, ``regs.ext.us_privacy``, ``user.ext.consent``,
 ``user.ext.eids``, ``source.ext.schain``) are decoded into the small ``*Ext`` structs and copied to
 their 2.6 places by :func:`dsp.openrtb.decode.normalise`; the flow reads only the 2.6 places.
@@ -41,9 +45,6 @@ class Banner(_S):
     w: int | None = None
     h: int | None = None
     format: list[Format] | None = None
-    pos: int | None = None
-    battr: list[int] | None = None
-    mimes: list[str] | None = None
 
 
 class CompanionAd(_S):
@@ -60,26 +61,17 @@ class CompanionAdWrapper(_S):
 
 
 class Video(_S):
-    mimes: list[str] | None = None
     w: int | None = None
     h: int | None = None
-    minduration: int | None = None
-    maxduration: int | None = None
-    protocols: list[int] | None = None
-    battr: list[int] | None = None
     companionad: list[CompanionAd] | CompanionAdWrapper | None = None
 
 
 class Audio(_S):
-    mimes: list[str] | None = None
-    minduration: int | None = None
-    maxduration: int | None = None
+    """Presence is what matters (a media type); its fields are not read."""
 
 
 class Native(_S):
-    request: str | None = None
-    ver: str | None = None
-    battr: list[int] | None = None
+    """Presence is what matters (a media type); the native request string is not parsed."""
 
 
 class Deal(_S):
@@ -88,7 +80,6 @@ class Deal(_S):
     bidfloorcur: str | None = None  # None means "USD" per spec; it does NOT inherit imp.bidfloorcur
     at: int | None = None
     wseat: list[str] | None = None
-    wadomain: list[str] | None = None
 
 
 class Pmp(_S):
@@ -103,31 +94,22 @@ class Imp(_S):
     audio: Audio | None = None
     native: Native | None = None
     pmp: Pmp | None = None
-    tagid: str | None = None
-    instl: int | None = None
     bidfloor: NonNegFloat = 0.0
     bidfloorcur: str | None = None
-    secure: int | None = None
     bcat: list[str] | None = None  # non-standard per-imp block list seen in the wild
 
 
 class Publisher(_S):
     id: str | None = None
-    name: str | None = None
-    domain: str | None = None
-    cat: list[str] | None = None
 
 
 class Content(_S):
     cat: list[str] | None = None
-    language: str | None = None
 
 
 class Site(_S):
     id: str | None = None
-    name: str | None = None
     domain: str | None = None
-    page: str | None = None
     cat: list[str] | None = None
     sectioncat: list[str] | None = None
     pagecat: list[str] | None = None
@@ -137,10 +119,7 @@ class Site(_S):
 
 class App(_S):
     id: str | None = None
-    name: str | None = None
     bundle: str | None = None
-    domain: str | None = None
-    storeurl: str | None = None
     cat: list[str] | None = None
     sectioncat: list[str] | None = None
     pagecat: list[str] | None = None
@@ -150,37 +129,21 @@ class App(_S):
 
 class Dooh(_S):
     id: str | None = None
-    name: str | None = None
-    domain: str | None = None
     publisher: Publisher | None = None
     content: Content | None = None
 
 
 class Geo(_S):
-    lat: float | None = None
-    lon: float | None = None
     country: str | None = None
-    region: str | None = None
-    city: str | None = None
-    zip: str | None = None
     utcoffset: int | None = None
 
 
 class Device(_S):
-    ua: str | None = None
-    ip: str | None = None
-    ipv6: str | None = None
     geo: Geo | None = None
     dnt: int | None = None
     lmt: int | None = None
     devicetype: int | None = None
-    make: str | None = None
-    model: str | None = None
     os: str | None = None
-    osv: str | None = None
-    language: str | None = None
-    carrier: str | None = None
-    connectiontype: int | None = None
     ifa: str | None = None
 
 
@@ -202,7 +165,6 @@ class UserExt(_S):
 class User(_S):
     id: str | None = None
     buyeruid: str | None = None
-    yob: int | None = None
     geo: Geo | None = None
     consent: str | None = None
     eids: list[Eid] | None = None
@@ -240,8 +202,6 @@ class SourceExt(_S):
 
 
 class Source(_S):
-    fd: int | None = None
-    tid: str | None = None
     schain: SupplyChain | None = None
     ext: SourceExt | None = None
 

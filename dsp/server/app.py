@@ -18,6 +18,7 @@ import os
 import secrets
 import signal
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -76,11 +77,14 @@ class Services:
         snap = holder.current
         self.money = MoneyRuntime(self.redis, metrics, snap.budgets)
         self.resolver: AudienceSource
+        self._scoring_thread: ThreadPoolExecutor | None = None
         if make_audience is not None:
             self.resolver = make_audience(self.redis, intent, risk, population)
         else:
+            if s.score_in_thread:
+                self._scoring_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnx")
             self.resolver = AudienceResolver(
-                FeatureStore(self.redis), ModelScorer(intent, risk), population,
+                FeatureStore(self.redis), ModelScorer(intent, risk, self._scoring_thread), population,
                 max_batch_size=min(intent.config.max_batch_size, risk.config.max_batch_size),
                 max_wait_us=max(intent.config.max_wait_us, risk.config.max_wait_us),
                 on_batch=self.recorder.batch, on_redis_error=self.recorder.redis_error)
@@ -144,6 +148,8 @@ class Services:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.resolver.close()
+        if self._scoring_thread is not None:
+            self._scoring_thread.shutdown(wait=False)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.money.stop(), timeout=5.0)
         await self.redis.aclose()

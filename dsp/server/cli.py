@@ -37,6 +37,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--public-url", default=os.environ.get("DSP_PUBLIC_URL", ""),
                         help="base URL for notice URLs (default http://HOST:PORT)")
     parser.add_argument("--max-body-bytes", type=int, default=256 * 1024)
+    parser.add_argument("--score-thread", action="store_true",
+                        help="run ONNX in one thread beside the event loop (helps when a spare core "
+                             "exists; measured no better on a busy 2-core box)")
     parser.add_argument("--log-level", default=os.environ.get("DSP_LOG_LEVEL", "INFO"))
     parser.set_defaults(func=run)
 
@@ -46,7 +49,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return Settings(host=args.host, port=args.port, workers=max(1, args.workers),
                     redis_url=args.redis_url, configs_dir=args.configs, models_dir=args.models,
                     public_url=args.public_url, max_body_bytes=args.max_body_bytes,
-                    token_keys=keys, token_active=active)
+                    token_keys=keys, token_active=active, score_in_thread=args.score_thread)
 
 
 def serve_worker(settings: Settings, log_level: str = "INFO") -> None:

@@ -33,6 +33,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     health_check_s: float = 1.0
     token_keys: dict[str, bytes] = {}
     token_active: str = ""
+    score_in_thread: bool = False  # True: ONNX runs in one thread off the event loop (GIL released)
     admin_enabled: bool = True  # POST /admin/reload (bind to a private interface in production)
 
     @property
