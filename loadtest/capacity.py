@@ -30,7 +30,6 @@ import contextlib
 import datetime as dt
 import json
 import os
-import resource
 import shlex
 import signal
 import subprocess
@@ -73,6 +72,7 @@ class Step:
     why: str
     server_p99_ms: float | None = None  # from the bidder's own histogram (None: no /metrics)
     server_p50_ms: float | None = None
+    foreign_cores: float = 0.0  # CPU used by processes not ours during the step, in cores
 
 
 @dataclass
@@ -83,6 +83,7 @@ class TargetResult:
     steps: list[Step] = field(default_factory=list)
     best: Step | None = None
     note: str = ""
+    disturbed: int = 0  # failed steps re-run because other processes were busy
 
 
 class Settings(argparse.Namespace):
@@ -109,6 +110,8 @@ class Settings(argparse.Namespace):
     reserved_cores: int
     peak_factor: float
     time_budget_s: float
+    quiet_cores: float
+    max_reruns: int
     json_out: Path | None
     update_readme: bool
 
@@ -171,18 +174,21 @@ def run_step(s: Settings, url: str, server_pid: int, redis_pids: list[int], exch
     hist0 = promscrape.scrape_buckets(url)
     cpu0 = procstat.cpu_seconds(server_pids)
     redis0 = procstat.cpu_seconds(redis_pids)
+    own0, busy0, t0 = procstat.own_cpu_seconds(), procstat.busy_cpu_seconds(), time.monotonic()
     proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env={**os.environ, "PYTHONPATH": str(REPO)})
     out, err = proc.communicate(timeout=duration_s + s.warmup_s + 120)
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    own1, busy1, t1 = procstat.own_cpu_seconds(), procstat.busy_cpu_seconds(), time.monotonic()
     cpu1 = procstat.cpu_seconds(server_pids)
     redis1 = procstat.cpu_seconds(redis_pids)
     if proc.returncode != 0:
         raise RuntimeError(f"generator failed ({proc.returncode}): {err.decode()[-2000:]}")
     summary: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
-    gen_cpu = usage.ru_utime + usage.ru_stime  # cumulative over all children; diffed by caller
+    gen_cpu = own1 - own0  # this orchestrator + the generator it just reaped
     passed, why = judge(summary, rate, s.budget_ms, s.max_error_rate)
     step = Step(rate, summary, cpu1 - cpu0, redis1 - redis0, gen_cpu, passed, why)
+    ours = (cpu1 - cpu0) + (redis1 - redis0) + gen_cpu
+    step.foreign_cores = max(0.0, (busy1 - busy0) - ours) / max(t1 - t0, 1e-3)
     hist1 = promscrape.scrape_buckets(url)
     if hist1 is not None:  # includes the warm-up's requests; fine for a percentile
         d = promscrape.delta(hist1, hist0)
@@ -210,28 +216,35 @@ def judge(summary: dict[str, Any], rate: float, budget_ms: float, max_error_rate
 def search(s: Settings, target: TargetResult, url: str, pid: int, redis_pids: list[int],
            exchanges: list[str], ids_file: str | None, deadline: float) -> None:
     """Geometric ramp, bisection, then a confirmation run; fills ``target.steps`` / ``best``."""
-    last_gen = 0.0
-
     def step(rate: float, duration: float, retry: bool = True) -> Step:
+        """A failed step is run again (the machine is shared): once in any case, and up to
+        ``--max-reruns`` times while other processes used more than ``--quiet-cores``."""
         st = _step(rate, duration)
-        if not st.passed and retry:  # the machine is shared: a step fails only if it fails twice
+        attempts = 1
+        while not st.passed and retry and time.monotonic() < deadline:
+            disturbed = st.foreign_cores > s.quiet_cores
+            if attempts >= (1 + s.max_reruns if disturbed else 2):
+                break
+            if disturbed:
+                target.disturbed += 1
+                time.sleep(2.0)  # give the neighbour a moment
             st2 = _step(rate, duration)
-            st = st2 if st2.passed else st
+            attempts += 1
+            st = st2 if st2.passed or st2.foreign_cores <= st.foreign_cores else st
+            if st2.passed:
+                break
         return st
 
     def _step(rate: float, duration: float) -> Step:
-        nonlocal last_gen
         st = run_step(s, url, pid, redis_pids, exchanges, ids_file, rate, duration)
-        st.gen_cpu_s, last_gen = st.gen_cpu_s - last_gen, st.gen_cpu_s
         target.steps.append(st)
         print(f"  {target.name:<22} {rate:>9,.0f} req/s  p50 {st.summary['p50_ms']} ms  "
               f"p99 {st.summary['p99_ms']} ms (server {_fmt(st.server_p99_ms)})  "
-              f"bid {st.summary['bid_rate']:.1%}  -> {st.why}", file=sys.stderr, flush=True)
+              f"bid {st.summary['bid_rate']:.1%}  others {st.foreign_cores:.2f} cores  -> {st.why}",
+              file=sys.stderr, flush=True)
         time.sleep(0.5)  # let queues drain between steps
         return st
 
-    last_gen = resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime + \
-        resource.getrusage(resource.RUSAGE_CHILDREN).ru_stime
     good: Step | None = None
     bad: Step | None = None
     rate = s.start_rps
@@ -338,11 +351,14 @@ def report(s: Settings, targets: list[TargetResult], started: dt.datetime, elaps
         lines.append(f"Redis: {redis_us:.1f} µs CPU per bid request here -> about "
                      f"{redis_us * 10e9 * s.peak_factor / 86400 / 1e6:,.0f} Redis cores at 10 B/day peak "
                      "(before cluster overhead)")
-    lines += ["", "search steps (rate -> p99, verdict):"]
+    lines += ["", f"search steps (rate -> client p99 ms; ✗ failed; ~ other processes used > "
+              f"{s.quiet_cores:g} cores during the step):"]
     for t in targets:
         steps = ", ".join(f"{st.rate:,.0f}->{_fmt(st.summary['p99_ms'])}"
-                          f"{'' if st.passed else '✗'}" for st in t.steps)
-        lines.append(f"  {t.name} ({t.processes}p): {steps}")
+                          f"{'' if st.passed else '✗'}{'~' if st.foreign_cores > s.quiet_cores else ''}"
+                          for st in t.steps)
+        lines.append(f"  {t.name} ({t.processes}p): {steps}"
+                     + (f"  [{t.disturbed} disturbed step(s) re-run]" if t.disturbed else ""))
     return "\n".join(lines)
 
 
@@ -384,7 +400,10 @@ def parse_args(argv: list[str] | None) -> Settings:
     p.add_argument("--host-cores", type=int, default=32)
     p.add_argument("--reserved-cores", type=int, default=2)
     p.add_argument("--peak-factor", type=float, default=3.0)
-    p.add_argument("--time-budget-s", type=float, default=540.0, help="stop searching after this")
+    p.add_argument("--quiet-cores", type=float, default=0.25,
+                   help="a failed step during which other processes used more CPU than this is re-run")
+    p.add_argument("--max-reruns", type=int, default=3)
+    p.add_argument("--time-budget-s", type=float, default=480.0, help="stop searching after this")
     p.add_argument("--json-out", type=Path, default=None)
     p.add_argument("--update-readme", action="store_true", help="write the report into loadtest/README.md")
     return p.parse_args(argv, namespace=Settings())

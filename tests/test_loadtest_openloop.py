@@ -136,3 +136,29 @@ def test_server_histogram_quantile() -> None:
     assert quantile(d, 0.5) == pytest.approx(0.001 + 0.004 * (25 / 90))
     assert 0.005 < quantile(d, 0.99) <= 0.01  # type: ignore[operator]
     assert quantile({float("inf"): 0.0}, 0.99) is None
+
+
+def test_report_prints_ratio_projection_and_formula() -> None:
+    import datetime as dt
+
+    from loadtest.capacity import Step, TargetResult, parse_args, report
+
+    def step(rps: float, cpu_s: float) -> Step:
+        summary = {"achieved_rps": rps, "responses": int(rps * 4), "total_responses": int(rps * 5),
+                   "p50_ms": 1.0, "p99_ms": 8.0, "p999_ms": 12.0, "error_rate": 0.0, "timeout_rate": 0.0,
+                   "bid_rate": 0.05, "client_late": False, "send_lag_p99_ms": 0.1}
+        return Step(rps, summary, cpu_s, 0.1, 0.0, True, "ok", server_p99_ms=5.0)
+
+    ceiling = TargetResult("aiohttp 204 ceiling", 1, "1", best=step(4000, 5.0))
+    one = TargetResult("bidder (1 process)", 1, "1", best=step(1000, 4.0))
+    two = TargetResult("bidder (2 processes)", 2, "0,1", best=step(1800, 8.0))
+    s = parse_args([])
+    text = report(s, [ceiling, one, two], dt.datetime(2026, 1, 1, tzinfo=dt.UTC), 300.0,
+                  ["generic"], 20000, 70, 0.5)
+    assert "1,000 / 4,000 = 0.25" in text
+    assert "2 processes vs 1: 1.80×" in text
+    assert "R_core = 1,000 req/s per core" in text and "86,400,000 req/day per core" in text
+    assert "cores = ceil(rate / R_core)" in text
+    assert "10 B    peak ×3      347,222      348      12" in text
+    assert "800" in text  # cpu µs/req = 4 s / 5000 requests
+    assert "numbers are depressed" in text
