@@ -164,3 +164,15 @@ async def test_redis_down_degrades_without_errors() -> None:
         assert resp.status in (200, 204)
         assert (await c.get("/readyz")).status == 503
         assert (await c.get("/healthz")).status == 200
+
+
+async def test_metrics_record_the_bid_path(client: TestClient[object, object]) -> None:
+    assert (await client.post("/bid/generic", json=_request())).status == 200
+    assert (await client.post("/bid/generic", json=_request(regs={"coppa": 1}))).status == 204
+    assert (await client.post("/bid/generic", data=b"{")).status == 400
+    text = await (await client.get("/metrics")).text()
+    assert 'dsp_bids_total{campaign="quickloan-prime",exchange="generic"} 1.0' in text
+    assert 'dsp_nobids_total{exchange="generic",reason="coppa"} 1.0' in text
+    assert 'dsp_bid_requests_total{exchange="generic",outcome="invalid"} 1.0' in text
+    assert 'dsp_stage_latency_seconds_count{stage="features"}' in text
+    assert 'dsp_batch_size_count{batcher="audience"} 1.0' in text

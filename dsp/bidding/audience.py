@@ -26,7 +26,7 @@ import numpy as np
 
 from dsp.batching import MicroBatcher
 from dsp.bidding.ports import FeatureSource, FloatArray, Scorer
-from dsp.clock import Deadline
+from dsp.clock import Deadline, monotonic
 from dsp.errors import DependencyUnavailable
 
 
@@ -89,11 +89,13 @@ class AudienceResolver:
     def __init__(self, features: FeatureSource, scorer: Scorer, population: tuple[float, float], *,
                  max_batch_size: int = 128, max_wait_us: int = 0,
                  on_batch: Callable[[int], None] | None = None,
-                 on_redis_error: Callable[[DependencyUnavailable], None] | None = None) -> None:
+                 on_redis_error: Callable[[DependencyUnavailable], None] | None = None,
+                 on_stage: Callable[[str, float], None] | None = None) -> None:
         self._features = features
         self._scorer = scorer
         self.population = population
         self._on_redis_error = on_redis_error
+        self._on_stage = on_stage
         self._batcher: MicroBatcher[str, Audience] = MicroBatcher(
             self._resolve_batch, max_batch_size=max_batch_size, max_wait_us=max_wait_us,
             on_batch=on_batch)
@@ -107,17 +109,24 @@ class AudienceResolver:
         return await self._batcher.submit(user_id, deadline)
 
     async def _resolve_batch(self, user_ids: list[str], deadline: Deadline) -> list[Audience]:
+        on_stage = self._on_stage
+        t0 = monotonic()
         try:
             records = await self._features.fetch(user_ids, deadline)
         except DependencyUnavailable as exc:
             if self._on_redis_error is not None:
                 self._on_redis_error(exc)
             return [self.unknown() for _ in user_ids]
+        if on_stage is not None:
+            on_stage("features", monotonic() - t0)
         known = [i for i, r in enumerate(records) if r.known]
         out = [self.unknown(r.user_key, r.caps) for r in records]
         if known:
             rows = np.stack([records[i].features for i in known]).astype(np.float32, copy=False)
+            t1 = monotonic()
             p_intent, pd = await self._scorer.score(rows, deadline)
+            if on_stage is not None:
+                on_stage("scoring", monotonic() - t1)
             pi_list: Sequence[float] = p_intent.tolist()
             pd_list: Sequence[float] = pd.tolist()
             for k, i in enumerate(known):

@@ -21,7 +21,7 @@ from dsp.bidding.audience import Audience, AudienceSource
 from dsp.bidding.decide import IdSource, Prepared, choose, prepare
 from dsp.bidding.ports import MoneyGate
 from dsp.bidding.respond import NoticeUrls, bid_response
-from dsp.clock import Deadline, wall_time
+from dsp.clock import Deadline, monotonic, wall_time
 from dsp.config.snapshot import ExchangeProfile, Snapshot
 from dsp.errors import DependencyUnavailable
 from dsp.openrtb.nobid import NoBidReason
@@ -35,6 +35,7 @@ class Decision(msgspec.Struct, gc=False):
     response: BidResponse | None = None
     reason: NoBidReason | None = None
     campaigns: tuple[str, ...] = ()
+    pricing_s: float = 0.0  # time spent pricing and building the response (when timed)
 
 
 class BidFlow:
@@ -61,7 +62,7 @@ class BidFlow:
             return NoBidReason.MODEL_ERROR
 
     async def run(self, req: BidRequest, profile: ExchangeProfile, snapshot: Snapshot,
-                  deadline: Deadline) -> Decision:
+                  deadline: Deadline, *, timed: bool = False) -> Decision:
         if deadline.expired():
             return Decision(reason=NoBidReason.DEADLINE)
         prep = prepare(req, profile, snapshot, wall_time())
@@ -72,9 +73,11 @@ class BidFlow:
             return Decision(reason=audience)
         if deadline.expired():
             return Decision(reason=NoBidReason.DEADLINE)
+        t0 = monotonic() if timed else 0.0
         chosen = choose(prep, audience, self._money, snapshot, self._ids)
         if not isinstance(chosen, list):
-            return Decision(reason=chosen)
+            return Decision(reason=chosen, pricing_s=monotonic() - t0 if timed else 0.0)
         response = bid_response(prep, chosen, self._notices, audience.user_key)
         return Decision(response=response,
-                        campaigns=tuple(ch.candidate.campaign.id for ch in chosen))
+                        campaigns=tuple(ch.candidate.campaign.id for ch in chosen),
+                        pricing_s=monotonic() - t0 if timed else 0.0)

@@ -21,6 +21,7 @@ from dsp.bidding.flow import BidFlow
 from dsp.bidding.respond import nobid_response
 from dsp.clock import Deadline, monotonic
 from dsp.config.reloader import SnapshotHolder
+from dsp.config.snapshot import ExchangeProfile, Snapshot
 from dsp.errors import InvalidRequest
 from dsp.openrtb.decode import RequestDecoder
 from dsp.openrtb.nobid import NoBidReason
@@ -80,11 +81,25 @@ class BidEndpoint:
         headers = {_VERSION_HEADER: version} if version else None
         if profile is None:
             return _error(404, f"unknown exchange {exchange!r}", "", headers)
+        rec = self._rec
+        rec.inflight.inc()
+        try:
+            return await self._handle(request, exchange, profile, snapshot, headers, t0)
+        finally:
+            rec.inflight.dec()
+
+    async def _handle(self, request: web.Request, exchange: str, profile: ExchangeProfile,
+                      snapshot: Snapshot, headers: dict[str, str] | None,
+                      t0: float) -> web.StreamResponse:
+        sampled = self._rec.sample_stages()
         try:
             body = await request.read()
             if body[:2] == _GZIP_MAGIC:  # aiohttp inflates gzip bodies itself unless told not to
                 body = gunzip_limited(body, self._max_body)
+            t_dec = monotonic() if sampled else 0.0
             req = self._decoder.decode(body, lax_numbers=profile.lax_numbers)
+            if sampled:
+                self._rec.stage("decode", monotonic() - t_dec)
         except InvalidRequest as exc:
             self._rec.request(exchange, "invalid", monotonic() - t0)
             return _error(400, exc.message, exc.path, headers)
@@ -98,7 +113,9 @@ class BidEndpoint:
         budget_ms = tmax_ms - profile.round_trip_allowance_ms - profile.safety_margin_ms
         deadline = Deadline(t0 + budget_ms / 1000.0)
         try:
-            decision = await self._flow.run(req, profile, snapshot, deadline)
+            decision = await self._flow.run(req, profile, snapshot, deadline, timed=sampled)
+            if sampled and decision.pricing_s:
+                self._rec.stage("pricing", decision.pricing_s)
         except Exception:  # a bug must not become a 5xx or a late bid
             log.exception("bid flow failed", extra={"fields": {"exchange": exchange, "id": req.id}})
             reason = NoBidReason.INTERNAL_ERROR
