@@ -37,7 +37,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                       help="write JSON lines {id, true_intent, true_pd, ...} here")
     seed.add_argument("--redis-url", default=None)
     seed.add_argument("--data-dir", type=Path, default=None,
-                      help="datasets directory holding the UCI Taiwan data")
+                      help="datasets directory holding the UCI Taiwan data (default: "
+                           "$DSP_DATASETS_DIR, else ../shared/datasets)")
     seed.add_argument("--cluster", action="store_true", help="the URL names a Redis Cluster node")
     seed.set_defaults(func=_seed)
     load = sub.add_parser("load", help="load users from a JSON-lines file")

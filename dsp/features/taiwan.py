@@ -15,6 +15,7 @@ stratified permutation driven by a seed, so the held-out rows can be rebuilt any
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +32,14 @@ FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
 
 
+DATA_DIR_ENV = "DSP_DATASETS_DIR"
+
+
 def default_data_dir() -> Path:
-    """``<repo>/../shared/datasets`` (the team's shared, read-only datasets)."""
+    """``$DSP_DATASETS_DIR`` if set, else ``<repo>/../shared/datasets`` (shared, read-only)."""
+    env = os.environ.get(DATA_DIR_ENV)
+    if env:
+        return Path(env)
     return Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
 
 

@@ -21,7 +21,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     train = sub.add_parser("train", help="train both models, export ONNX, write EVALUATION.md")
     train.add_argument("--seed", type=int, default=DEFAULT_SEED)
     train.add_argument("--data-dir", type=Path, default=None,
-                       help="datasets directory (default: ../shared/datasets next to the repo)")
+                       help="datasets directory (default: $DSP_DATASETS_DIR, else ../shared/datasets)")
     train.add_argument("--models-dir", type=Path, default=REPO_ROOT / "models")
     train.add_argument("--campaigns-dir", type=Path, default=REPO_ROOT / "bidder_configs" / "campaigns",
                        help="campaign YAMLs whose pd_max/intent_min the fairness check applies")
