@@ -204,3 +204,12 @@ async def test_unsubstituted_macros(env: Env) -> None:
     # a nurl exchange commits on the win: the price is required there
     assert (await env.get("/notice/win", t=tok("bid-m3", campaign="c2"), p="${AUCTION_PRICE}"))[0] == 400
     assert await env.spent() == 0
+
+
+async def test_bills_on_follows_the_exchange_profile(redis_client: aioredis.Redis) -> None:
+    from dsp.notices.service import bills_on_by_exchange
+
+    svc = NoticeService(SIGNER, OutcomeStore(redis_client), CapRecorder(redis_client), Metrics(),
+                        BUDGETS, bills_on_for=bills_on_by_exchange({"x": ("nurl", "lurl")}))
+    out = await svc.win(tok("bid-p"), "1.0")  # exchange "x" sends no burl: the win commits
+    assert (out.result, out.committed_micros) == ("ok", 1_000)
