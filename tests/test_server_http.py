@@ -176,3 +176,17 @@ async def test_metrics_record_the_bid_path(client: TestClient[object, object]) -
     assert 'dsp_bid_requests_total{exchange="generic",outcome="invalid"} 1.0' in text
     assert 'dsp_stage_latency_seconds_count{stage="features"}' in text
     assert 'dsp_batch_size_count{batcher="audience"} 1.0' in text
+
+
+async def test_decisions_are_logged_when_sampled(redis_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    r = sync_redis.Redis.from_url(redis_url)
+    write_rows(r, [KNOWN], _known_row())
+    r.close()
+    settings = msgspec.structs.replace(_settings(redis_url), decision_sample_rate=1.0)
+    app = build_app(settings, Metrics(CollectorRegistry()))
+    with caplog.at_level("INFO", logger="dsp.decisions"):
+        async with TestClient(TestServer(app)) as c:
+            assert (await c.post("/bid/generic", json=_request())).status == 200
+    records = [rec for rec in caplog.records if rec.name == "dsp.decisions"]
+    assert records and records[0].decision["outcome"] == "bid"  # type: ignore[attr-defined]
+    assert records[0].decision["bids"][0]["campaign"] == "quickloan-prime"  # type: ignore[attr-defined]

@@ -38,6 +38,7 @@ from dsp.features.contract import DEFAULTS
 from dsp.features.store import FeatureStore
 from dsp.notices.service import NoticeService
 from dsp.notices.tokens import TokenSigner
+from dsp.observability.logging import DecisionLog
 from dsp.observability.metrics import Metrics
 from dsp.scoring.model import ModelRunner, load_models
 from dsp.server.bid_endpoint import BidEndpoint
@@ -92,7 +93,8 @@ class Services:
         signer = TokenSigner(s.token_keys, s.token_active)
         ids = IdSource(f"{secrets.token_hex(3)}{os.getpid():x}-")
         flow = BidFlow(self.resolver, self.money, NoticeUrls(signer, s.base_url), ids)
-        self.endpoint = BidEndpoint(holder, flow, self.recorder, s.max_body_bytes)
+        self.endpoint = BidEndpoint(holder, flow, self.recorder, s.max_body_bytes,
+                                    DecisionLog(sample_rate=s.decision_sample_rate, metrics=metrics))
         self.notices = NoticeService(signer, OutcomeStore(self.redis), CapRecorder(self.redis),
                                      metrics, snap.budgets)
         holder.subscribe(self._on_snapshot)

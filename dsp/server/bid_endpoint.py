@@ -17,12 +17,13 @@ import msgspec
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
-from dsp.bidding.flow import BidFlow
+from dsp.bidding.flow import BidFlow, Decision
 from dsp.bidding.respond import nobid_response
 from dsp.clock import Deadline, monotonic
 from dsp.config.reloader import SnapshotHolder
 from dsp.config.snapshot import ExchangeProfile, Snapshot
 from dsp.errors import InvalidRequest
+from dsp.observability.logging import DecisionLog
 from dsp.openrtb.decode import RequestDecoder
 from dsp.openrtb.nobid import NoBidReason
 from dsp.openrtb.response import encode_response
@@ -62,10 +63,11 @@ def _error(status: int, message: str, path: str, headers: dict[str, str] | None 
 class BidEndpoint:
     """Holds the per-process collaborators; ``handle`` is the aiohttp handler."""
 
-    __slots__ = ("_decoder", "_flow", "_holder", "_max_body", "_rec")
+    __slots__ = ("_decisions", "_decoder", "_flow", "_holder", "_max_body", "_rec")
 
     def __init__(self, holder: SnapshotHolder, flow: BidFlow, recorder: BidRecorder,
-                 max_body_bytes: int) -> None:
+                 max_body_bytes: int, decisions: DecisionLog | None = None) -> None:
+        self._decisions = decisions
         self._holder = holder
         self._flow = flow
         self._rec = recorder
@@ -121,6 +123,8 @@ class BidEndpoint:
             reason = NoBidReason.INTERNAL_ERROR
         else:
             response = decision.response
+            if self._decisions is not None and self._decisions.should_sample():
+                self._log_decision(exchange, req.id, decision, monotonic() - t0)
             if response is not None:
                 for campaign in decision.campaigns:
                     self._rec.bid(exchange, campaign)
@@ -132,6 +136,17 @@ class BidEndpoint:
         if profile.nobid_body:
             return self._encode(request, encode_response(nobid_response(req.id, reason)), headers)
         return web.Response(status=204, headers=headers)
+
+    def _log_decision(self, exchange: str, request_id: str, decision: Decision, elapsed_s: float) -> None:
+        assert self._decisions is not None
+        bids = []
+        if decision.response is not None and decision.response.seatbid:
+            bids = [{"imp": b.impid, "campaign": b.cid, "price": b.price, "crid": b.crid}
+                    for sb in decision.response.seatbid for b in sb.bid]
+        self._decisions.log({"exchange": exchange, "request_id": request_id,
+                             "outcome": "bid" if decision.response is not None else "nobid",
+                             "reason": decision.reason.value if decision.reason else None,
+                             "bids": bids, "latency_ms": round(elapsed_s * 1000, 3)})
 
     @staticmethod
     def _encode(request: web.Request, payload: bytes,

@@ -34,6 +34,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     token_keys: dict[str, bytes] = {}
     token_active: str = ""
     score_in_thread: bool = False  # True: ONNX runs in one thread off the event loop (GIL released)
+    decision_sample_rate: float = 0.001  # share of decisions logged (dsp.decisions logger)
     admin_enabled: bool = True  # POST /admin/reload (bind to a private interface in production)
 
     @property
