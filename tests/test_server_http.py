@@ -190,3 +190,28 @@ async def test_decisions_are_logged_when_sampled(redis_url: str, caplog: pytest.
     records = [rec for rec in caplog.records if rec.name == "dsp.decisions"]
     assert records and records[0].decision["outcome"] == "bid"  # type: ignore[attr-defined]
     assert records[0].decision["bids"][0]["campaign"] == "quickloan-prime"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("over", [
+    {"imp": [{"id": "1", "banner": {"w": 300, "h": 250}, "bidfloor": 1e300}]},
+    {"imp": [{"id": "1", "banner": {"w": 300, "h": 250}, "bidfloor": 5, "bidfloorcur": "???"}]},
+    {"tmax": 10**15},
+    {"tmax": 1},
+    {"cur": ["JPY"], "at": 1},
+    {"cur": []},
+    {"id": "ü" * 3000},
+    {"imp": [{"id": str(i), "banner": {"format": [{"w": 300, "h": 250}]}} for i in range(300)]},
+    {"device": {"geo": {"country": "ÅÄÖ"}, "os": "", "devicetype": -3, "lmt": 7}},
+    {"site": {"cat": ["IAB13", "", "x" * 500]}, "bcat": [""], "badv": []},
+    {"imp": [{"id": "1", "video": {"w": 0, "h": 0}, "pmp": {"private_auction": 1, "deals": [
+        {"id": "d", "bidfloor": 1e300, "bidfloorcur": "XXX"}]}}]},
+    {"regs": {"gdpr": 1, "ext": {"gdpr": 0, "us_privacy": "1YNN"}}},
+    {"source": {"ext": {"schain": {"complete": 1, "nodes": []}}}, "dooh": None, "app": None},
+])
+async def test_odd_but_valid_requests_never_fail(client: TestClient[object, object],
+                                                  over: dict[str, object]) -> None:
+    resp = await client.post("/bid/generic", json=_request(**over))
+    assert resp.status in (200, 204), await resp.text()
+    if resp.status == 200:
+        body = msgspec.json.decode(await resp.read(), type=BidResponse)
+        assert body.seatbid and all(b.price > 0 for sb in body.seatbid for b in sb.bid)

@@ -111,11 +111,17 @@ def _blocked(cr: CompiledCreative, ctx: RequestContext) -> tuple[NoBidReason, st
     return None
 
 
+_MAX_FLOOR_UNITS = 1e9  # a floor beyond a billion CPM is as good as infinite (and stays an int)
+
+
 def _floor(amount: float, cur: str | None, to_cur: str, rates: Rates) -> int | None:
-    """A CPM floor in currency units -> CPM micros in ``to_cur`` (None: unknown currency)."""
+    """A CPM floor in currency units -> CPM micros in ``to_cur`` (None: unknown currency).
+
+    Floors arrive from the wire: ``1e400`` decodes to infinity, so amounts are clamped before
+    the conversion to integers (a bid never clears such a floor anyway)."""
     if amount <= 0:
         return 0
-    return rates.convert_micros(units_to_micros(amount), cur or "USD", to_cur)
+    return rates.convert_micros(units_to_micros(min(amount, _MAX_FLOOR_UNITS)), cur or "USD", to_cur)
 
 
 def imp_candidate(c: CompiledCampaign, i: int, imp: Imp, ctx: RequestContext, rates: Rates,
