@@ -119,7 +119,12 @@ def _epoch_day(day: dt.date | None) -> int | None:
 def iab_keys(cats: list[str] | tuple[str, ...]) -> frozenset[str]:
     """Each category and its IAB tier-1 parent: ``IAB13-2`` -> {``IAB13-2``, ``IAB13``}, so a
     block or target entry ``IAB13`` matches ``IAB13-2`` with one set intersection."""
-    return frozenset(k for cat in cats for k in (cat, cat.partition("-")[0]))
+    keys = set(cats)
+    for cat in cats:
+        dash = cat.find("-")
+        if dash > 0:
+            keys.add(cat[:dash])
+    return frozenset(keys)
 
 
 def _budget(c: CampaignFile) -> CampaignBudget:

@@ -195,7 +195,9 @@ def build_app(settings: Settings, metrics: Metrics, holder: SnapshotHolder | Non
 
     app.cleanup_ctx.append(lifecycle)
 
-    app.router.add_post("/bid/{exchange}", svc.endpoint.handle)
+    for exchange in sorted(holder.current.exchanges):  # static routes: a dict lookup per request
+        app.router.add_post(f"/bid/{exchange}", svc.endpoint.route_for(exchange))
+    app.router.add_post("/bid/{exchange}", svc.endpoint.handle)  # exchanges added by a reload
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     if settings.admin_enabled:

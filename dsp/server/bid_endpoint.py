@@ -9,9 +9,11 @@ Nothing a client sends produces a 5xx: an unexpected error inside the flow becom
 
 from __future__ import annotations
 
+import functools
 import gzip
 import logging
 import zlib
+from collections.abc import Awaitable, Callable
 
 import msgspec
 from aiohttp import web
@@ -75,22 +77,30 @@ class BidEndpoint:
         self._max_body = max_body_bytes
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        """``POST /bid/{exchange}`` (the dynamic route: exchanges added by a reload)."""
+        return await self.handle_exchange(request.match_info["exchange"], request)
+
+    def route_for(self, exchange: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        """A handler bound to one exchange, for a static route (aiohttp resolves those by a dict
+        lookup instead of trying the ``/bid/{exchange}`` pattern)."""
+        return functools.partial(self.handle_exchange, exchange)
+
+    async def handle_exchange(self, exchange: str, request: web.Request) -> web.StreamResponse:
         t0 = monotonic()
         snapshot = self._holder.current
-        exchange = request.match_info["exchange"]
         profile = snapshot.exchanges.get(exchange)
         version = request.headers.get(_VERSION_HEADER)
         headers = {_VERSION_HEADER: version} if version else None
         if profile is None:
             return _error(404, f"unknown exchange {exchange!r}", "", headers)
-        rec = self._rec
-        rec.inflight.inc()
+        inflight = self._rec.inflight
+        inflight.inc()
         try:
-            return await self._handle(request, exchange, profile, snapshot, headers, t0)
+            return await self._answer(request, exchange, profile, snapshot, headers, t0)
         finally:
-            rec.inflight.dec()
+            inflight.dec()
 
-    async def _handle(self, request: web.Request, exchange: str, profile: ExchangeProfile,
+    async def _answer(self, request: web.Request, exchange: str, profile: ExchangeProfile,
                       snapshot: Snapshot, headers: dict[str, str] | None,
                       t0: float) -> web.StreamResponse:
         sampled = self._rec.sample_stages()
