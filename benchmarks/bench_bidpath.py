@@ -161,6 +161,9 @@ def main() -> int:
     ap.add_argument("--connections", default="64,8")
     ap.add_argument("--workers", default="1,2")
     ap.add_argument("--skip", default="", help="comma-separated: ceiling,naive")
+    ap.add_argument("--repeat", type=int, default=2,
+                    help="runs per server and connection count; the best one is reported (the "
+                         "machine is shared: a neighbour's burst should not decide the result)")
     args = ap.parse_args()
     conns = [int(c) for c in args.connections.split(",")]
     skip = set(filter(None, args.skip.split(",")))
@@ -202,15 +205,23 @@ def main() -> int:
                 with srv:
                     run_wrk(srv.port, lua, 64, 2)  # warm-up
                     for c in conns:
-                        before = scrape_outcomes(srv.port)
-                        res = run_wrk(srv.port, lua, c, args.duration)
-                        after = scrape_outcomes(srv.port)
-                        total = sum(after.values()) - sum(before.values())
-                        bids = after.get("bid", 0.0) - before.get("bid", 0.0)
-                        row = {"server": srv.name, "conns": c, **res,
-                               "bid_share": bids / total if total else None}
-                        rows.append(row)
-                        print(json.dumps(row), flush=True)
+                        best: dict[str, object] | None = None
+                        errors = 0
+                        for _ in range(max(1, args.repeat)):
+                            before = scrape_outcomes(srv.port)
+                            res = run_wrk(srv.port, lua, c, args.duration)
+                            after = scrape_outcomes(srv.port)
+                            total = sum(after.values()) - sum(before.values())
+                            bids = after.get("bid", 0.0) - before.get("bid", 0.0)
+                            row = {"server": srv.name, "conns": c, **res,
+                                   "bid_share": bids / total if total else None}
+                            print(json.dumps(row), flush=True)
+                            errors += int(res["socket_errors"]) + int(res["status_errors"])
+                            if best is None or float(res["rps"]) > float(best["rps"]):  # type: ignore[arg-type]
+                                best = row
+                        assert best is not None
+                        best["errors_all_runs"] = errors  # errors are never "best-of": all runs count
+                        rows.append(best)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     _table(rows)
@@ -234,7 +245,7 @@ def _table(rows: list[dict[str, object]]) -> None:
         share = r["bid_share"]
         print(f"{r['server']!s:<12}{c:>6}{v:>10.0f}{float(r['p50_us']) / 1000:>9.2f}"  # type: ignore[arg-type]
               f"{float(r['p99_us']) / 1000:>9.2f}{float(r['p999_us']) / 1000:>10.2f}"  # type: ignore[arg-type]
-              f"{int(r['socket_errors']) + int(r['status_errors']):>8}"  # type: ignore[call-overload]
+              f"{int(r['errors_all_runs']):>8}"  # type: ignore[call-overload]
               f"{(f'{float(share):.0%}' if share is not None else '-'):>7}"  # type: ignore[arg-type]
               f"{(f'{v / ceil:.0%}' if ceil else '-'):>9}{(f'{v / naive:.1f}x' if naive else '-'):>9}")
 
