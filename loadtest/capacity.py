@@ -89,6 +89,7 @@ class TargetResult:
 class Settings(argparse.Namespace):
     budget_ms: float
     max_error_rate: float
+    max_shed_rate: float
     step_s: float
     warmup_s: float
     confirm_s: float
@@ -171,7 +172,7 @@ def run_step(s: Settings, url: str, server_pid: int, redis_pids: list[int], exch
     if ids_file:
         argv += ["--ids-file", ids_file]
     server_pids = procstat.descendants(server_pid)
-    hist0 = promscrape.scrape_buckets(url)
+    scrape0 = promscrape.scrape(url)
     cpu0 = procstat.cpu_seconds(server_pids)
     redis0 = procstat.cpu_seconds(redis_pids)
     own0, busy0, t0 = procstat.own_cpu_seconds(), procstat.busy_cpu_seconds(), time.monotonic()
@@ -185,21 +186,29 @@ def run_step(s: Settings, url: str, server_pid: int, redis_pids: list[int], exch
         raise RuntimeError(f"generator failed ({proc.returncode}): {err.decode()[-2000:]}")
     summary: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
     gen_cpu = own1 - own0  # this orchestrator + the generator it just reaped
-    passed, why = judge(summary, rate, s.budget_ms, s.max_error_rate)
-    step = Step(rate, summary, cpu1 - cpu0, redis1 - redis0, gen_cpu, passed, why)
+    scrape1 = promscrape.scrape(url)
+    if scrape1 is not None:  # includes the warm-up's requests; fine for shares and percentiles
+        d = promscrape.delta(scrape1.buckets, scrape0.buckets if scrape0 else None)
+        p99, p50 = promscrape.quantile(d, 0.99), promscrape.quantile(d, 0.50)
+        summary["server_p99_ms"] = None if p99 is None else round(p99 * 1000, 2)
+        summary["server_p50_ms"] = None if p50 is None else round(p50 * 1000, 2)
+        summary["shed_rate"], summary["shed"] = scrape1.shed_since(scrape0)
+    passed, why = judge(summary, rate, s.budget_ms, s.max_error_rate, s.max_shed_rate)
+    step = Step(rate, summary, cpu1 - cpu0, redis1 - redis0, gen_cpu, passed, why,
+                server_p99_ms=summary.get("server_p99_ms"), server_p50_ms=summary.get("server_p50_ms"))
     ours = (cpu1 - cpu0) + (redis1 - redis0) + gen_cpu
     step.foreign_cores = max(0.0, (busy1 - busy0) - ours) / max(t1 - t0, 1e-3)
-    hist1 = promscrape.scrape_buckets(url)
-    if hist1 is not None:  # includes the warm-up's requests; fine for a percentile
-        d = promscrape.delta(hist1, hist0)
-        p99, p50 = promscrape.quantile(d, 0.99), promscrape.quantile(d, 0.50)
-        step.server_p99_ms = None if p99 is None else round(p99 * 1000, 2)
-        step.server_p50_ms = None if p50 is None else round(p50 * 1000, 2)
     return step
 
 
-def judge(summary: dict[str, Any], rate: float, budget_ms: float, max_error_rate: float) -> tuple[bool, str]:
-    """Pass/fail of one step, with the reason (the first violated condition)."""
+def judge(summary: dict[str, Any], rate: float, budget_ms: float, max_error_rate: float,
+          max_shed_rate: float = 1.0) -> tuple[bool, str]:
+    """Pass/fail of one step, with the reason (the first violated condition).
+
+    ``shed_rate`` (from the bidder's metrics): the share of requests answered with a no-bid
+    because the work could not be done (deadline, model error, ...). A bidder that keeps its p99 by
+    shedding work is not serving that rate.
+    """
     p99 = summary.get("p99_ms")
     if p99 is None:
         return False, "no responses"
@@ -210,6 +219,9 @@ def judge(summary: dict[str, Any], rate: float, budget_ms: float, max_error_rate
         return False, f"errors+timeouts {bad:.2%} > {max_error_rate:.2%}"
     if summary["achieved_rps"] < 0.97 * rate:
         return False, f"achieved {summary['achieved_rps']:.0f} < 97% of {rate:.0f}"
+    shed = summary.get("shed_rate", 0.0)
+    if shed > max_shed_rate:
+        return False, f"shed {shed:.2%} > {max_shed_rate:.2%} ({summary.get('shed')})"
     return True, "ok"
 
 
@@ -293,7 +305,8 @@ def report(s: Settings, targets: list[TargetResult], started: dt.datetime, elaps
         f"DSP capacity report — {started:%Y-%m-%d %H:%M} UTC — {elapsed_s:.0f} s",
         f"machine: {procstat.machine()}",
         f"budget: p99 <= {s.budget_ms:g} ms from scheduled send time (open loop, client side, loopback);"
-        f" errors+timeouts <= {s.max_error_rate:.2%}; step {s.step_s:g} s, confirm {s.confirm_s:g} s",
+        f" errors+timeouts <= {s.max_error_rate:.2%}; shed (no-bids for deadline, model error, ...)"
+        f" <= {s.max_shed_rate:.0%}; step {s.step_s:g} s, confirm {s.confirm_s:g} s",
         f"traffic: {templates} OpenRTB templates, exchanges {','.join(exchanges)}; known users "
         f"{s.known_share:.0%} of requests ({users:,} seeded); gzip {s.gzip_share:.0%}",
         f"pinning: generator + redis on CPU {s.gen_cpu}; servers as listed (cpus column). p50/p99/p99.9:"
@@ -302,7 +315,7 @@ def report(s: Settings, targets: list[TargetResult], started: dt.datetime, elaps
         + ("  <- numbers are depressed by it" if foreign_cores > 0.1 else ""),
         "",
         f"{'target':<22} {'procs':>5} {'cpus':>5} {'req/s':>8} {'/core':>8} {'p50 ms':>7} {'p99 ms':>7} "
-        f"{'p99.9':>7} {'srv p99':>7} {'err%':>6} {'tmo%':>6} {'bid%':>6} {'cpu µs/req':>10} "
+        f"{'p99.9':>7} {'srv p99':>7} {'err%':>6} {'tmo%':>6} {'shed%':>6} {'bid%':>6} {'cpu µs/req':>10} "
         f"{'redis µs/req':>12}",
     ]
     for t in targets:
@@ -318,7 +331,8 @@ def report(s: Settings, targets: list[TargetResult], started: dt.datetime, elaps
             f"{t.name:<22} {t.processes:>5} {t.cpus:>5} {m['achieved_rps']:>8,.0f} "
             f"{m['achieved_rps'] / t.processes:>8,.0f} {_fmt(m['p50_ms']):>7} {_fmt(m['p99_ms']):>7} "
             f"{_fmt(m['p999_ms']):>7} {_fmt(b.server_p99_ms):>7} {m['error_rate'] * 100:>6.2f} "
-            f"{m['timeout_rate'] * 100:>6.2f} {m['bid_rate'] * 100:>6.1f} {cpu_us:>10,.0f} {redis_us:>12,.1f}"
+            f"{m['timeout_rate'] * 100:>6.2f} {m.get('shed_rate', 0.0) * 100:>6.2f} "
+            f"{m['bid_rate'] * 100:>6.1f} {cpu_us:>10,.0f} {redis_us:>12,.1f}"
             + (f"   ({t.note})" if t.note else "")
             + (f"   [client late: send lag p99 {m['send_lag_p99_ms']} ms]" if m["client_late"] else ""))
     by = {(t.name.split()[0], t.processes): t for t in targets}
@@ -379,6 +393,8 @@ def parse_args(argv: list[str] | None) -> Settings:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--budget-ms", type=float, default=10.0, help="p99 latency budget (default 10)")
     p.add_argument("--max-error-rate", type=float, default=0.001)
+    p.add_argument("--max-shed-rate", type=float, default=0.01,
+                   help="max share of no-bids for deadline/model_error/... (default 1%%)")
     p.add_argument("--step-s", type=float, default=4.0, help="measured seconds per search step")
     p.add_argument("--warmup-s", type=float, default=1.0)
     p.add_argument("--confirm-s", type=float, default=8.0)

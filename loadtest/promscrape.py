@@ -15,22 +15,53 @@ from prometheus_client.parser import text_string_to_metric_families
 Buckets = dict[float, float]  # upper bound (seconds, +Inf included) -> cumulative count
 
 
-def scrape_buckets(url: str, metric: str = "dsp_request_latency_seconds") -> Buckets | None:
-    """Cumulative buckets of ``metric`` summed over all label sets; None when unavailable."""
+#: No-bid reasons that mean "could not do the work in time / at all" rather than a decision.
+SHED_REASONS = frozenset({"deadline", "model_error", "features_unavailable", "internal_error"})
+
+
+class Scrape:
+    """What the capacity report reads from one /metrics scrape."""
+
+    __slots__ = ("buckets", "nobids", "requests")
+
+    def __init__(self, buckets: Buckets, nobids: dict[str, float], requests: float) -> None:
+        self.buckets = buckets      # dsp_request_latency_seconds, all exchanges
+        self.nobids = nobids        # dsp_nobids_total by reason, all exchanges
+        self.requests = requests    # dsp_bid_requests_total, all exchanges and outcomes
+
+    def shed_since(self, before: Scrape | None) -> tuple[float, dict[str, float]]:
+        """(share of requests no-bid for a SHED_REASONS reason, their counts) since ``before``."""
+        prev = before.nobids if before is not None else {}
+        counts = {r: self.nobids.get(r, 0.0) - prev.get(r, 0.0) for r in SHED_REASONS}
+        n = self.requests - (before.requests if before is not None else 0.0)
+        return (sum(counts.values()) / n if n > 0 else 0.0), {r: c for r, c in counts.items() if c}
+
+
+def scrape(url: str) -> Scrape | None:
+    """Scrape the bidder; None when it has no /metrics (e.g. the 204 ceiling server)."""
     try:
         with urllib.request.urlopen(url.rstrip("/") + "/metrics", timeout=5) as r:
+            if r.status != 200:
+                return None
             text = r.read().decode()
     except OSError:
         return None
-    out: Buckets = {}
+    buckets: Buckets = {}
+    nobids: dict[str, float] = {}
+    requests = 0.0
     for fam in text_string_to_metric_families(text):
-        if fam.name != metric:
-            continue
         for s in fam.samples:
-            if s.name == metric + "_bucket":
+            if s.name == "dsp_request_latency_seconds_bucket":
                 le = float(s.labels["le"])
-                out[le] = out.get(le, 0.0) + s.value
-    return out or None
+                buckets[le] = buckets.get(le, 0.0) + s.value
+            elif s.name == "dsp_nobids_total":
+                reason = s.labels.get("reason", "")
+                nobids[reason] = nobids.get(reason, 0.0) + s.value
+            elif s.name == "dsp_bid_requests_total":
+                requests += s.value
+    if not buckets and not requests:
+        return None
+    return Scrape(buckets, nobids, requests)
 
 
 def delta(after: Buckets, before: Buckets | None) -> Buckets:

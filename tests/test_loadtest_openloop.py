@@ -162,3 +162,17 @@ def test_report_prints_ratio_projection_and_formula() -> None:
     assert "10 B    peak ×3      347,222      348      12" in text
     assert "800" in text  # cpu µs/req = 4 s / 5000 requests
     assert "numbers are depressed" in text
+
+
+def test_shed_work_fails_a_step() -> None:
+    from loadtest.promscrape import Scrape
+
+    before = Scrape({}, {"deadline": 5.0, "coppa": 50.0}, 1000.0)
+    after = Scrape({}, {"deadline": 25.0, "model_error": 10.0, "coppa": 500.0}, 2000.0)
+    rate, counts = after.shed_since(before)
+    assert rate == pytest.approx(0.03) and counts == {"deadline": 20.0, "model_error": 10.0}
+    base = {"p99_ms": 5.0, "error_rate": 0.0, "timeout_rate": 0.0, "achieved_rps": 1000.0,
+            "shed_rate": rate, "shed": counts}
+    ok, why = judge(base, 1000, 10, 0.001, 0.01)
+    assert not ok and why.startswith("shed 3.00%")
+    assert judge({**base, "shed_rate": 0.005}, 1000, 10, 0.001, 0.01) == (True, "ok")
