@@ -87,7 +87,7 @@ class AudienceResolver:
     """Resolves and scores users through one shared micro-batch per event-loop tick."""
 
     def __init__(self, features: FeatureSource, scorer: Scorer, population: tuple[float, float], *,
-                 max_batch_size: int = 128, max_wait_us: int = 0,
+                 max_batch_size: int = 128, max_wait_us: int = 0, max_in_flight: int = 1,
                  on_batch: Callable[[int], None] | None = None,
                  on_redis_error: Callable[[DependencyUnavailable], None] | None = None,
                  on_stage: Callable[[str, float], None] | None = None) -> None:
@@ -98,7 +98,7 @@ class AudienceResolver:
         self._on_stage = on_stage
         self._batcher: MicroBatcher[str, Audience] = MicroBatcher(
             self._resolve_batch, max_batch_size=max_batch_size, max_wait_us=max_wait_us,
-            on_batch=on_batch)
+            max_in_flight=max_in_flight, on_batch=on_batch)
 
     def unknown(self, user_key: str = "", caps: dict[str, bytes] | None = None) -> Audience:
         p_intent, pd = self.population

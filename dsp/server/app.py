@@ -88,7 +88,8 @@ class Services:
                 FeatureStore(self.redis), ModelScorer(intent, risk, self._scoring_thread), population,
                 max_batch_size=min(intent.config.max_batch_size, risk.config.max_batch_size),
                 max_wait_us=max(intent.config.max_wait_us, risk.config.max_wait_us),
-                on_batch=self.recorder.batch, on_redis_error=self.recorder.redis_error,
+                max_in_flight=s.batches_in_flight, on_batch=self.recorder.batch,
+                on_redis_error=self.recorder.redis_error,
                 on_stage=self.recorder.stage)
         signer = TokenSigner(s.token_keys, s.token_active)
         ids = IdSource(f"{secrets.token_hex(3)}{os.getpid():x}-")

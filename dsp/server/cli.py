@@ -40,6 +40,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--score-thread", action="store_true",
                         help="run ONNX in one thread beside the event loop (helps when a spare core "
                              "exists; measured no better on a busy 2-core box)")
+    parser.add_argument("--batches-in-flight", type=int, default=1,
+                        help="audience micro-batches out at once (default 1)")
     parser.add_argument("--log-level", default=os.environ.get("DSP_LOG_LEVEL", "INFO"))
     parser.set_defaults(func=run)
 
@@ -49,7 +51,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return Settings(host=args.host, port=args.port, workers=max(1, args.workers),
                     redis_url=args.redis_url, configs_dir=args.configs, models_dir=args.models,
                     public_url=args.public_url, max_body_bytes=args.max_body_bytes,
-                    token_keys=keys, token_active=active, score_in_thread=args.score_thread)
+                    token_keys=keys, token_active=active, score_in_thread=args.score_thread,
+                    batches_in_flight=max(1, args.batches_in_flight))
 
 
 def serve_worker(settings: Settings, log_level: str = "INFO") -> None:

@@ -33,6 +33,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     health_check_s: float = 1.0
     token_keys: dict[str, bytes] = {}
     token_active: str = ""
+    batches_in_flight: int = 1  # audience batches out at once (>1 overlaps Redis with scoring)
     score_in_thread: bool = False  # True: ONNX runs in one thread off the event loop (GIL released)
     decision_sample_rate: float = 0.001  # share of decisions logged (dsp.decisions logger)
     admin_enabled: bool = True  # POST /admin/reload (bind to a private interface in production)
