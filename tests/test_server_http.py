@@ -215,3 +215,19 @@ async def test_odd_but_valid_requests_never_fail(client: TestClient[object, obje
     if resp.status == 200:
         body = msgspec.json.decode(await resp.read(), type=BidResponse)
         assert body.seatbid and all(b.price > 0 for sb in body.seatbid for b in sb.bid)
+
+
+@pytest.mark.parametrize("exchange", ["smaato", "nexage", "bidswitch"])
+async def test_every_corpus_request_on_every_dialect_profile(client: TestClient[object, object],
+                                                             exchange: str) -> None:
+    wants_body = exchange in ("bidswitch", "nexage")
+    for path in VALID:
+        resp = await client.post(f"/bid/{exchange}", data=path.read_bytes())
+        assert resp.status in (200, 204), f"{path}: {resp.status} {await resp.text()}"
+        if resp.status == 200:
+            body = msgspec.json.decode(await resp.read(), type=BidResponse)
+            assert body.seatbid or (wants_body and body.nbr is not None)
+    for path in BAD:
+        resp = await client.post(f"/bid/{exchange}", data=path.read_bytes())
+        lax_ok = "strings" in path.name and exchange != "bidswitch"
+        assert resp.status in ((200, 204) if lax_ok else (400,)), f"{path}: {resp.status}"
