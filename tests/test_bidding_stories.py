@@ -102,6 +102,8 @@ def test_story(path: Path, snapshot: Snapshot) -> None:
             assert got["crid"] == want["crid"]
         if "price" in want:
             assert got["price"] == pytest.approx(want["price"], abs=1e-6)
+        if "dealid" in want:
+            assert got.get("dealid") == want["dealid"]
         if "cur" in want:
             assert wire["cur"] == want["cur"]
         assert got["cat"] == ["IAB13-2"] and got["adomain"] and got["adm"] and got["mtype"] in (1, 2, 3, 4)
