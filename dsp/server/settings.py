@@ -34,6 +34,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     token_keys: dict[str, bytes] = {}
     token_active: str = ""
     batches_in_flight: int = 1  # audience batches out at once (>1 overlaps Redis with scoring)
+    gc_tuning: bool = True  # freeze start-up objects, fewer young collections (see dsp serve)
     score_in_thread: bool = False  # True: ONNX runs in one thread off the event loop (GIL released)
     decision_sample_rate: float = 0.001  # share of decisions logged (dsp.decisions logger)
     admin_enabled: bool = True  # POST /admin/reload (bind to a private interface in production)
