@@ -99,6 +99,7 @@ class Settings(argparse.Namespace):
     known_share: float
     gzip_share: float
     configs: Path
+    budget_scale: float
     gen_cpu: int
     workers: list[int]
     skip_ceiling: bool
@@ -115,6 +116,29 @@ class Settings(argparse.Namespace):
     max_reruns: int
     json_out: Path | None
     update_readme: bool
+
+
+def scaled_configs(src: Path, dst: Path, factor: float) -> Path:
+    """Copy ``src`` (bidder_configs) to ``dst`` with every campaign's budgets × ``factor``.
+
+    A capacity run sends thousands of bid requests per second and no win/loss notices, so real
+    budgets are reserved away within seconds and the bidder turns into a ``budget_exhausted``
+    no-bid machine, which is cheaper than bidding. Scaled budgets keep the bid mix steady.
+    """
+    import shutil
+
+    import yaml
+
+    shutil.copytree(src, dst)
+    for path in sorted((dst / "campaigns").glob("*.y*ml")):
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        budget = doc.get("budget") if isinstance(doc, dict) else None
+        if isinstance(budget, dict):
+            for key in ("daily", "total"):
+                if isinstance(budget.get(key), int | float):
+                    budget[key] = round(float(budget[key]) * factor, 2)
+            path.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return dst
 
 
 def _wait_ready(url: str, timeout_s: float, proc: subprocess.Popen[bytes]) -> None:
@@ -308,7 +332,8 @@ def report(s: Settings, targets: list[TargetResult], started: dt.datetime, elaps
         f" errors+timeouts <= {s.max_error_rate:.2%}; shed (no-bids for deadline, model error, ...)"
         f" <= {s.max_shed_rate:.0%}; step {s.step_s:g} s, confirm {s.confirm_s:g} s",
         f"traffic: {templates} OpenRTB templates, exchanges {','.join(exchanges)}; known users "
-        f"{s.known_share:.0%} of requests ({users:,} seeded); gzip {s.gzip_share:.0%}",
+        f"{s.known_share:.0%} of requests ({users:,} seeded); gzip {s.gzip_share:.0%}; campaign "
+        f"budgets ×{s.budget_scale:g} (no notices come back, so real budgets would run dry)",
         f"pinning: generator + redis on CPU {s.gen_cpu}; servers as listed (cpus column). p50/p99/p99.9:"
         " client side; srv p99: the bidder's own dsp_request_latency_seconds histogram",
         f"other load on the machine during the run (not ours): {foreign_cores:.2f} cores on average"
@@ -404,6 +429,8 @@ def parse_args(argv: list[str] | None) -> Settings:
     p.add_argument("--known-share", type=float, default=0.6)
     p.add_argument("--gzip-share", type=float, default=0.0)
     p.add_argument("--configs", type=Path, default=REPO / "bidder_configs")
+    p.add_argument("--budget-scale", type=float, default=10000.0,
+                   help="multiply campaign budgets (no notices come back in a capacity run)")
     p.add_argument("--gen-cpu", type=int, default=0)
     p.add_argument("--workers", type=lambda v: [int(x) for x in v.split(",") if x.strip() not in ("", "0")],
                    default=[1, 2], help="bidder process counts to measure (default 1,2; 0 = none)")
@@ -454,7 +481,10 @@ def main(argv: list[str] | None = None) -> int:
             subprocess.run(seed, cwd=REPO, check=True, env={**os.environ, "PYTHONPATH": str(REPO)})
         else:
             redis_url, ids_file = s.redis_url, s.ids_file
-        env = {"redis_url": redis_url, "configs": str(s.configs)}
+        configs = s.configs
+        if s.budget_scale != 1:
+            configs = scaled_configs(s.configs, tmp / "bidder_configs", s.budget_scale)
+        env = {"redis_url": redis_url, "configs": str(configs)}
         targets: list[TargetResult] = []
         plan: list[tuple[str, int, str, set[int]]] = []
         if not s.skip_ceiling:

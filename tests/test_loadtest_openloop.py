@@ -176,3 +176,17 @@ def test_shed_work_fails_a_step() -> None:
     ok, why = judge(base, 1000, 10, 0.001, 0.01)
     assert not ok and why.startswith("shed 3.00%")
     assert judge({**base, "shed_rate": 0.005}, 1000, 10, 0.001, 0.01) == (True, "ok")
+
+
+def test_scaled_configs_multiply_budgets_and_still_load(tmp_path: Path) -> None:
+    import yaml
+
+    from dsp.config.snapshot import load_snapshot
+    from loadtest.capacity import REPO, scaled_configs
+
+    out = scaled_configs(REPO / "bidder_configs", tmp_path / "cfg", 1000)
+    for src in (REPO / "bidder_configs" / "campaigns").glob("*.yaml"):
+        a = yaml.safe_load(src.read_text())["budget"]
+        b = yaml.safe_load((out / "campaigns" / src.name).read_text())["budget"]
+        assert b["daily"] == pytest.approx(a["daily"] * 1000)
+    assert len(load_snapshot(out).campaigns) == len(list(out.glob("campaigns/*.yaml")))
