@@ -27,7 +27,8 @@ from dsp.server.settings import Settings
 
 
 class NaiveAudience:
-    """GET the user's record, run each model on one row. No batching, no caps."""
+    """GET the user's record, run each model on one row (risk only when intent clears the
+    request's floor, as the bidder does). No batching, no caps."""
 
     def __init__(self, redis: aioredis.Redis, intent: ModelRunner, risk: ModelRunner,
                  population: tuple[float, float]) -> None:
@@ -40,7 +41,7 @@ class NaiveAudience:
     def unknown(self, user_key: str = "", caps: dict[str, bytes] | None = None) -> Audience:
         return Audience(user_key, False, self.population[0], self.population[1], caps or {})
 
-    async def resolve(self, user_id: str, deadline: Deadline) -> Audience:
+    async def resolve(self, user_id: str, deadline: Deadline, intent_floor: float = 0.0) -> Audience:
         key = user_key(user_id)
         try:
             blob = await self._redis.get(key)
@@ -50,8 +51,10 @@ class NaiveAudience:
         if features is None:
             return self.unknown(key)
         row = np.asarray(features, dtype=np.float32).reshape(1, -1)
-        return Audience(key, True, float(self._intent.predict(row)[0]),
-                        float(self._risk.predict(row)[0]), {})
+        p_intent = float(self._intent.predict(row)[0])
+        if p_intent < intent_floor:  # the same "intent first" saving as the bidder, per request
+            return Audience(key, True, p_intent, float("nan"), {})
+        return Audience(key, True, p_intent, float(self._risk.predict(row)[0]), {})
 
     async def close(self) -> None:
         return None

@@ -25,7 +25,7 @@ import msgspec
 import numpy as np
 
 from dsp.batching import MicroBatcher
-from dsp.bidding.ports import FeatureSource, FloatArray, Scorer
+from dsp.bidding.ports import FeatureSource, FloatArray, Scorer, StagedScorer
 from dsp.clock import Deadline, monotonic
 from dsp.errors import DependencyUnavailable
 
@@ -64,6 +64,27 @@ class ModelScorer:
     def _both(self, rows: FloatArray) -> tuple[FloatArray, FloatArray]:
         return self._intent.predict(rows), self._risk.predict(rows)
 
+    def _staged(self, rows: FloatArray, floors: FloatArray) -> tuple[FloatArray, FloatArray]:
+        p_intent = self._intent.predict(rows)
+        wanted = p_intent >= floors
+        pd = np.full(rows.shape[0], np.nan, dtype=np.float32)
+        if wanted.all():
+            pd = self._risk.predict(rows)
+        elif wanted.any():
+            pd[wanted] = self._risk.predict(rows[wanted])
+        return p_intent, pd
+
+    async def score_staged(self, rows: FloatArray, intent_floors: FloatArray,
+                           deadline: Deadline) -> tuple[FloatArray, FloatArray]:
+        """Intent for every row, risk only where intent clears the row's floor (NaN elsewhere):
+        cheapest filter first; the risk model is the larger one."""
+        if deadline.expired():
+            raise DependencyUnavailable("scoring: deadline passed")
+        if self._executor is None:
+            return self._staged(rows, intent_floors)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._staged, rows, intent_floors)
+
     async def score(self, rows: FloatArray, deadline: Deadline) -> tuple[FloatArray, FloatArray]:
         if deadline.expired():
             raise DependencyUnavailable("scoring: deadline passed")
@@ -78,7 +99,10 @@ class AudienceSource(Protocol):
 
     def unknown(self, user_key: str = "", caps: dict[str, bytes] | None = None) -> Audience: ...
 
-    async def resolve(self, user_id: str, deadline: Deadline) -> Audience: ...
+    async def resolve(self, user_id: str, deadline: Deadline, intent_floor: float = 0.0) -> Audience:
+        """``intent_floor``: the lowest ``intent_min`` among the request's candidate campaigns;
+        below it no campaign can bid, so the risk model may be skipped (``pd`` is then NaN)."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -96,7 +120,7 @@ class AudienceResolver:
         self.population = population
         self._on_redis_error = on_redis_error
         self._on_stage = on_stage
-        self._batcher: MicroBatcher[str, Audience] = MicroBatcher(
+        self._batcher: MicroBatcher[tuple[str, float], Audience] = MicroBatcher(
             self._resolve_batch, max_batch_size=max_batch_size, max_wait_us=max_wait_us,
             max_in_flight=max_in_flight, on_batch=on_batch)
 
@@ -104,12 +128,17 @@ class AudienceResolver:
         p_intent, pd = self.population
         return Audience(user_key, False, p_intent, pd, caps if caps is not None else {})
 
-    async def resolve(self, user_id: str, deadline: Deadline) -> Audience:
-        """One user. Raises DependencyUnavailable (model failure) or DeadlineExceeded."""
-        return await self._batcher.submit(user_id, deadline)
+    async def resolve(self, user_id: str, deadline: Deadline, intent_floor: float = 0.0) -> Audience:
+        """One user. Raises DependencyUnavailable (model failure) or DeadlineExceeded.
 
-    async def _resolve_batch(self, user_ids: list[str], deadline: Deadline) -> list[Audience]:
+        With a positive ``intent_floor`` and a staged scorer, ``pd`` is NaN when ``p_intent`` is
+        below the floor (the risk model was not run): every campaign's intent gate fires first."""
+        return await self._batcher.submit((user_id, intent_floor), deadline)
+
+    async def _resolve_batch(self, items: list[tuple[str, float]],
+                             deadline: Deadline) -> list[Audience]:
         on_stage = self._on_stage
+        user_ids = [uid for uid, _ in items]
         t0 = monotonic()
         try:
             records = await self._features.fetch(user_ids, deadline)
@@ -124,7 +153,12 @@ class AudienceResolver:
         if known:
             rows = np.stack([records[i].features for i in known]).astype(np.float32, copy=False)
             t1 = monotonic()
-            p_intent, pd = await self._scorer.score(rows, deadline)
+            scorer = self._scorer
+            if isinstance(scorer, StagedScorer):
+                floors = np.array([items[i][1] for i in known], dtype=np.float32)
+                p_intent, pd = await scorer.score_staged(rows, floors, deadline)
+            else:
+                p_intent, pd = await scorer.score(rows, deadline)
             if on_stage is not None:
                 on_stage("scoring", monotonic() - t1)
             pi_list: Sequence[float] = p_intent.tolist()

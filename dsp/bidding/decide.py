@@ -40,6 +40,11 @@ class Prepared(msgspec.Struct, gc=False):
     def needs_user(self) -> bool:
         return bool(self.ctx.user_id)
 
+    @property
+    def intent_floor(self) -> float:
+        """The lowest intent_min among the candidates: below it nothing can bid."""
+        return min(c.campaign.intent_min for c in self.candidates)
+
 
 class Chosen(msgspec.Struct, gc=False):
     """The winning campaign of one imp, priced and reserved."""

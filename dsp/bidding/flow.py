@@ -55,7 +55,7 @@ class BidFlow:
         if not prep.needs_user:
             return self._resolver.unknown()
         try:
-            return await self._resolver.resolve(prep.ctx.user_id, deadline)
+            return await self._resolver.resolve(prep.ctx.user_id, deadline, prep.intent_floor)
         except DeadlineExceeded:
             return NoBidReason.DEADLINE
         except DependencyUnavailable:

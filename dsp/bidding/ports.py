@@ -14,7 +14,7 @@ Contracts every implementation keeps:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -61,6 +61,17 @@ class Scorer(Protocol):
 
         Raises DependencyUnavailable on model failure or when the deadline cannot be met.
         """
+        ...
+
+
+@runtime_checkable
+class StagedScorer(Protocol):
+    """A Scorer that can skip the risk model where intent already rules every campaign out."""
+
+    async def score_staged(self, rows: FloatArray, intent_floors: FloatArray,
+                           deadline: Deadline) -> tuple[FloatArray, FloatArray]:
+        """(p_intent, pd): p_intent for every row; pd only where ``p_intent >= intent_floors``
+        (row-wise), NaN elsewhere. One run of each model at most. Same errors as ``score``."""
         ...
 
 

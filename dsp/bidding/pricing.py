@@ -42,11 +42,13 @@ def impression_value(c: CompiledCampaign, p_intent: float, pd: float) -> float:
 
 
 def risk_gate(c: CompiledCampaign, p_intent: float, pd: float) -> NoBidReason | None:
-    """The campaign's thresholds: pd above pd_max or intent below intent_min stop the bid."""
-    if pd > c.pd_max:
-        return NoBidReason.RISK_TOO_HIGH
+    """The campaign's thresholds: intent below intent_min or pd above pd_max stop the bid."""
+    # Intent first: the risk model is skipped for users below every campaign's intent_min, and
+    # their pd is NaN (which compares False, so it must never be the deciding test).
     if p_intent < c.intent_min:
         return NoBidReason.INTENT_TOO_LOW
+    if not pd <= c.pd_max:
+        return NoBidReason.RISK_TOO_HIGH
     return None
 
 
