@@ -4,7 +4,7 @@ For an impression of a user with calibrated ``p_intent`` and probability of defa
 
     NPV   = margin · (1 − pd) − pd · lgd · ead − cost            (currency units, per booked loan)
     v     = p_intent · apply_rate · p_approve · NPV               (per impression)
-    gate    pd > pd_max -> RISK_TOO_HIGH; p_intent < intent_min -> INTENT_TOO_LOW; v ≤ 0 -> VALUE_NOT_POSITIVE
+    gate    p_intent < intent_min -> INTENT_TOO_LOW; pd > pd_max -> RISK_TOO_HIGH; v ≤ 0 -> VALUE_NOT_POSITIVE
     bid   = min(max_cpm, 1000 · v / (1 + λ))                      (CPM; second price, at=2)
     at=1    bid · shading, clamped up to the floor when the unshaded bid clears it
     always  bid ≥ floor, else BELOW_FLOOR
