@@ -310,7 +310,7 @@ def search(s: Settings, target: TargetResult, url: str, pid: int, redis_pids: li
     # Confirm with a longer run; step down 10 % at most twice if it fails.
     rate = good.rate
     for _ in range(3):
-        st = step(rate, s.confirm_s, retry=False)
+        st = step(rate, s.confirm_s)
         if st.passed:
             target.best = st
             return
