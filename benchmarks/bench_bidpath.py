@@ -9,8 +9,8 @@ One run, same machine, same request bodies, so the results are ratios, not absol
                per request (no cross-request batching);
 * ``bidder``   ``dsp serve --workers N`` (micro-batched features and scores).
 
-All servers run side by side and are measured in interleaved rounds; each point reports the best
-of ``--repeat`` rounds (errors are summed over all rounds).
+Servers are measured one at a time, in ``--repeat`` rounds (ceiling, naive, bidder, ceiling, ...);
+each point reports the best round (errors are summed over all rounds).
 
 Traffic: ``wrk`` (one thread) cycles through realistic bodies built by dsp.testing.traffic from the
 OpenRTB corpus and the story fixtures, every one carrying a *known* user seeded by
@@ -25,7 +25,6 @@ the ceiling and >= 3x naive; p99 at 8 connections < 5 ms; zero errors.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import re
@@ -205,19 +204,18 @@ def main() -> int:
                                                        "--configs", str(configs), "--log-level", "WARNING"],
                                       p, w, env={"DSP_TOKEN_KEYS": "b1:" + "ab" * 16,
                                                  "PROMETHEUS_MULTIPROC_DIR": str(work / f"prom-{w}")}))
-            # All servers run at once and are measured in interleaved rounds (ceiling, naive,
-            # bidder, ceiling, ...): load from other jobs on a shared machine then hits every
-            # server alike, which a one-server-after-another run does not guarantee.
-            with contextlib.ExitStack() as stack:
+            # Rounds: each round starts every server in turn (alone on the machine), warms it up
+            # and measures every connection count; the best round per point is reported. Load
+            # from other jobs on a shared machine then hits every server in some round, and no
+            # idle server's background work (budget leases, notice look-ups) steals CPU from the
+            # one being measured.
+            best: dict[tuple[str, int], dict[str, object]] = {}
+            errors: dict[tuple[str, int], int] = {}
+            for _ in range(max(1, args.repeat)):
                 for srv in servers:
-                    stack.enter_context(srv)
-                for srv in servers:
-                    run_wrk(srv.port, lua, 64, 2)  # warm-up
-                best: dict[tuple[str, int], dict[str, object]] = {}
-                errors: dict[tuple[str, int], int] = {}
-                for _ in range(max(1, args.repeat)):
-                    for c in conns:
-                        for srv in servers:
+                    with srv:
+                        run_wrk(srv.port, lua, 64, 2)  # warm-up
+                        for c in conns:
                             before = scrape_outcomes(srv.port)
                             res = run_wrk(srv.port, lua, c, args.duration)
                             after = scrape_outcomes(srv.port)
@@ -231,11 +229,11 @@ def main() -> int:
                                 + int(res["status_errors"])
                             if key not in best or float(res["rps"]) > float(best[key]["rps"]):  # type: ignore[arg-type]
                                 best[key] = row
-                for srv in servers:
-                    for c in conns:
-                        row = best[(srv.name, c)]
-                        row["errors_all_runs"] = errors[(srv.name, c)]  # never best-of: all runs
-                        rows.append(row)
+            for srv in servers:
+                for c in conns:
+                    row = best[(srv.name, c)]
+                    row["errors_all_runs"] = errors[(srv.name, c)]  # never best-of: all runs count
+                    rows.append(row)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     _table(rows)
