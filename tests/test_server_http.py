@@ -147,9 +147,13 @@ async def test_health_and_readiness(client: TestClient[object, object]) -> None:
     assert (await resp.json())["checks"] == {"redis": True, "models": True, "config": True}
 
 
-async def test_admin_reload(client: TestClient[object, object]) -> None:
+async def test_admin_reload(client: TestClient[object, object], monkeypatch: pytest.MonkeyPatch) -> None:
     resp = await client.post("/admin/reload")
     assert resp.status == 200 and (await resp.json())["ok"] is True
+    monkeypatch.setenv("DSP_ADMIN_TOKEN", "s3cret")
+    assert (await client.post("/admin/reload")).status == 403
+    resp = await client.post("/admin/reload", headers={"Authorization": "Bearer s3cret"})
+    assert resp.status == 200
 
 
 async def test_redis_down_degrades_without_errors() -> None:

@@ -139,7 +139,10 @@ def _reload(args: argparse.Namespace) -> int:
         os.kill(args.pid, signal.SIGHUP)
         print(f"sent SIGHUP to {args.pid} (workers reload; check the logs for problems)")
         return 0
-    req = urllib.request.Request(args.url.rstrip("/") + "/admin/reload", method="POST", data=b"")
+    headers = {"Authorization": f"Bearer {os.environ['DSP_ADMIN_TOKEN']}"} \
+        if os.environ.get("DSP_ADMIN_TOKEN") else {}
+    req = urllib.request.Request(args.url.rstrip("/") + "/admin/reload", method="POST", data=b"",
+                                 headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             body = json.loads(resp.read())

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import os
 import secrets
@@ -50,6 +51,7 @@ from dsp.server.settings import Settings
 log = logging.getLogger(__name__)
 
 SERVICES: web.AppKey[Services] = web.AppKey("services")
+ADMIN_TOKEN_ENV = "DSP_ADMIN_TOKEN"  # when set, POST /admin/reload needs "Authorization: Bearer <token>"
 
 #: Builds the audience source from (redis client, intent runner, risk runner, population scores);
 #: the default is the micro-batched AudienceResolver (benchmarks swap in a per-request one).
@@ -172,6 +174,9 @@ async def _readyz(request: web.Request) -> web.Response:
 
 
 async def _admin_reload(request: web.Request) -> web.Response:
+    token = os.environ.get(ADMIN_TOKEN_ENV, "")
+    if token and not hmac.compare_digest(request.headers.get("Authorization", ""), f"Bearer {token}"):
+        return web.json_response({"ok": False, "error": "missing or wrong admin token"}, status=403)
     result = request.app[SERVICES].reload("admin")
     return web.json_response(result, status=200 if result["ok"] else 422)
 
