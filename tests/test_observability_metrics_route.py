@@ -91,6 +91,16 @@ _WORKER = textwrap.dedent("""
 """)
 
 
+def _listeners(port: int) -> int:
+    """Sockets in LISTEN state on ``port`` (one per SO_REUSEPORT worker)."""
+    n = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == port and fields[3] == "0A":
+            n += 1
+    return n
+
+
 @pytest.fixture()
 def two_workers(tmp_path: Path) -> Iterator[tuple[int, Path]]:
     """Two processes serving the toy app on one port, sharing one multiprocess directory."""
@@ -110,14 +120,10 @@ async def test_metrics_sum_across_processes(two_workers: tuple[int, Path]) -> No
     port, prom_dir = two_workers
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
+    while _listeners(port) < 2:  # both workers bound the port
+        assert time.monotonic() < deadline, "workers did not start"
+        await asyncio.sleep(0.1)
     async with aiohttp.ClientSession() as s:
-        while True:
-            try:
-                async with s.get(f"{url}/metrics"):
-                    break
-            except aiohttp.ClientError:
-                assert time.monotonic() < deadline, "workers did not start"
-                await asyncio.sleep(0.1)
         # Fresh connections so the kernel spreads them over both SO_REUSEPORT listeners.
         for _ in range(40):
             async with aiohttp.ClientSession() as one, one.post(f"{url}/bid/x2", data=b"bid"):
