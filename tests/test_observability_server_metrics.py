@@ -107,6 +107,7 @@ def test_known_requests_are_counted_across_workers(two_worker_bidder: tuple[str,
     assert bids == statuses[:24].count(200) or _sum(got, "dsp_nobids_total", exchange="generic") > 0
     assert _sum(got, "dsp_request_latency_seconds_count", exchange="generic") == 30
     assert _sum(got, "dsp_request_latency_seconds_bucket", exchange="generic", le="+Inf") == 30
+    assert _sum(got, "dsp_inflight_requests") == 0  # every request finished
     # Both workers served requests (fresh connection per request) and wrote their own files.
     pids = {p.stem.rsplit("_", 1)[-1] for p in prom.glob("counter_*.db")}
     assert len(pids) >= 2
