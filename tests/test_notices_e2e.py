@@ -102,3 +102,23 @@ async def test_win_notices_cap_the_user_on_the_bid_path(client: TestClient[objec
         wins[bid.cid] = wins.get(bid.cid, 0) + 1
     assert wins == {"quickloan-prime": 6} or all(n == caps[c] for c, n in wins.items()), wins
     assert sum(wins.values()) < 12  # the caps ran out before the requests did
+
+
+async def test_click_redirects_to_the_configured_landing_page(client: TestClient[object, object]) -> None:
+    req = {"id": "req-click", "tmax": 200,
+           "imp": [{"id": "1", "banner": {"w": 300, "h": 250}, "bidfloor": 0.5}],
+           "site": {"id": "s", "domain": "news.example", "cat": ["IAB12"]},
+           "device": {"devicetype": 2, "os": "Windows", "geo": {"country": "USA"}},
+           "user": {"id": USER}}
+    resp = await client.post("/bid/generic", json=req)
+    assert resp.status == 200, await resp.text()
+    bid = msgspec.json.decode(await resp.read(), type=BidResponse).seatbid[0].bid[0]
+    token = urlsplit(bid.nurl or "").query.split("t=", 1)[1].split("&", 1)[0]
+    click = await client.get(f"/notice/click?t={token}", allow_redirects=False)
+    assert click.status == 302
+    services = client.app[SERVICES]  # type: ignore[index]
+    landing = services.holder.current.landing_url(bid.cid or "")
+    assert landing and click.headers["Location"].startswith(landing)
+    # an unsigned landing parameter is never followed (no open redirect)
+    evil = await client.get(f"/notice/click?t={token}&u=https://evil.example/", allow_redirects=False)
+    assert "evil.example" not in evil.headers.get("Location", "")

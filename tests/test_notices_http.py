@@ -207,9 +207,8 @@ async def test_unsubstituted_macros(env: Env) -> None:
 
 
 async def test_bills_on_follows_the_exchange_profile(redis_client: aioredis.Redis) -> None:
-    from dsp.notices.service import bills_on_by_exchange
-
+    # In the server this is Snapshot.bills_on(token.exchange) (tests/test_config_notices.py).
     svc = NoticeService(SIGNER, OutcomeStore(redis_client), CapRecorder(redis_client), Metrics(),
-                        BUDGETS, bills_on_for=bills_on_by_exchange({"x": ("nurl", "lurl")}))
+                        BUDGETS, bills_on_for=lambda t: "nurl" if t.exchange == "x" else None)
     out = await svc.win(tok("bid-p"), "1.0")  # exchange "x" sends no burl: the win commits
     assert (out.result, out.committed_micros) == ("ok", 1_000)

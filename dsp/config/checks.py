@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import urllib.parse
+
 from dsp.config.loader import RawConfig
 from dsp.errors import ConfigProblem
 
@@ -47,6 +49,11 @@ def cross_check(raw: RawConfig) -> list[ConfigProblem]:
             seen.add(cr.id)
             if cr.format == "banner" and (cr.w is None or cr.h is None):
                 problems.append(ConfigProblem(f, f"creatives[{i}]", "a banner creative needs w and h"))
+        if c.landing_url is not None:
+            url = urllib.parse.urlsplit(c.landing_url)
+            if url.scheme not in ("http", "https") or not url.netloc:
+                problems.append(ConfigProblem(f, "landing_url",
+                                              f"must be an absolute http(s) URL, got {c.landing_url!r}"))
         if not c.targeting.open_auction and not c.targeting.deals:
             problems.append(ConfigProblem(f, "targeting.open_auction",
                                           "open_auction is false and no deals are listed: never bids"))

@@ -111,6 +111,7 @@ class CampaignFile(_Cfg, frozen=True, kw_only=True):
     requires_user: bool = True  # False: contextual, may bid on unknown users with population scores
     gdpr_without_consent: Literal["contextual", "nobid"] = "nobid"
     enabled: bool = True
+    landing_url: str | None = None  # where /notice/click redirects (http/https); no clicks without it
 
 
 class ExchangeFile(_Cfg, frozen=True, kw_only=True):

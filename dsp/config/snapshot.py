@@ -75,6 +75,7 @@ class CompiledCampaign(msgspec.Struct, frozen=True, gc=False):
     adomains: frozenset[str]
     creative_cats: tuple[str, ...]
     budget: CampaignBudget
+    landing_url: str | None = None  # /notice/click redirects here
 
 
 class Rates(msgspec.Struct, frozen=True):
@@ -107,6 +108,21 @@ class Snapshot(msgspec.Struct, frozen=True):
 
     def campaigns_for(self, exchange: str) -> tuple[CompiledCampaign, ...]:
         return self.by_exchange.get(exchange, ())
+
+    def landing_url(self, campaign_id: str) -> str | None:
+        """The campaign's landing page (``landing_url`` in its YAML); None if unknown or unset."""
+        for c in self.campaigns:
+            if c.id == campaign_id:
+                return c.landing_url
+        return None
+
+    def bills_on(self, exchange: str) -> str | None:
+        """Which notice commits spend on ``exchange``: "burl" when the exchange sends billing
+        notices, else "nurl" (it bills on win); None for an exchange we no longer know."""
+        profile = self.exchanges.get(exchange)
+        if profile is None:
+            return None
+        return "burl" if "burl" in profile.notices else "nurl"
 
 
 _EPOCH = dt.date(1970, 1, 1)
@@ -179,7 +195,7 @@ def compile_campaign(c: CampaignFile) -> CompiledCampaign:
         banners=banners, by_kind=by_kind,
         adomains=frozenset(d for cr in creatives for d in cr.adomain),
         creative_cats=tuple(sorted({k for cr in creatives for k in cr.cat})),
-        budget=_budget(c))
+        budget=_budget(c), landing_url=c.landing_url)
 
 
 def _version(raw: RawConfig) -> str:

@@ -45,21 +45,6 @@ _MAX_CPM = 1_000_000.0
 _MAX_AMOUNT = 1e12  # currency units; anything above is a unit mix-up
 
 
-def bills_on_by_exchange(notices_by_exchange: Mapping[str, Sequence[str]]
-                         ) -> Callable[[NoticeToken], str | None]:
-    """``bills_on_for`` from the exchange profiles' notice styles: an exchange that sends a
-    billing notice (``burl``) bills on it; one that sends only ``nurl`` bills on the win notice.
-    Unknown exchanges fall back to the campaign's ``bills_on``. Usage::
-
-        NoticeService(..., bills_on_for=bills_on_by_exchange({p.name: p.notices for p in profiles}))
-    """
-    table = {ex: ("burl" if "burl" in kinds else "nurl") for ex, kinds in notices_by_exchange.items()}
-
-    def bills_on_for(token: NoticeToken) -> str | None:
-        return table.get(token.exchange)
-    return bills_on_for
-
-
 class NoticeOutcome(msgspec.Struct, frozen=True):
     """What the transport answers: ``status`` and, for clicks, where to redirect."""
 

@@ -98,8 +98,11 @@ class Services:
         flow = BidFlow(self.resolver, self.money, NoticeUrls(signer, s.base_url), ids)
         self.endpoint = BidEndpoint(holder, flow, self.recorder, s.max_body_bytes,
                                     DecisionLog(sample_rate=s.decision_sample_rate, metrics=metrics))
-        self.notices = NoticeService(signer, OutcomeStore(self.redis), CapRecorder(self.redis),
-                                     metrics, snap.budgets)
+        self.notices = NoticeService(
+            signer, OutcomeStore(self.redis), CapRecorder(self.redis), metrics, snap.budgets,
+            # Read through the holder so a reload changes landing pages and billing styles too.
+            landing_url_for=lambda cid: holder.current.landing_url(cid),
+            bills_on_for=lambda token: holder.current.bills_on(token.exchange))
         holder.subscribe(self._on_snapshot)
         self._tasks: list[asyncio.Task[None]] = []
 
