@@ -446,7 +446,7 @@ def parse_args(argv: list[str] | None) -> Settings:
     p.add_argument("--quiet-cores", type=float, default=0.25,
                    help="a failed step during which other processes used more CPU than this is re-run")
     p.add_argument("--max-reruns", type=int, default=3)
-    p.add_argument("--time-budget-s", type=float, default=480.0, help="stop searching after this")
+    p.add_argument("--time-budget-s", type=float, default=450.0, help="stop searching after this")
     p.add_argument("--json-out", type=Path, default=None)
     p.add_argument("--update-readme", action="store_true", help="write the report into loadtest/README.md")
     return p.parse_args(argv, namespace=Settings())
