@@ -28,8 +28,13 @@ INTENT_FEATURES: list[str] = list(FEATURE_NAMES)
 N_TRAIN_USERS = 300_000
 N_HOLDOUT_USERS = 200_000
 CALIBRATION_SHARE = 0.2
+# The truth (population.true_intent) is a logistic function of mostly additive terms with one
+# pairwise interaction, so small trees suffice: 40 trees of 3 leaves, lr 0.3, reach an oracle gap
+# of 0.002 on the seed-7 held-out users (400 trees of 15 leaves at lr 0.04: 0.0025) at about a
+# sixth of the per-row serving cost. 20 trees of 4 leaves still met the 0.01 target (gap 0.0043)
+# but with less margin and ECE 0.0023; stumps need 80+ trees and cost more.
 PARAMS: dict[str, Any] = {
-    "n_estimators": 400, "learning_rate": 0.04, "num_leaves": 15, "min_data_in_leaf": 400,
+    "n_estimators": 40, "learning_rate": 0.3, "num_leaves": 3, "min_data_in_leaf": 400,
     "bagging_fraction": 0.8, "bagging_freq": 1, "feature_fraction": 0.8, "lambda_l2": 10.0,
 }
 

@@ -27,8 +27,13 @@ from dsp.training.metrics import evaluate
 RISK_FEATURES: list[str] = list(CREDIT_FEATURES)
 TEST_FRACTION = 0.3
 THIN_FILE_SHARE = 0.25
+# Serving cost scales with the number of trees (onnxruntime walks every tree for every row), so
+# this is the cheapest setting that keeps the AUC margin: 100 trees of 7 leaves, lr 0.08. A sweep
+# (split seed 7 and split seeds 0-4, plus training-seed changes) gave held-out AUC 0.783-0.794
+# (seed 7: 0.7834-0.7844), the same as 500 trees of 15 leaves at lr 0.02 (seed 7: 0.7831) at
+# about a quarter of the per-row cost; fewer trees (50-80) or 31 leaves drop to 0.778-0.783.
 PARAMS: dict[str, Any] = {
-    "n_estimators": 500, "learning_rate": 0.02, "num_leaves": 15, "min_data_in_leaf": 60,
+    "n_estimators": 100, "learning_rate": 0.08, "num_leaves": 7, "min_data_in_leaf": 60,
     "bagging_fraction": 0.8, "bagging_freq": 1, "feature_fraction": 0.7, "lambda_l2": 5.0,
 }
 
