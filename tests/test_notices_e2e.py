@@ -122,3 +122,31 @@ async def test_click_redirects_to_the_configured_landing_page(client: TestClient
     # an unsigned landing parameter is never followed (no open redirect)
     evil = await client.get(f"/notice/click?t={token}&u=https://evil.example/", allow_redirects=False)
     assert "evil.example" not in evil.headers.get("Location", "")
+
+
+async def test_eur_auction_bills_in_campaign_currency(client: TestClient[object, object],
+                                                      redis_url: str) -> None:
+    """A EUR auction: the exchange reports the clearing price in EUR; spend is counted in USD."""
+    from dsp.notices.tokens import TokenSigner
+
+    req = {"id": "req-eur", "tmax": 200, "cur": ["EUR"],
+           "imp": [{"id": "1", "banner": {"w": 300, "h": 250}, "bidfloor": 0.1, "bidfloorcur": "EUR"}],
+           "site": {"id": "s", "domain": "news.example", "cat": ["IAB12"]},
+           "device": {"devicetype": 2, "os": "Windows", "geo": {"country": "DEU"}},
+           "user": {"id": USER}}
+    resp = await client.post("/bid/generic", json=req)
+    assert resp.status == 200, await resp.text()
+    answer = msgspec.json.decode(await resp.read(), type=BidResponse)
+    assert answer.cur == "EUR"
+    bid = answer.seatbid[0].bid[0]
+    token_text = urlsplit(bid.burl or "").query.split("t=", 1)[1].split("&", 1)[0]
+    token = TokenSigner({"k1": b"0123456789abcdef0123456789"}, "k1").verify(token_text)
+    assert token.auction_currency == "EUR" and token.currency == "USD"
+    clearing_eur = f"{bid.price * 0.5:.6f}"
+    assert (await client.get(_path(bid.nurl or "", clearing_eur))).status == 200
+    assert (await client.get(_path(bid.burl or "", clearing_eur))).status == 200
+    r = sync_redis.Redis.from_url(redis_url)
+    spent = int(r.hget(day_key(bid.cid or "", campaign_day(time.time(), 0)), "spent") or 0)
+    expected_usd = float(clearing_eur) * 1000 * 1.08  # CPM -> micros per imp, EUR -> USD
+    assert abs(spent - expected_usd) <= 2
+    assert spent < token.bid_price_micros  # half the bid, not clamped to it

@@ -212,3 +212,17 @@ async def test_bills_on_follows_the_exchange_profile(redis_client: aioredis.Redi
                         BUDGETS, bills_on_for=lambda t: "nurl" if t.exchange == "x" else None)
     out = await svc.win(tok("bid-p"), "1.0")  # exchange "x" sends no burl: the win commits
     assert (out.result, out.committed_micros) == ("ok", 1_000)
+
+
+async def test_clearing_price_in_the_auction_currency_is_converted(env: Env) -> None:
+    """A bid of 2,000 USD micros was sent as 180,000 RUB micros; the exchange reports RUB."""
+    now = int(time.time())
+    t = SIGNER.sign(NoticeToken(kid="k1", bid_id="bid-rub", request_id="r1", imp_id="1",
+                                campaign_id="c1", exchange="x", bid_price_micros=2_000,
+                                currency="USD", user_key=USER, issued_at_s=now - 1,
+                                expires_at_s=now + 600, auction_currency="RUB",
+                                auction_bid_micros=180_000))
+    assert (await env.get("/notice/win", t=t, p="90"))[:2] == (200, "ok")  # 90 RUB CPM
+    assert (await env.get("/notice/bill", t=t, p="90"))[:2] == (200, "ok")
+    assert await env.spent() == 1_000  # 90,000 RUB micros per imp = 1,000 USD micros
+    assert env.count("bill", "price_above_bid") == 0

@@ -31,12 +31,16 @@ class NoticeUrls:
     def token(self, prep: Prepared, chosen: Chosen, user_key: str) -> str:
         cand = chosen.candidate
         now = int(prep.ctx.now_s)
+        same_currency = prep.currency == cand.campaign.currency
         return self._signer.sign(NoticeToken(
             kid=self._signer.active, bid_id=chosen.bid_id, request_id=prep.req.id,
             imp_id=cand.imp.id, campaign_id=cand.campaign.id, exchange=prep.ctx.exchange,
             bid_price_micros=-(-chosen.price.bid_cpm_micros // 1000),
             currency=cand.campaign.currency, user_key=user_key, issued_at_s=now,
-            expires_at_s=now + prep.profile.notice_ttl_s, test=prep.ctx.test))
+            expires_at_s=now + prep.profile.notice_ttl_s, test=prep.ctx.test,
+            # ${AUCTION_PRICE} comes back in the response currency: carry the bid in it too.
+            auction_currency="" if same_currency else prep.currency,
+            auction_bid_micros=0 if same_currency else -(-chosen.price_cpm_micros // 1000)))
 
     def urls(self, token: str) -> tuple[str, str, str]:
         base = self._base

@@ -36,7 +36,7 @@ from dsp.budget.spec import CampaignBudget
 from dsp.clock import wall_time
 from dsp.errors import DependencyUnavailable, RequestRejected
 from dsp.features.keys import caps_key
-from dsp.money import cpm_to_micros_per_imp, units_to_micros
+from dsp.money import cpm_to_micros_per_imp, round_half_away, units_to_micros
 from dsp.notices.tokens import NoticeToken, TokenExpired, TokenInvalid, TokenSigner
 from dsp.observability.metrics import Metrics
 
@@ -101,7 +101,8 @@ class NoticeService:
 
     def _price_micros(self, kind: str, text: str | None, token: NoticeToken, *,
                       required: bool = True) -> int:
-        """``p`` (CPM, currency units) -> one impression's micros, capped at our bid.
+        """``p`` (CPM, currency units of the auction) -> one impression's micros in the campaign
+        currency, capped at our bid.
 
         An absent or unsubstituted (``${AUCTION_PRICE}``) price is a 400 when the notice must
         commit spend, and 0 otherwise (a win notice on an exchange that bills on burl)."""
@@ -119,6 +120,8 @@ class NoticeService:
             self.metrics.notices.labels(kind=kind, result="invalid").inc()
             raise RequestRejected("p: clearing price out of range", status=400)
         micros = cpm_to_micros_per_imp(cpm)
+        if token.auction_bid_micros > 0:  # the auction ran in another currency: convert exactly
+            micros = round_half_away(micros * token.bid_price_micros / token.auction_bid_micros)
         if micros > token.bid_price_micros:
             self.metrics.notices.labels(kind=kind, result="price_above_bid").inc()
             micros = token.bid_price_micros

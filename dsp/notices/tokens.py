@@ -27,6 +27,10 @@ class NoticeToken(msgspec.Struct, array_like=True, frozen=True):
 
     ``bid_id`` is unique per bid and is the idempotency key for every notice of that bid.
     ``user_key`` is the hashed user key (for frequency caps), empty for unknown users.
+    ``bid_price_micros`` is in the campaign (account) ``currency``. When the auction ran in another
+    currency, ``auction_currency`` names it and ``auction_bid_micros`` is the same bid in it: the
+    exchange's ``${AUCTION_PRICE}`` is in the auction currency, and the notice converts it at the
+    exact rate used at bid time (``bid_price_micros / auction_bid_micros``), needing no rate table.
     """
 
     kid: str
@@ -41,6 +45,8 @@ class NoticeToken(msgspec.Struct, array_like=True, frozen=True):
     issued_at_s: int
     expires_at_s: int
     test: bool = False
+    auction_currency: str = ""
+    auction_bid_micros: int = 0  # 0: the auction ran in ``currency``
 
 
 class TokenInvalid(RequestRejected):
