@@ -22,6 +22,31 @@ def redis_server() -> Iterator[RedisServer]:
         yield srv
 
 
+@pytest.fixture(scope="session")
+def cluster_port() -> Iterator[int]:
+    """A one-node Redis Cluster owning every slot: it still enforces the cluster rules that matter
+    (CROSSSLOT for multi-key commands and scripts, the cluster protocol for clients)."""
+    import time
+
+    import redis as sync_redis
+
+    from dsp.testing.redis_server import free_port
+
+    # The cluster bus defaults to port + 10000, which can exceed 65535 for an ephemeral port:
+    # give it its own free port.
+    with RedisServer(extra_args=["--cluster-enabled", "yes", "--cluster-port", str(free_port()),
+                                 "--cluster-config-file", "nodes.conf"]) as srv:
+        client = sync_redis.Redis(port=srv.port)
+        client.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
+        deadline = time.monotonic() + 10
+        while b"cluster_state:ok" not in client.execute_command("CLUSTER", "INFO"):
+            if time.monotonic() > deadline:
+                pytest.fail("one-node cluster did not become ready")
+            time.sleep(0.05)
+        client.close()
+        yield srv.port
+
+
 @pytest.fixture()
 def redis_url(redis_server: RedisServer) -> Iterator[str]:
     """A clean database for each test."""

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
-import pytest
 import redis
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
@@ -16,22 +14,6 @@ from dsp.budget.runtime import MoneyRuntime, MoneySettings
 from dsp.budget.spec import CampaignBudget, FrequencyCap
 from dsp.features.keys import caps_key, user_key
 from dsp.observability.metrics import Metrics
-from dsp.testing.redis_server import RedisServer, free_port
-
-
-@pytest.fixture(scope="module")
-def cluster_port() -> Iterator[int]:
-    with RedisServer(extra_args=["--cluster-enabled", "yes", "--cluster-port", str(free_port()),
-                                 "--cluster-config-file", "nodes.conf"]) as srv:
-        client = redis.Redis(port=srv.port)
-        client.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
-        deadline = time.monotonic() + 10
-        while b"cluster_state:ok" not in client.execute_command("CLUSTER", "INFO"):
-            if time.monotonic() > deadline:
-                pytest.fail("one-node cluster did not become ready")
-            time.sleep(0.05)
-        client.close()
-        yield srv.port
 
 
 def test_one_campaigns_keys_share_a_slot(cluster_port: int) -> None:

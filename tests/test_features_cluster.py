@@ -6,9 +6,6 @@ scripts across slots fail with CROSSSLOT, and clients must use the cluster proto
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import redis
@@ -20,24 +17,6 @@ from dsp.features.contract import N_FEATURES
 from dsp.features.keys import caps_key, user_key
 from dsp.features.store import FeatureStore
 from dsp.features.writer import write_rows
-from dsp.testing.redis_server import RedisServer, free_port
-
-
-@pytest.fixture(scope="module")
-def cluster_port() -> Iterator[int]:
-    # The cluster bus defaults to port + 10000, which can exceed 65535 for an ephemeral port:
-    # give it its own free port.
-    with RedisServer(extra_args=["--cluster-enabled", "yes", "--cluster-port", str(free_port()),
-                                 "--cluster-config-file", "nodes.conf"]) as srv:
-        client = redis.Redis(port=srv.port)
-        client.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
-        deadline = time.monotonic() + 10
-        while b"cluster_state:ok" not in client.execute_command("CLUSTER", "INFO"):
-            if time.monotonic() > deadline:
-                pytest.fail("one-node cluster did not become ready")
-            time.sleep(0.05)
-        client.close()
-        yield srv.port
 
 
 def test_user_keys_share_a_slot_and_users_spread_over_slots(cluster_port: int) -> None:

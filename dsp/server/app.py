@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import redis.asyncio as aioredis
 from aiohttp import web
+from redis.asyncio.cluster import RedisCluster
 
 from dsp.bidding.audience import AudienceResolver, AudienceSource, ModelScorer
 from dsp.bidding.decide import IdSource
@@ -53,9 +54,24 @@ log = logging.getLogger(__name__)
 SERVICES: web.AppKey[Services] = web.AppKey("services")
 ADMIN_TOKEN_ENV = "DSP_ADMIN_TOKEN"  # when set, POST /admin/reload needs "Authorization: Bearer <token>"
 
+AnyRedis = aioredis.Redis | RedisCluster
+
+
+def connect_redis(s: Settings) -> AnyRedis:
+    """One client per process (connections are made lazily). Every key the bidder touches is
+    designed for Redis Cluster (hash tags); with ``redis_cluster`` the cluster client routes them.
+    The feature store, budget scripts and notice stores work with both clients (tested on a
+    cluster in tests/test_*_cluster.py)."""
+    if s.redis_cluster:
+        return RedisCluster.from_url(s.redis_url, decode_responses=False,
+                                     socket_connect_timeout=1.0, socket_timeout=1.0)
+    return aioredis.Redis.from_url(s.redis_url, decode_responses=False,
+                                   socket_connect_timeout=1.0, socket_timeout=1.0)
+
+
 #: Builds the audience source from (redis client, intent runner, risk runner, population scores);
 #: the default is the micro-batched AudienceResolver (benchmarks swap in a per-request one).
-AudienceFactory = Callable[[aioredis.Redis, ModelRunner, ModelRunner, tuple[float, float]], AudienceSource]
+AudienceFactory = Callable[[AnyRedis, ModelRunner, ModelRunner, tuple[float, float]], AudienceSource]
 
 
 class Services:
@@ -69,8 +85,7 @@ class Services:
         self.metrics = metrics
         self.holder = holder
         self.recorder = BidRecorder(metrics)
-        self.redis = aioredis.Redis.from_url(s.redis_url, decode_responses=False,
-                                             socket_connect_timeout=1.0, socket_timeout=1.0)
+        self.redis = connect_redis(s)
         runners = load_models(Path(s.models_dir))  # ModelContractError aborts start-up
         intent, risk = runners["intent"], runners["risk"]
         defaults = np.asarray(DEFAULTS, dtype=np.float32).reshape(1, -1)

@@ -30,6 +30,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=int(os.environ.get("DSP_WORKERS", "1")),
                         help="processes sharing the port (one per core)")
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    parser.add_argument("--redis-cluster", action="store_true",
+                        default=os.environ.get("DSP_REDIS_CLUSTER", "") not in ("", "0", "false"),
+                        help="--redis-url is a seed node of a Redis Cluster (env DSP_REDIS_CLUSTER=1)")
     parser.add_argument("--configs", default=os.environ.get("DSP_CONFIGS", "bidder_configs"),
                         help="bidder_configs directory (campaigns/, exchanges/, currencies.yaml)")
     parser.add_argument("--models", default=os.environ.get("DSP_MODELS", "models"),
@@ -51,7 +54,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def settings_from_args(args: argparse.Namespace) -> Settings:
     keys, active = token_keys_from_env()
     return Settings(host=args.host, port=args.port, workers=max(1, args.workers),
-                    redis_url=args.redis_url, configs_dir=args.configs, models_dir=args.models,
+                    redis_url=args.redis_url, redis_cluster=args.redis_cluster,
+                    configs_dir=args.configs, models_dir=args.models,
                     public_url=args.public_url, max_body_bytes=args.max_body_bytes,
                     token_keys=keys, token_active=active, score_in_thread=args.score_thread,
                     batches_in_flight=max(1, args.batches_in_flight),

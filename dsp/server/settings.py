@@ -25,6 +25,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     port: int = 8080
     workers: int = 1
     redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_cluster: bool = False  # True: redis_url names a seed node of a Redis Cluster
     configs_dir: str = "bidder_configs"
     models_dir: str = "models"
     public_url: str = ""
