@@ -27,7 +27,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                        help="campaign YAMLs whose pd_max/intent_min the fairness check applies")
     train.add_argument("--split-seeds", default="",
                        help="comma-separated extra seeds: report the risk model's held-out AUC "
-                            "under other splits (about 12 s each)")
+                            "under other splits (about 2 s each)")
     train.set_defaults(func=_train)
     evaluate = sub.add_parser("evaluate", help="recompute held-out AUC/ECE of the shipped models")
     evaluate.add_argument("--data-dir", type=Path, default=None)
