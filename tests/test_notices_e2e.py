@@ -8,37 +8,27 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import msgspec
-import numpy as np
 import pytest
 import redis as sync_redis
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
 from dsp.budget.keys import campaign_day, day_key
-from dsp.features.contract import DEFAULTS, FEATURE_INDEX
 from dsp.features.writer import write_rows
 from dsp.observability.metrics import Metrics
 from dsp.openrtb.response import BidResponse
 from dsp.server.app import SERVICES, build_app
 from dsp.server.settings import Settings
+from dsp.testing.users import desktop_banner_request, interested_user_row
 
 ROOT = Path(__file__).resolve().parent.parent
 USER = "notice-e2e-user"
 
 
-def _interested_user() -> np.ndarray:
-    row = np.asarray(DEFAULTS, dtype=np.float32).copy()
-    row[FEATURE_INDEX["loan_app_installs"]] = 6
-    row[FEATURE_INDEX["lenders_applied_30d"]] = 2
-    row[FEATURE_INDEX["applications_7d"]] = 2
-    row[FEATURE_INDEX["late_night_share"]] = 0.3
-    return row.reshape(1, -1)
-
-
 @pytest.fixture()
 async def client(redis_url: str) -> AsyncIterator[TestClient[object, object]]:
     r = sync_redis.Redis.from_url(redis_url)
-    write_rows(r, [USER], _interested_user())
+    write_rows(r, [USER], interested_user_row())
     r.close()
     settings = Settings(redis_url=redis_url, configs_dir=str(ROOT / "bidder_configs"),
                         models_dir=str(ROOT / "models"), public_url="http://bidder.test",
@@ -56,11 +46,7 @@ def _path(url: str, price: str) -> str:
 
 async def test_bid_then_win_and_bill_commit_once(client: TestClient[object, object],
                                                  redis_url: str) -> None:
-    req = {"id": "req-n", "tmax": 200,
-           "imp": [{"id": "1", "banner": {"w": 300, "h": 250}, "bidfloor": 0.5}],
-           "site": {"id": "s", "domain": "news.example", "cat": ["IAB12"]},
-           "device": {"devicetype": 2, "os": "Windows", "geo": {"country": "USA"}},
-           "user": {"id": USER}}
+    req = desktop_banner_request("req-n", USER)
     resp = await client.post("/bid/generic", json=req, headers={"x-openrtb-version": "2.6"})
     assert resp.status == 200, await resp.text()
     bid = msgspec.json.decode(await resp.read(), type=BidResponse).seatbid[0].bid[0]
@@ -105,11 +91,7 @@ async def test_win_notices_cap_the_user_on_the_bid_path(client: TestClient[objec
 
 
 async def test_click_redirects_to_the_configured_landing_page(client: TestClient[object, object]) -> None:
-    req = {"id": "req-click", "tmax": 200,
-           "imp": [{"id": "1", "banner": {"w": 300, "h": 250}, "bidfloor": 0.5}],
-           "site": {"id": "s", "domain": "news.example", "cat": ["IAB12"]},
-           "device": {"devicetype": 2, "os": "Windows", "geo": {"country": "USA"}},
-           "user": {"id": USER}}
+    req = desktop_banner_request("req-click", USER)
     resp = await client.post("/bid/generic", json=req)
     assert resp.status == 200, await resp.text()
     bid = msgspec.json.decode(await resp.read(), type=BidResponse).seatbid[0].bid[0]

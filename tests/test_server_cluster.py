@@ -6,29 +6,24 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import msgspec
-import numpy as np
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 from redis.cluster import RedisCluster
 
-from dsp.features.contract import DEFAULTS, FEATURE_INDEX
 from dsp.features.writer import write_rows
 from dsp.observability.metrics import Metrics
 from dsp.openrtb.response import BidResponse
 from dsp.server.app import SERVICES, build_app
 from dsp.server.settings import Settings
+from dsp.testing.users import desktop_banner_request, interested_user_row
 
 ROOT = Path(__file__).resolve().parent.parent
 USER = "cluster-serve-user"
 
 
 async def test_bid_and_notices_through_a_cluster(cluster_port: int) -> None:
-    row = np.asarray(DEFAULTS, dtype=np.float32).copy()
-    row[FEATURE_INDEX["loan_app_installs"]] = 6
-    row[FEATURE_INDEX["lenders_applied_30d"]] = 2
-    row[FEATURE_INDEX["applications_7d"]] = 2
     seed = RedisCluster(host="127.0.0.1", port=cluster_port)
-    write_rows(seed, [USER], row.reshape(1, -1))
+    write_rows(seed, [USER], interested_user_row())
     seed.close()
     settings = Settings(redis_url=f"redis://127.0.0.1:{cluster_port}/0", redis_cluster=True,
                         configs_dir=str(ROOT / "bidder_configs"), models_dir=str(ROOT / "models"),
@@ -37,11 +32,7 @@ async def test_bid_and_notices_through_a_cluster(cluster_port: int) -> None:
     app = build_app(settings, Metrics(CollectorRegistry()))
     async with TestClient(TestServer(app)) as client:
         assert (await client.get("/readyz")).status == 200
-        req = {"id": "req-cluster", "tmax": 200,
-               "imp": [{"id": "1", "banner": {"w": 300, "h": 250}, "bidfloor": 0.5}],
-               "site": {"id": "s", "domain": "news.example", "cat": ["IAB12"]},
-               "device": {"devicetype": 2, "os": "Windows", "geo": {"country": "USA"}},
-               "user": {"id": USER}}
+        req = desktop_banner_request("req-cluster", USER)
         resp = await client.post("/bid/generic", json=req)
         assert resp.status == 200, await resp.text()
         bid = msgspec.json.decode(await resp.read(), type=BidResponse).seatbid[0].bid[0]

@@ -8,35 +8,24 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import msgspec
-import numpy as np
 import pytest
 import redis as sync_redis
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
-from dsp.features.contract import DEFAULTS, FEATURE_INDEX
 from dsp.features.writer import write_rows
 from dsp.observability.metrics import Metrics
 from dsp.openrtb.response import BidResponse
 from dsp.server.app import build_app
 from dsp.server.settings import Settings
 from dsp.testing.redis_server import free_port
+from dsp.testing.users import interested_user_row
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT.parent / "shared" / "openrtb-corpus"
 VALID = sorted(CORPUS.glob("*/*.json"))
 BAD = sorted(p for p in (CORPUS / "bad").rglob("*") if p.is_file())
 KNOWN = "known-user-1"
-
-
-def _known_row() -> np.ndarray:
-    """A user the demo models score as interested (p_intent ~0.13) with moderate risk (pd ~0.22)."""
-    row = np.asarray(DEFAULTS, dtype=np.float32).copy()
-    row[FEATURE_INDEX["loan_app_installs"]] = 6
-    row[FEATURE_INDEX["lenders_applied_30d"]] = 2
-    row[FEATURE_INDEX["applications_7d"]] = 2
-    row[FEATURE_INDEX["late_night_share"]] = 0.3
-    return row.reshape(1, -1)
 
 
 def _settings(redis_url: str) -> Settings:
@@ -49,7 +38,7 @@ def _settings(redis_url: str) -> Settings:
 @pytest.fixture()
 async def client(redis_url: str) -> AsyncIterator[TestClient[object, object]]:
     r = sync_redis.Redis.from_url(redis_url)
-    write_rows(r, [KNOWN], _known_row())
+    write_rows(r, [KNOWN], interested_user_row())
     r.close()
     app = build_app(_settings(redis_url), Metrics(CollectorRegistry()))
     async with TestClient(TestServer(app)) as c:
@@ -184,7 +173,7 @@ async def test_metrics_record_the_bid_path(client: TestClient[object, object]) -
 
 async def test_decisions_are_logged_when_sampled(redis_url: str, caplog: pytest.LogCaptureFixture) -> None:
     r = sync_redis.Redis.from_url(redis_url)
-    write_rows(r, [KNOWN], _known_row())
+    write_rows(r, [KNOWN], interested_user_row())
     r.close()
     settings = msgspec.structs.replace(_settings(redis_url), decision_sample_rate=1.0)
     app = build_app(settings, Metrics(CollectorRegistry()))

@@ -1,0 +1,33 @@
+"""Feature rows and requests shared by the end-to-end tests (never imported by the bid path)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from dsp.features.contract import DEFAULTS, FEATURE_INDEX
+
+
+def interested_user_row() -> npt.NDArray[np.float32]:
+    """A (1, N_FEATURES) row the shipped models score as interested with moderate risk: both demo
+    campaigns' gates pass, so a desktop banner request for this user gets a bid."""
+    row = np.asarray(DEFAULTS, dtype=np.float32).copy()
+    row[FEATURE_INDEX["loan_app_installs"]] = 6
+    row[FEATURE_INDEX["lenders_applied_30d"]] = 2
+    row[FEATURE_INDEX["applications_7d"]] = 2
+    row[FEATURE_INDEX["late_night_share"]] = 0.3
+    return row.reshape(1, -1)
+
+
+def desktop_banner_request(request_id: str, user_id: str, **extra: Any) -> dict[str, Any]:
+    """A plain OpenRTB 2.6 site request: one 300x250 imp (floor 0.5 USD), a US desktop user."""
+    req: dict[str, Any] = {
+        "id": request_id, "tmax": 200,
+        "imp": [{"id": "1", "banner": {"w": 300, "h": 250}, "bidfloor": 0.5}],
+        "site": {"id": "s", "domain": "news.example", "cat": ["IAB12"]},
+        "device": {"devicetype": 2, "os": "Windows", "geo": {"country": "USA"}},
+        "user": {"id": user_id}}
+    req.update(extra)
+    return req
