@@ -92,3 +92,10 @@ def test_unencodable_record_never_raises() -> None:
     log.log({"bad": object()})
     line = json.loads(buf.getvalue())
     assert line["level"] == "ERROR" and "not encodable" in line["msg"]
+
+
+def test_unsortable_set_is_still_logged() -> None:
+    logger, buf = _capture()
+    logger.info("mixed", extra={"fields": {"tags": {1, "a"}}})
+    line = json.loads(buf.getvalue().splitlines()[0])
+    assert sorted(map(str, line["tags"])) == ["1", "a"]

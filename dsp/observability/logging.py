@@ -40,17 +40,18 @@ from dsp.observability.metrics import Metrics
 
 DECISIONS_LOGGER = "dsp.decisions"
 
-_encoder = msgspec.json.Encoder()
+# "deterministic": sets are written sorted (msgspec encodes sets natively, in hash order otherwise),
+# so the same record always gives the same line.
+_encoder = msgspec.json.Encoder(order="deterministic")
 
 
 def _default(obj: Any) -> Any:
-    """Fallback for values msgspec cannot encode (sets, exceptions, paths...)."""
-    if isinstance(obj, set | frozenset):
-        return sorted(obj, key=str)
+    """Fallback for values msgspec cannot encode (exceptions, paths...)."""
     return str(obj)
 
 
-_lenient_encoder = msgspec.json.Encoder(enc_hook=_default)
+_lenient_encoder = msgspec.json.Encoder(enc_hook=_default, order="deterministic")
+_unordered_encoder = msgspec.json.Encoder(enc_hook=_default)  # for sets whose items cannot be sorted
 
 
 class JsonFormatter(logging.Formatter):
@@ -73,7 +74,10 @@ class JsonFormatter(logging.Formatter):
             out["decision"] = decision
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
-        return _lenient_encoder.encode(out).decode()
+        try:
+            return _lenient_encoder.encode(out).decode()
+        except TypeError:  # e.g. a set mixing str and int: not sortable, still loggable
+            return _unordered_encoder.encode(out).decode()
 
 
 def configure_json_logging(level: str | int = "INFO", stream: IO[str] | None = None) -> logging.Handler:
