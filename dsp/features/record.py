@@ -76,13 +76,10 @@ class RecordCodec:
 
     def decode(self, blob: bytes) -> FloatArray | None:
         """The float32 vector, or None when the blob is malformed or of another schema version."""
-        try:
-            rec = self._decoder.decode(blob)
-        except msgspec.DecodeError:
+        raw = self.payload(blob)
+        if raw is None:
             return None
-        if rec.v != SCHEMA_VERSION or len(rec.f) != _RECORD_BYTES:
-            return None
-        vec = np.frombuffer(rec.f, dtype=_LE_F32).astype(np.float32)
+        vec = np.frombuffer(raw, dtype=_LE_F32).astype(np.float32)
         if not np.isfinite(vec).all():
             return None
         return vec
