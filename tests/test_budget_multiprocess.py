@@ -33,9 +33,9 @@ def spawn(role: str, redis_url: str, *extra: str) -> subprocess.Popen[str]:
 
 async def test_bidders_and_notices_never_overspend_or_double_count(redis_client: aioredis.Redis,
                                                                    redis_url: str) -> None:
-    bidders = [spawn("bidder", redis_url, "--seconds", "3", "--seed", str(i))
+    bidders = [spawn("bidder", redis_url, "--seconds", "6", "--seed", str(i))
                for i in range(N_BIDDERS)]
-    handlers = [spawn("notices", redis_url, "--seconds", "7") for _ in range(2)]
+    handlers = [spawn("notices", redis_url, "--seconds", "10") for _ in range(2)]
     for p in bidders + handlers:
         out, err = p.communicate(timeout=60)
         assert p.returncode == 0, err[-2000:]
@@ -53,7 +53,8 @@ async def test_bidders_and_notices_never_overspend_or_double_count(redis_client:
     assert ledger["spent"] <= BUDGET_MICROS + stray
     leases = sum(v for k, v in ledger.items() if k.startswith("lease:"))
     assert ledger["out"] == leases
-    # demand exceeded the budget: all of it was handed out (what is still out is held by bids
+    # demand exceeded the budget: all of it was handed out (6 s of bidding: 3 s
+    # sufficed on an idle machine but not always on a busy one) (what is still out is held by bids
     # nobody answered; it returns when they expire or the dead leases' TTL passes)
     assert ledger["spent"] + ledger["out"] >= BUDGET_MICROS * 9 // 10
 
