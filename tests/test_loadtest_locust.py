@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from dsp.testing.redis_server import free_port
+from dsp.testing.serve import running_bidder
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -29,40 +28,12 @@ from loadtest.seed import seed_users  # noqa: E402
 LOCUST = Path(sys.executable).parent / "locust"
 
 
-def _wait(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"server exited with {proc.returncode}"
-        try:
-            with urllib.request.urlopen(url, timeout=1) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError(f"{url} not ready")
-
-
 @pytest.fixture()
 def bidder(redis_url: str, tmp_path: Path) -> Iterator[tuple[str, Path]]:
     ids = tmp_path / "ids.jsonl"
     seed_users(redis_url, 2000, 11, ids)
-    port = free_port()
-    log = (tmp_path / "serve.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "dsp.cli", "serve", "--port", str(port), "--workers",
-                             "1", "--redis-url", redis_url, "--configs", str(REPO / "bidder_configs")],
-                            cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait(url + "/readyz", proc)
+    with running_bidder(redis_url, tmp_path / "serve.log") as url:
         yield url, ids
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def _bid_requests_counted(url: str) -> float:

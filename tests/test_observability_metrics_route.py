@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from dsp.observability.metrics import Metrics
 from dsp.server.metrics_route import add_metrics_route
 from dsp.testing.redis_server import free_port
+from dsp.testing.serve import listening_sockets
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -91,16 +92,6 @@ _WORKER = textwrap.dedent("""
 """)
 
 
-def _listeners(port: int) -> int:
-    """Sockets in LISTEN state on ``port`` (one per SO_REUSEPORT worker)."""
-    n = 0
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        if int(fields[1].split(":")[1], 16) == port and fields[3] == "0A":
-            n += 1
-    return n
-
-
 @pytest.fixture()
 def two_workers(tmp_path: Path) -> Iterator[tuple[int, Path]]:
     """Two processes serving the toy app on one port, sharing one multiprocess directory."""
@@ -120,7 +111,7 @@ async def test_metrics_sum_across_processes(two_workers: tuple[int, Path]) -> No
     port, prom_dir = two_workers
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
-    while _listeners(port) < 2:  # both workers bound the port
+    while listening_sockets(port) < 2:  # both workers bound the port
         assert time.monotonic() < deadline, "workers did not start"
         await asyncio.sleep(0.1)
     async with aiohttp.ClientSession() as s:

@@ -4,10 +4,6 @@ exactly, summed across both processes."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -16,7 +12,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from dsp.testing.redis_server import free_port
+from dsp.testing.serve import running_bidder
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO.parent / "shared" / "openrtb-corpus"
@@ -25,46 +21,9 @@ CORPUS = REPO.parent / "shared" / "openrtb-corpus"
 @pytest.fixture()
 def two_worker_bidder(redis_url: str, tmp_path: Path) -> Iterator[tuple[str, Path]]:
     prom = tmp_path / "prom"
-    port = free_port()
-    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(prom)}
-    log = (tmp_path / "serve.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "dsp.cli", "serve", "--port", str(port), "--workers", "2",
-                             "--redis-url", redis_url, "--configs", str(REPO / "bidder_configs")],
-                            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while _listeners(port) < 2 or not _ready(url):  # both workers bound the port
-            assert proc.poll() is None and time.monotonic() < deadline, \
-                (tmp_path / "serve.log").read_text()[-2000:]
-            time.sleep(0.2)
+    with running_bidder(redis_url, tmp_path / "serve.log", workers=2,
+                        env={"PROMETHEUS_MULTIPROC_DIR": str(prom)}) as url:
         yield url, prom
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-
-
-def _listeners(port: int) -> int:
-    """Sockets in LISTEN state on ``port`` (one per SO_REUSEPORT worker)."""
-    n = 0
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        if int(fields[1].split(":")[1], 16) == port and fields[3] == "0A":
-            n += 1
-    return n
-
-
-def _ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url + "/readyz", timeout=1) as r:
-            return bool(r.status == 200)
-    except OSError:
-        return False
 
 
 def _post(url: str, body: bytes) -> int:

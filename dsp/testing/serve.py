@@ -1,0 +1,69 @@
+"""Run ``dsp serve`` as a subprocess for end-to-end tests and load tests (never on the bid path).
+
+    with running_bidder(redis_url, tmp_path / "serve.log", workers=2) as url:
+        ...  # every worker has bound the port and /readyz answers 200
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+from dsp.testing.redis_server import free_port
+
+REPO = Path(__file__).resolve().parent.parent.parent
+
+
+def listening_sockets(port: int) -> int:
+    """TCP sockets in LISTEN state on ``port`` (one per SO_REUSEPORT worker), from /proc/net/tcp."""
+    n = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == port and fields[3] == "0A":
+            n += 1
+    return n
+
+
+def http_ready(url: str) -> bool:
+    """True when ``GET url`` answers 200 within a second."""
+    try:
+        with urllib.request.urlopen(url, timeout=1) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
+@contextmanager
+def running_bidder(redis_url: str, log_path: Path, *, workers: int = 1,
+                   env: Mapping[str, str] | None = None, configs: Path | None = None,
+                   timeout_s: float = 60.0) -> Iterator[str]:
+    """Start ``dsp serve`` on a free port; yield its base URL once every worker listens and
+    /readyz is 200; terminate it (kill after 15 s) on exit. Start-up failure raises with the log."""
+    port = free_port()
+    args = [sys.executable, "-m", "dsp.cli", "serve", "--port", str(port), "--workers", str(workers),
+            "--redis-url", redis_url, "--configs", str(configs or REPO / "bidder_configs")]
+    url = f"http://127.0.0.1:{port}"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(args, cwd=REPO, env={**os.environ, **(env or {})}, stdout=log,
+                                stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + timeout_s
+            while listening_sockets(port) < workers or not http_ready(url + "/readyz"):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"dsp serve did not become ready (exit {proc.poll()}):\n"
+                                       + log_path.read_text()[-2000:])
+                time.sleep(0.2)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
