@@ -163,6 +163,9 @@ def main() -> int:
     ap.add_argument("--bodies", type=int, default=2000)
     ap.add_argument("--connections", default="64,8")
     ap.add_argument("--workers", default="1,2")
+    ap.add_argument("--transports", default="front",
+                    help="dsp serve --transport values to measure (e.g. front,aiohttp); "
+                         "aiohttp rows are named bidder-aio-Nw")
     ap.add_argument("--skip", default="", help="comma-separated: ceiling,naive")
     ap.add_argument("--repeat", type=int, default=2,
                     help="runs per server and connection count; the best one is reported (the "
@@ -197,13 +200,16 @@ def main() -> int:
                 p = free_port()
                 servers.append(Server("naive", [PY, "-m", "benchmarks.naive_server", "--port", str(p),
                                                 "--redis-url", redis.url, "--configs", str(configs)], p))
-            for w in (int(x) for x in args.workers.split(",")):
-                p = free_port()
-                servers.append(Server(f"bidder-{w}w", [PY, "-m", "dsp.cli", "serve", "--port", str(p),
-                                                       "--workers", str(w), "--redis-url", redis.url,
-                                                       "--configs", str(configs), "--log-level", "WARNING"],
-                                      p, w, env={"DSP_TOKEN_KEYS": "b1:" + "ab" * 16,
-                                                 "PROMETHEUS_MULTIPROC_DIR": str(work / f"prom-{w}")}))
+            for transport in args.transports.split(","):
+                for w in (int(x) for x in args.workers.split(",")):
+                    p = free_port()
+                    name = f"bidder-{w}w" if transport == "front" else f"bidder-aio-{w}w"
+                    servers.append(Server(name, [PY, "-m", "dsp.cli", "serve", "--port", str(p),
+                                                 "--workers", str(w), "--redis-url", redis.url,
+                                                 "--transport", transport,
+                                                 "--configs", str(configs), "--log-level", "WARNING"],
+                                          p, w, env={"DSP_TOKEN_KEYS": "b1:" + "ab" * 16,
+                                                     "PROMETHEUS_MULTIPROC_DIR": str(work / f"prom-{w}")}))
             # Rounds: each round starts every server in turn (alone on the machine), warms it up
             # and measures every connection count; the best round per point is reported. Load
             # from other jobs on a shared machine then hits every server in some round, and no

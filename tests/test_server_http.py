@@ -7,18 +7,20 @@ import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import msgspec
 import pytest
 import redis as sync_redis
-from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
 from dsp.features.writer import write_rows
 from dsp.observability.metrics import Metrics
 from dsp.openrtb.response import BidResponse
 from dsp.server.app import build_app
+from dsp.server.run import TRANSPORTS
 from dsp.server.settings import Settings
 from dsp.testing.redis_server import free_port
+from dsp.testing.serve import serving
 from dsp.testing.users import interested_user_row
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,14 +37,18 @@ def _settings(redis_url: str) -> Settings:
                     max_body_bytes=64 * 1024, reload_check_s=3600)
 
 
-@pytest.fixture()
-async def client(redis_url: str) -> AsyncIterator[TestClient[object, object]]:
+@pytest.fixture(params=TRANSPORTS)
+async def client(redis_url: str, request: pytest.FixtureRequest) -> AsyncIterator[aiohttp.ClientSession]:
+    """A client of the bidder served by ``dsp serve``'s code with each transport: the lean front
+    (production default: bids served by the front, everything else handed to aiohttp) and plain
+    aiohttp. Every test below must pass on both."""
     r = sync_redis.Redis.from_url(redis_url)
     write_rows(r, [KNOWN], interested_user_row())
     r.close()
-    app = build_app(_settings(redis_url), Metrics(CollectorRegistry()))
-    async with TestClient(TestServer(app)) as c:
-        yield c
+    settings = msgspec.structs.replace(_settings(redis_url), transport=request.param)
+    app = build_app(settings, Metrics(CollectorRegistry()))
+    async with serving(app, settings) as url, aiohttp.ClientSession(base_url=url) as session:
+        yield session
 
 
 def _request(user: str = KNOWN, **over: object) -> dict[str, object]:
@@ -56,7 +62,7 @@ def _request(user: str = KNOWN, **over: object) -> dict[str, object]:
     return req
 
 
-async def test_known_user_gets_a_priced_bid(client: TestClient[object, object]) -> None:
+async def test_known_user_gets_a_priced_bid(client: aiohttp.ClientSession) -> None:
     resp = await client.post("/bid/generic", json=_request(), headers={"x-openrtb-version": "2.6"})
     assert resp.status == 200, await resp.text()
     assert resp.headers["x-openrtb-version"] == "2.6"
@@ -70,18 +76,18 @@ async def test_known_user_gets_a_priced_bid(client: TestClient[object, object]) 
     assert bid.lurl and "${AUCTION_LOSS}" in bid.lurl
 
 
-async def test_unknown_user_no_bid(client: TestClient[object, object]) -> None:
+async def test_unknown_user_no_bid(client: aiohttp.ClientSession) -> None:
     resp = await client.post("/bid/generic", json=_request(user="nobody-we-know"))
     assert resp.status == 204
 
 
-async def test_nbr_body_when_the_exchange_wants_one(client: TestClient[object, object]) -> None:
+async def test_nbr_body_when_the_exchange_wants_one(client: aiohttp.ClientSession) -> None:
     resp = await client.post("/bid/bidswitch", json=_request(regs={"coppa": 1}))
     assert resp.status == 200
     assert json.loads(await resp.read()) == {"id": "req-1", "nbr": 7}
 
 
-async def test_gzip_in_and_out(client: TestClient[object, object]) -> None:
+async def test_gzip_in_and_out(client: aiohttp.ClientSession) -> None:
     raw = gzip.compress(json.dumps(_request()).encode())
     resp = await client.post("/bid/generic", data=raw, auto_decompress=False,
                              headers={"Content-Encoding": "gzip", "Accept-Encoding": "gzip",
@@ -91,7 +97,7 @@ async def test_gzip_in_and_out(client: TestClient[object, object]) -> None:
     assert body["seatbid"][0]["bid"][0]["impid"] == "1"
 
 
-async def test_http_errors(client: TestClient[object, object]) -> None:
+async def test_http_errors(client: aiohttp.ClientSession) -> None:
     resp = await client.post("/bid/nowhere", json=_request())
     assert resp.status == 404
     resp = await client.get("/bid/generic")
@@ -105,13 +111,13 @@ async def test_http_errors(client: TestClient[object, object]) -> None:
     assert resp.status == 400
 
 
-async def test_lax_exchange_accepts_numeric_strings(client: TestClient[object, object]) -> None:
+async def test_lax_exchange_accepts_numeric_strings(client: aiohttp.ClientSession) -> None:
     body = (CORPUS / "bad/invalid-openrtb/rtb4free--banner-w-h-as-strings.json").read_bytes()
     assert (await client.post("/bid/generic", data=body)).status == 400
     assert (await client.post("/bid/smaato", data=body)).status in (200, 204)
 
 
-async def test_every_corpus_request_gets_200_or_204(client: TestClient[object, object]) -> None:
+async def test_every_corpus_request_gets_200_or_204(client: aiohttp.ClientSession) -> None:
     for path in VALID:
         resp = await client.post("/bid/generic", data=path.read_bytes())
         assert resp.status in (200, 204), f"{path}: {resp.status} {await resp.text()}"
@@ -121,7 +127,7 @@ async def test_every_corpus_request_gets_200_or_204(client: TestClient[object, o
 
 
 async def test_every_bad_corpus_request_gets_400_naming_the_problem(
-        client: TestClient[object, object]) -> None:
+        client: aiohttp.ClientSession) -> None:
     for path in BAD:
         resp = await client.post("/bid/generic", data=path.read_bytes())
         assert resp.status == 400, f"{path}: {resp.status}"
@@ -129,14 +135,14 @@ async def test_every_bad_corpus_request_gets_400_naming_the_problem(
         assert set(err) == {"error", "path"} and err["error"]
 
 
-async def test_health_and_readiness(client: TestClient[object, object]) -> None:
+async def test_health_and_readiness(client: aiohttp.ClientSession) -> None:
     assert (await client.get("/healthz")).status == 200
     resp = await client.get("/readyz")
     assert resp.status == 200, await resp.text()
     assert (await resp.json())["checks"] == {"redis": True, "models": True, "config": True}
 
 
-async def test_admin_reload(client: TestClient[object, object], monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_admin_reload(client: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch) -> None:
     resp = await client.post("/admin/reload")
     assert resp.status == 200 and (await resp.json())["ok"] is True
     monkeypatch.setenv("DSP_ADMIN_TOKEN", "s3cret")
@@ -148,7 +154,7 @@ async def test_admin_reload(client: TestClient[object, object], monkeypatch: pyt
 async def test_redis_down_degrades_without_errors() -> None:
     dead = f"redis://127.0.0.1:{free_port()}/0"
     app = build_app(_settings(dead), Metrics(CollectorRegistry()))
-    async with TestClient(TestServer(app)) as c:
+    async with serving(app, _settings(dead)) as url, aiohttp.ClientSession(base_url=url) as c:
         resp = await c.post("/bid/generic", json=_request())
         assert resp.status == 204  # QuickLoan needs a known user; unknown now
         mobile = _request(device={"devicetype": 4, "os": "android"},
@@ -159,7 +165,7 @@ async def test_redis_down_degrades_without_errors() -> None:
         assert (await c.get("/healthz")).status == 200
 
 
-async def test_metrics_record_the_bid_path(client: TestClient[object, object]) -> None:
+async def test_metrics_record_the_bid_path(client: aiohttp.ClientSession) -> None:
     assert (await client.post("/bid/generic", json=_request())).status == 200
     assert (await client.post("/bid/generic", json=_request(regs={"coppa": 1}))).status == 204
     assert (await client.post("/bid/generic", data=b"{")).status == 400
@@ -178,7 +184,7 @@ async def test_decisions_are_logged_when_sampled(redis_url: str, caplog: pytest.
     settings = msgspec.structs.replace(_settings(redis_url), decision_sample_rate=1.0)
     app = build_app(settings, Metrics(CollectorRegistry()))
     with caplog.at_level("INFO", logger="dsp.decisions"):
-        async with TestClient(TestServer(app)) as c:
+        async with serving(app, settings) as url, aiohttp.ClientSession(base_url=url) as c:
             assert (await c.post("/bid/generic", json=_request())).status == 200
     records = [rec for rec in caplog.records if rec.name == "dsp.decisions"]
     assert records and records[0].decision["outcome"] == "bid"  # type: ignore[attr-defined]
@@ -201,7 +207,7 @@ async def test_decisions_are_logged_when_sampled(redis_url: str, caplog: pytest.
     {"regs": {"gdpr": 1, "ext": {"gdpr": 0, "us_privacy": "1YNN"}}},
     {"source": {"ext": {"schain": {"complete": 1, "nodes": []}}}, "dooh": None, "app": None},
 ])
-async def test_odd_but_valid_requests_never_fail(client: TestClient[object, object],
+async def test_odd_but_valid_requests_never_fail(client: aiohttp.ClientSession,
                                                   over: dict[str, object]) -> None:
     resp = await client.post("/bid/generic", json=_request(**over))
     assert resp.status in (200, 204), await resp.text()
@@ -211,7 +217,7 @@ async def test_odd_but_valid_requests_never_fail(client: TestClient[object, obje
 
 
 @pytest.mark.parametrize("exchange", ["smaato", "nexage", "bidswitch"])
-async def test_every_corpus_request_on_every_dialect_profile(client: TestClient[object, object],
+async def test_every_corpus_request_on_every_dialect_profile(client: aiohttp.ClientSession,
                                                              exchange: str) -> None:
     wants_body = exchange in ("bidswitch", "nexage")
     for path in VALID:

@@ -1,10 +1,16 @@
-"""``POST /bid/{exchange}``: the thin HTTP adapter around :class:`dsp.bidding.flow.BidFlow`.
+"""``POST /bid/{exchange}``: the bid path's HTTP semantics, independent of the transport.
 
-Answers: 200 + BidResponse (gzip when ``Accept-Encoding: gzip``), 204 no-bid (or 200 + ``nbr``
-body when the exchange profile wants one), 400 ``{"error", "path"}`` for a malformed or invalid
-request, 404 for an unknown exchange, 413 for a body (or an inflated gzip body) over the limit.
-Nothing a client sends produces a 5xx: an unexpected error inside the flow becomes a no-bid
-(INTERNAL_ERROR) and is logged. ``x-openrtb-version`` is echoed when present.
+:meth:`BidEndpoint.answer` takes what the transport read (exchange name, raw body, whether the
+client accepts gzip) and returns a :class:`BidReply`: 200 + BidResponse (gzip when accepted),
+204 no-bid (or 200 + ``nbr`` body when the exchange profile wants one), 400 ``{"error", "path"}``
+for a malformed or invalid request, 404 for an unknown exchange, 413 for a body (or an inflated
+gzip body) over the limit. Nothing a client sends produces a 5xx: an unexpected error inside the
+flow becomes a no-bid (INTERNAL_ERROR) and is logged.
+
+Two transports call it: :mod:`dsp.server.front` (the lean HTTP/1.1 front that serves bid traffic
+in production) and :meth:`BidEndpoint.handle_exchange` (an aiohttp handler: the same route on the
+aiohttp application, used for connections the front hands over and by ``--transport aiohttp``).
+Both echo ``x-openrtb-version`` when the request had one.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import gzip
 import logging
 import zlib
 from collections.abc import Awaitable, Callable
+from typing import NamedTuple
 
 import msgspec
 from aiohttp import web
@@ -23,7 +30,6 @@ from dsp.bidding.flow import BidFlow, Decision
 from dsp.bidding.respond import nobid_response
 from dsp.clock import Deadline, monotonic
 from dsp.config.reloader import SnapshotHolder
-from dsp.config.snapshot import ExchangeProfile, Snapshot
 from dsp.errors import InvalidRequest
 from dsp.observability.logging import DecisionLog
 from dsp.openrtb.decode import RequestDecoder
@@ -33,14 +39,25 @@ from dsp.server.recorder import BidRecorder
 
 log = logging.getLogger(__name__)
 
-_JSON = "application/json"
-_VERSION_HEADER = "x-openrtb-version"
+JSON_TYPE = "application/json"
+VERSION_HEADER = "x-openrtb-version"
 _GZIP_MAGIC = b"\x1f\x8b"
 _error_encoder = msgspec.json.Encoder()
 
 
 class BodyTooLarge(Exception):
     pass
+
+
+class BidReply(NamedTuple):
+    """What to send: ``status``, ``body`` (JSON; empty for 204) and whether ``body`` is gzipped."""
+
+    status: int
+    body: bytes = b""
+    gzipped: bool = False
+
+
+NO_CONTENT = BidReply(204)
 
 
 def gunzip_limited(body: bytes, limit: int) -> bytes:
@@ -57,15 +74,14 @@ def gunzip_limited(body: bytes, limit: int) -> bytes:
     return out
 
 
-def _error(status: int, message: str, path: str, headers: dict[str, str] | None = None) -> web.Response:
-    body = _error_encoder.encode({"error": message, "path": path})
-    return web.Response(status=status, body=body, content_type=_JSON, headers=headers)
+def error_reply(status: int, message: str, path: str = "") -> BidReply:
+    return BidReply(status, _error_encoder.encode({"error": message, "path": path}))
 
 
 class BidEndpoint:
-    """Holds the per-process collaborators; ``handle`` is the aiohttp handler."""
+    """Holds the per-process collaborators of the bid route."""
 
-    __slots__ = ("_decisions", "_decoder", "_flow", "_holder", "_max_body", "_rec")
+    __slots__ = ("_decisions", "_decoder", "_flow", "_holder", "_rec", "max_body_bytes")
 
     def __init__(self, holder: SnapshotHolder, flow: BidFlow, recorder: BidRecorder,
                  max_body_bytes: int, decisions: DecisionLog | None = None) -> None:
@@ -74,60 +90,45 @@ class BidEndpoint:
         self._flow = flow
         self._rec = recorder
         self._decoder = RequestDecoder()
-        self._max_body = max_body_bytes
+        self.max_body_bytes = max_body_bytes
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        """``POST /bid/{exchange}`` (the dynamic route: exchanges added by a reload)."""
-        return await self.handle_exchange(request.match_info["exchange"], request)
+    def too_large(self, exchange: str) -> BidReply:
+        """The 413 answer, counted; for a transport that refuses a body before reading it."""
+        self._rec.request(exchange, "invalid", 0.0)
+        return error_reply(413, f"body larger than {self.max_body_bytes} bytes")
 
-    def route_for(self, exchange: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-        """A handler bound to one exchange, for a static route (aiohttp resolves those by a dict
-        lookup instead of trying the ``/bid/{exchange}`` pattern)."""
-        return functools.partial(self.handle_exchange, exchange)
-
-    async def handle_exchange(self, exchange: str, request: web.Request) -> web.StreamResponse:
-        t0 = monotonic()
+    async def answer(self, exchange: str, body: bytes, accept_gzip: bool, t0: float) -> BidReply:
+        """Answer one bid request. ``body`` is the raw body (gzip is detected by its magic bytes,
+        so a missing ``Content-Encoding`` does not matter); ``t0`` is when the request arrived
+        (``dsp.clock.monotonic``): the deadline counts from it. Never raises."""
         snapshot = self._holder.current
         profile = snapshot.exchanges.get(exchange)
-        version = request.headers.get(_VERSION_HEADER)
-        headers = {_VERSION_HEADER: version} if version else None
         if profile is None:
-            return _error(404, f"unknown exchange {exchange!r}", "", headers)
-        inflight = self._rec.inflight
-        inflight.inc()
+            return error_reply(404, f"unknown exchange {exchange!r}")
+        rec = self._rec
+        sampled = rec.sample_stages()
         try:
-            return await self._answer(request, exchange, profile, snapshot, headers, t0)
-        finally:
-            inflight.dec()
-
-    async def _answer(self, request: web.Request, exchange: str, profile: ExchangeProfile,
-                      snapshot: Snapshot, headers: dict[str, str] | None,
-                      t0: float) -> web.StreamResponse:
-        sampled = self._rec.sample_stages()
-        try:
-            body = await request.read()
-            if body[:2] == _GZIP_MAGIC:  # aiohttp inflates gzip bodies itself unless told not to
-                body = gunzip_limited(body, self._max_body)
+            if body[:2] == _GZIP_MAGIC:
+                body = gunzip_limited(body, self.max_body_bytes)
             t_dec = monotonic() if sampled else 0.0
             req = self._decoder.decode(body, lax_numbers=profile.lax_numbers)
             if sampled:
-                self._rec.stage("decode", monotonic() - t_dec)
+                rec.stage("decode", monotonic() - t_dec)
         except InvalidRequest as exc:
-            self._rec.request(exchange, "invalid", monotonic() - t0)
-            return _error(400, exc.message, exc.path, headers)
-        except (BodyTooLarge, web.HTTPRequestEntityTooLarge):
-            self._rec.request(exchange, "invalid", monotonic() - t0)
-            return _error(413, f"body larger than {self._max_body} bytes", "", headers)
-        except (RequestPayloadError, web.HTTPException, ConnectionError, ValueError) as exc:
-            self._rec.request(exchange, "invalid", monotonic() - t0)
-            return _error(400, f"unreadable body: {type(exc).__name__}", "", headers)
+            rec.request(exchange, "invalid", monotonic() - t0)
+            return error_reply(400, exc.message, exc.path)
+        except BodyTooLarge:
+            rec.request(exchange, "invalid", monotonic() - t0)
+            return error_reply(413, f"body larger than {self.max_body_bytes} bytes")
         tmax_ms = req.tmax if req.tmax else profile.tmax_default_ms
         budget_ms = tmax_ms - profile.round_trip_allowance_ms - profile.safety_margin_ms
         deadline = Deadline(t0 + budget_ms / 1000.0)
+        inflight = rec.inflight
+        inflight.inc()
         try:
             decision = await self._flow.run(req, profile, snapshot, deadline, timed=sampled)
             if sampled and decision.pricing_s:
-                self._rec.stage("pricing", decision.pricing_s)
+                rec.stage("pricing", decision.pricing_s)
         except Exception:  # a bug must not become a 5xx or a late bid
             log.exception("bid flow failed", extra={"fields": {"exchange": exchange, "id": req.id}})
             reason = NoBidReason.INTERNAL_ERROR
@@ -137,15 +138,17 @@ class BidEndpoint:
                 self._log_decision(exchange, req.id, decision, monotonic() - t0)
             if response is not None:
                 for campaign in decision.campaigns:
-                    self._rec.bid(exchange, campaign)
-                self._rec.request(exchange, "bid", monotonic() - t0)
-                return self._encode(request, encode_response(response), headers)
+                    rec.bid(exchange, campaign)
+                rec.request(exchange, "bid", monotonic() - t0)
+                return _json_reply(encode_response(response), accept_gzip)
             reason = decision.reason or NoBidReason.INTERNAL_ERROR
-        self._rec.nobid(exchange, reason)
-        self._rec.request(exchange, "nobid", monotonic() - t0)
+        finally:
+            inflight.dec()
+        rec.nobid(exchange, reason)
+        rec.request(exchange, "nobid", monotonic() - t0)
         if profile.nobid_body:
-            return self._encode(request, encode_response(nobid_response(req.id, reason)), headers)
-        return web.Response(status=204, headers=headers)
+            return _json_reply(encode_response(nobid_response(req.id, reason)), accept_gzip)
+        return NO_CONTENT
 
     def _log_decision(self, exchange: str, request_id: str, decision: Decision, elapsed_s: float) -> None:
         assert self._decisions is not None
@@ -158,12 +161,43 @@ class BidEndpoint:
                              "reason": decision.reason.value if decision.reason else None,
                              "bids": bids, "latency_ms": round(elapsed_s * 1000, 3)})
 
-    @staticmethod
-    def _encode(request: web.Request, payload: bytes,
-                headers: dict[str, str] | None) -> web.Response:
-        if "gzip" in request.headers.get("Accept-Encoding", ""):
-            out = dict(headers) if headers else {}
-            out["Content-Encoding"] = "gzip"
-            return web.Response(body=gzip.compress(payload, compresslevel=1), content_type=_JSON,
-                                headers=out)
-        return web.Response(body=payload, content_type=_JSON, headers=headers)
+    # -- the aiohttp adapter -------------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """``POST /bid/{exchange}`` (the dynamic route: exchanges added by a reload)."""
+        return await self.handle_exchange(request.match_info["exchange"], request)
+
+    def route_for(self, exchange: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        """A handler bound to one exchange, for a static route (aiohttp resolves those by a dict
+        lookup instead of trying the ``/bid/{exchange}`` pattern)."""
+        return functools.partial(self.handle_exchange, exchange)
+
+    async def handle_exchange(self, exchange: str, request: web.Request) -> web.StreamResponse:
+        t0 = monotonic()
+        version = request.headers.get(VERSION_HEADER)
+        if exchange not in self._holder.current.exchanges:
+            reply = error_reply(404, f"unknown exchange {exchange!r}")
+        else:
+            try:  # aiohttp inflates gzip (and deflate, br) bodies itself
+                body = await request.read()
+            except web.HTTPRequestEntityTooLarge:
+                reply = self.too_large(exchange)
+            except (RequestPayloadError, web.HTTPException, ConnectionError, ValueError) as exc:
+                self._rec.request(exchange, "invalid", monotonic() - t0)
+                reply = error_reply(400, f"unreadable body: {type(exc).__name__}")
+            else:
+                accept_gzip = "gzip" in request.headers.get("Accept-Encoding", "")
+                reply = await self.answer(exchange, body, accept_gzip, t0)
+        headers = {VERSION_HEADER: version} if version else {}
+        if reply.gzipped:
+            headers["Content-Encoding"] = "gzip"
+        if not reply.body:
+            return web.Response(status=reply.status, headers=headers)
+        return web.Response(status=reply.status, body=reply.body, content_type=JSON_TYPE,
+                            headers=headers)
+
+
+def _json_reply(payload: bytes, accept_gzip: bool) -> BidReply:
+    if accept_gzip:
+        return BidReply(200, gzip.compress(payload, compresslevel=1), True)
+    return BidReply(200, payload)

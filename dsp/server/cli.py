@@ -47,6 +47,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="audience micro-batches out at once (default 1)")
     parser.add_argument("--no-gc-tuning", action="store_true",
                         help="keep Python's default garbage-collector settings")
+    parser.add_argument("--transport", choices=("front", "aiohttp"),
+                        default=os.environ.get("DSP_TRANSPORT", "front"),
+                        help="front (default): the lean HTTP/1.1 front answers bid requests and hands "
+                             "other requests to aiohttp; aiohttp: aiohttp serves everything")
     parser.add_argument("--log-level", default=os.environ.get("DSP_LOG_LEVEL", "INFO"))
     parser.set_defaults(func=run)
 
@@ -59,25 +63,39 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
                     public_url=args.public_url, max_body_bytes=args.max_body_bytes,
                     token_keys=keys, token_active=active, score_in_thread=args.score_thread,
                     batches_in_flight=max(1, args.batches_in_flight),
-                    gc_tuning=not args.no_gc_tuning)
+                    gc_tuning=not args.no_gc_tuning, transport=args.transport)
 
 
 def serve_worker(settings: Settings, log_level: str = "INFO") -> None:
     """Run one worker's event loop until SIGTERM/SIGINT (the spawned process's entry point)."""
     import uvloop
-    from aiohttp import web
 
     from dsp.observability.logging import configure_json_logging
-    from dsp.observability.metrics import Metrics
-    from dsp.server.app import build_app
 
     configure_json_logging(log_level)
-    uvloop.install()
+    uvloop.run(_serve_until_signalled(settings))
+
+
+async def _serve_until_signalled(settings: Settings) -> None:
+    import asyncio
+
+    from dsp.observability.metrics import Metrics
+    from dsp.server.app import build_app
+    from dsp.server.run import BidderServer
+
     app = build_app(settings, Metrics())
     if settings.gc_tuning:
         app.on_startup.append(_tune_gc)
-    web.run_app(app, host=settings.host, port=settings.port, reuse_port=True, access_log=None,
-                print=None, handle_signals=True, backlog=1024)
+    server = BidderServer(app, settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await server.start()
+    try:
+        await stop.wait()
+    finally:
+        await server.stop()
 
 
 async def _tune_gc(_app: object) -> None:

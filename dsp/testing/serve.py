@@ -1,20 +1,26 @@
-"""Run ``dsp serve`` as a subprocess for end-to-end tests and load tests (never on the bid path).
+"""Run the bidder for end-to-end tests and load tests (never on the bid path).
 
     with running_bidder(redis_url, tmp_path / "serve.log", workers=2) as url:
-        ...  # every worker has bound the port and /readyz answers 200
+        ...  # ``dsp serve`` subprocess: every worker has bound the port and /readyz answers 200
+    async with serving(build_app(settings, metrics), settings) as url:
+        ...  # in this event loop, with settings.transport (front or aiohttp)
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
+from aiohttp import web
+
+from dsp.server.settings import Settings
 from dsp.testing.redis_server import free_port
 
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -67,3 +73,17 @@ def running_bidder(redis_url: str, log_path: Path, *, workers: int = 1,
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+@asynccontextmanager
+async def serving(app: web.Application, settings: Settings) -> AsyncIterator[str]:
+    """Serve ``app`` in this event loop on a free loopback port with ``settings.transport``, the
+    way ``dsp serve`` does (:class:`dsp.server.run.BidderServer`); yield the base URL."""
+    from dsp.server.run import BidderServer
+
+    server = BidderServer(app, settings)
+    port = await server.start(socket.create_server(("127.0.0.1", 0)))
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await server.stop()

@@ -1,0 +1,75 @@
+"""Run the bidder application on a socket until told to stop.
+
+    server = BidderServer(app, settings)
+    port = await server.start()            # binds settings.host:settings.port (SO_REUSEPORT)
+    ...
+    await server.stop()                    # graceful: in-flight requests answer first
+
+``settings.transport`` picks the transport: ``"front"`` (default) puts :mod:`dsp.server.front`
+on the socket, which answers bid requests itself and hands any other request's connection to the
+aiohttp application; ``"aiohttp"`` serves everything with aiohttp (the reference; slower on the
+bid path, identical answers). Either way the aiohttp application's start-up and clean-up
+(``Services.open``/``close``) run exactly once, in :meth:`start` and :meth:`stop`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+from aiohttp import web
+
+from dsp.server.app import SERVICES
+from dsp.server.front import Front
+from dsp.server.settings import Settings
+
+TRANSPORTS = ("front", "aiohttp")
+
+
+def listening_socket(host: str, port: int, backlog: int = 1024) -> socket.socket:
+    """A TCP listening socket with ``SO_REUSEPORT`` (so N worker processes share the port)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family, backlog=backlog, reuse_port=True)
+
+
+class BidderServer:
+    """One worker's server: the aiohttp runner plus the chosen transport on one socket."""
+
+    def __init__(self, app: web.Application, settings: Settings) -> None:
+        if settings.transport not in TRANSPORTS:
+            raise ValueError(f"transport must be one of {TRANSPORTS}, not {settings.transport!r}")
+        self._app = app
+        self._settings = settings
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                                     shutdown_timeout=settings.shutdown_grace_s)
+        self._server: asyncio.Server | None = None
+        self.front: Front | None = None
+
+    async def start(self, sock: socket.socket | None = None) -> int:
+        """Run the application's start-up, then listen. Returns the bound port."""
+        s = self._settings
+        await self._runner.setup()
+        sock = sock or listening_socket(s.host, s.port)
+        if s.transport == "aiohttp":
+            site = web.SockSite(self._runner, sock)
+            await site.start()
+        else:
+            server = self._runner.server
+            assert server is not None
+            self.front = Front(self._app[SERVICES].endpoint, server,
+                               keepalive_timeout_s=s.keepalive_timeout_s,
+                               request_timeout_s=s.request_timeout_s)
+            self._server = await asyncio.get_running_loop().create_server(
+                self.front.protocol, sock=sock, backlog=1024)
+            self.front.start()
+        port: int = sock.getsockname()[1]
+        return port
+
+    async def stop(self) -> None:
+        """Stop accepting, let in-flight requests answer (up to ``shutdown_grace_s``), then run
+        the application's clean-up (Redis, batchers, money runtime)."""
+        if self._server is not None:
+            self._server.close()
+        if self.front is not None:
+            await self.front.close(self._settings.shutdown_grace_s)
+        await self._runner.cleanup()
