@@ -114,3 +114,20 @@ async def test_keys_of_the_wrong_type_spoil_only_their_own_user(redis_client: ai
     assert [r.known for r in records] == [True, False, False]
     assert records[2].caps == {}
     assert seen == [1]
+
+
+async def test_fetch_survives_a_script_cache_flush(redis_url: str,
+                                                   redis_client: aioredis.Redis) -> None:
+    # A Redis restart or failover empties the script cache: the next fetch gets NOSCRIPT, loads
+    # the script and answers; nothing is reported unavailable.
+    rows = _rows(2, seed=3)
+    with sync_redis.Redis.from_url(redis_url) as client:
+        write_rows(client, ["a", "b"], rows)
+    store = FeatureStore(redis_client)
+    first = await store.fetch(["a", "b"], Deadline.after_ms(2000))
+    await redis_client.script_flush()
+    assert await redis_client.script_exists(store._script.sha) == [False]  # type: ignore[union-attr]
+    again = await store.fetch(["b", "a"], Deadline.after_ms(2000))
+    assert [r.known for r in first + again] == [True] * 4
+    np.testing.assert_array_equal(again[0].features, rows[1])
+    np.testing.assert_array_equal(again[1].features, first[0].features)

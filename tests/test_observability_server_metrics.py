@@ -4,6 +4,7 @@ exactly, summed across both processes."""
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -59,7 +60,13 @@ def test_known_requests_are_counted_across_workers(two_worker_bidder: tuple[str,
     statuses = [_post(f"{url}/bid/generic", good) for _ in range(24)]
     statuses += [_post(f"{url}/bid/generic", json.dumps({"id": "x", "imp": []}).encode()) for _ in range(6)]
     assert statuses.count(400) == 6 and all(s in (200, 204) for s in statuses[:24])
+    # The scraped worker flushes its tallies first; the other one flushes once a second
+    # (dsp.server.recorder), so its counts may arrive a moment later, never twice.
+    end = time.monotonic() + 10.0
     got = _samples(url)
+    while _sum(got, "dsp_bid_requests_total", exchange="generic") < 30 and time.monotonic() < end:
+        time.sleep(0.2)
+        got = _samples(url)
     assert _sum(got, "dsp_bid_requests_total", exchange="generic") == 30
     assert _sum(got, "dsp_bid_requests_total", exchange="generic", outcome="invalid") == 6
     bids = _sum(got, "dsp_bid_requests_total", exchange="generic", outcome="bid")

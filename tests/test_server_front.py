@@ -114,6 +114,17 @@ async def test_pipelined_requests_are_answered_in_order_by_the_front(addr: tuple
     assert json.loads(replies[2].body)["error"]
 
 
+async def test_thousands_of_pipelined_answers_that_finish_at_once(addr: tuple[str, int]) -> None:
+    # Invalid requests and gated no-bids are answered without awaiting anything; a long pipeline
+    # of them must be answered in a loop (no recursion per request), in order, then a bid.
+    n = 3000
+    stream = b"".join(post(b"{") if i % 2 else post(COPPA) for i in range(n)) + post(BID)
+    replies = await exchange(addr, stream, n + 1)
+    assert [r.status for r in replies[:n]] == [204 if i % 2 == 0 else 400 for i in range(n)]
+    assert replies[-1].status == 200
+    assert json.loads(replies[-1].body)["id"] == "req-1"
+
+
 async def test_a_stream_split_at_every_byte_gets_the_same_answers(addr: tuple[str, int]) -> None:
     stream = post(BID) + post(COPPA)
     whole = await exchange(addr, stream, 2)

@@ -120,6 +120,8 @@ class AudienceResolver:
         self.population = population
         self._on_redis_error = on_redis_error
         self._on_stage = on_stage
+        # A runtime Protocol check costs microseconds; the scorer does not change, ask once.
+        self._staged = scorer if isinstance(scorer, StagedScorer) else None
         self._batcher: MicroBatcher[tuple[str, float], Audience] = MicroBatcher(
             self._resolve_batch, max_batch_size=max_batch_size, max_wait_us=max_wait_us,
             max_in_flight=max_in_flight, on_batch=on_batch)
@@ -153,12 +155,12 @@ class AudienceResolver:
         if known:
             rows = np.stack([records[i].features for i in known]).astype(np.float32, copy=False)
             t1 = monotonic()
-            scorer = self._scorer
-            if isinstance(scorer, StagedScorer):
+            staged = self._staged
+            if staged is not None:
                 floors = np.array([items[i][1] for i in known], dtype=np.float32)
-                p_intent, pd = await scorer.score_staged(rows, floors, deadline)
+                p_intent, pd = await staged.score_staged(rows, floors, deadline)
             else:
-                p_intent, pd = await scorer.score(rows, deadline)
+                p_intent, pd = await self._scorer.score(rows, deadline)
             if on_stage is not None:
                 on_stage("scoring", monotonic() - t1)
             pi_list: Sequence[float] = p_intent.tolist()

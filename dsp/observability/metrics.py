@@ -11,6 +11,7 @@ Label sets are small and closed: ``exchange`` (configured profile names), ``reas
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import multiprocess as prom_multiprocess
@@ -28,6 +29,9 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         r = registry if registry is not None else CollectorRegistry()
         self.registry = r
+        #: Called by :func:`render` before every exposition: recorders that tally in plain
+        #: Python (dsp.server.recorder) flush into the collectors here.
+        self.before_render: list[Callable[[], None]] = []
         self.requests = Counter("dsp_bid_requests", "Bid requests received",
                                 ["exchange", "outcome"], registry=r)  # outcome: bid|nobid|invalid
         self.bids = Counter("dsp_bids", "Bids returned", ["exchange", "campaign"], registry=r)
@@ -76,7 +80,10 @@ class Metrics:
 
 
 def render(metrics: Metrics) -> bytes:
-    """Prometheus text exposition; aggregates all processes when PROMETHEUS_MULTIPROC_DIR is set."""
+    """Prometheus text exposition; aggregates all processes when PROMETHEUS_MULTIPROC_DIR is set.
+    Runs the ``before_render`` hooks first, so this process's tallies are current."""
+    for hook in metrics.before_render:
+        hook()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         prom_multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]

@@ -6,7 +6,7 @@ Every resource is owned by one cleanup context that starts it before ``yield`` a
 (``Services.open``): the Redis client, the ONNX runners (loaded and checked against the feature
 contract at start-up), the audience micro-batcher, the money runtime (budget leases, pacing), the
 notice service, the config reloader (SIGHUP, ``POST /admin/reload``, periodic file check) and the
-Redis health probe behind ``/readyz``.
+Redis health probe behind ``/readyz`` and the once-a-second flush of the bid-path metric tallies.
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ SERVICES: web.AppKey[Services] = web.AppKey("services")
 ADMIN_TOKEN_ENV = "DSP_ADMIN_TOKEN"  # when set, POST /admin/reload needs "Authorization: Bearer <token>"
 
 AnyRedis = aioredis.Redis | RedisCluster
+METRICS_FLUSH_S = 1.0
 
 
 def connect_redis(s: Settings) -> AnyRedis:
@@ -128,7 +129,8 @@ class Services:
         except Exception:  # Redis down at start: the brake keeps money safe; bidding degrades
             log.exception("money runtime did not start cleanly")
         self._tasks = [asyncio.create_task(self._health_loop(), name="redis-health"),
-                       asyncio.create_task(self._reload_loop(), name="config-watch")]
+                       asyncio.create_task(self._reload_loop(), name="config-watch"),
+                       asyncio.create_task(self._metrics_loop(), name="metrics-flush")]
 
     def _on_snapshot(self, snap: Snapshot) -> None:
         self.money.update_budgets(snap.budgets)
@@ -158,6 +160,15 @@ class Services:
                       extra={"fields": {"trigger": trigger, "problems": result.problems}})
         return {"ok": result.ok, "version": result.version, "changed": result.changed,
                 "problems": result.problems}
+
+    async def _metrics_loop(self) -> None:
+        """Flush the bid path's tallies once a second (other processes' scrapes read the files)."""
+        try:
+            while True:
+                await asyncio.sleep(METRICS_FLUSH_S)
+                self.recorder.flush()
+        finally:
+            self.recorder.flush()
 
     async def _reload_loop(self) -> None:
         while True:

@@ -123,8 +123,7 @@ class BidEndpoint:
         tmax_ms = req.tmax if req.tmax else profile.tmax_default_ms
         budget_ms = tmax_ms - profile.round_trip_allowance_ms - profile.safety_margin_ms
         deadline = Deadline(t0 + budget_ms / 1000.0)
-        inflight = rec.inflight
-        inflight.inc()
+        rec.inflight += 1
         try:
             decision = await self._flow.run(req, profile, snapshot, deadline, timed=sampled)
             if sampled and decision.pricing_s:
@@ -143,7 +142,7 @@ class BidEndpoint:
                 return _json_reply(encode_response(response), accept_gzip)
             reason = decision.reason or NoBidReason.INTERNAL_ERROR
         finally:
-            inflight.dec()
+            rec.inflight -= 1
         rec.nobid(exchange, reason)
         rec.request(exchange, "nobid", monotonic() - t0)
         if profile.nobid_body:
