@@ -224,3 +224,27 @@ async def test_late_bill_after_release_is_charged_to_the_lease(redis_client: aio
     raw = await redis_client.hgetall(day_key("c1", today()))
     assert int(raw[b"spent"]) + int(raw[b"out"]) <= BUDGET.daily_budget_micros
     assert rt.metrics.notices.labels(kind="settle", result="late_charged")._value.get() == 1
+
+
+async def test_a_backlog_larger_than_a_slice_settles_in_one_tick(
+        redis_client: aioredis.Redis) -> None:
+    # Settlement runs in slices of SETTLE_SLICE bids (the event loop breathes between them); a
+    # tick must still settle every due bid, exactly once.
+    from dsp.budget.runtime import SETTLE_SLICE
+
+    rt = MoneyRuntime(redis_client, Metrics(), [BUDGET], settings=FAST)
+    await rt.tick()
+    n = 2 * SETTLE_SLICE + 188
+    past = time.time() - 1  # expired: every one is due for its final check at the next tick
+    assert all(rt.reserve("c1", f"b{i}", 5, past) for i in range(n))
+    store = OutcomeStore(redis_client)
+    for i in range(0, n, 3):  # a third were won and billed at 4 micros
+        await store.record("c1", today(), f"b{i}", "b", 4, commits=True)
+    led = rt.ledger("c1")
+    assert led is not None and led.reserved_micros == 5 * n
+    await rt.tick()
+    billed = len(range(0, n, 3))
+    assert led.reserved_micros == 0 and led.outstanding == 0
+    assert led.drift_micros() == 0
+    raw = await redis_client.hgetall(day_key("c1", today()))
+    assert int(raw[b"spent"]) == 4 * billed  # each billed bid committed exactly once

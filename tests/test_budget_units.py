@@ -142,3 +142,36 @@ def test_throttle_engages_at_lambda_max_and_releases_first() -> None:
         ctrl.update(0.0, 10.0)
     assert ctrl.throttle < before and ctrl.lam == pytest.approx(1.0)
     assert math.isfinite(ctrl.lam)
+
+
+def test_due_in_slices_returns_every_id_once_final_checks_first() -> None:
+    led = funded(10**9)
+    for i in range(1000):
+        # 0..299 are past their final check; the rest only need an interim check.
+        final_at = 5.0 if i < 300 else 50.0
+        led.reserve(f"b{i}", 10, now_s=0, first_check_s=1, final_check_at_s=final_at)
+    slices = []
+    while True:
+        first, final = led.due(10.0, limit=256)
+        if not first and not final:
+            break
+        assert len(first) + len(final) <= 256
+        slices.append((first, final))
+        for bid_id in final:  # the runtime settles each slice before asking for the next
+            assert led.release(bid_id)
+    finals = [b for _, fin in slices for b in fin]
+    firsts = [b for fst, _ in slices for b in fst]
+    assert sorted(finals) == sorted(f"b{i}" for i in range(300))
+    assert sorted(firsts) == sorted(f"b{i}" for i in range(300, 1000))  # each once, this moment
+    assert slices[0][1] and not slices[0][0]  # final checks come first
+    assert led.due(10.0) == ([], [])
+    first, final = led.due(12.0)  # interim checks come back after twice the delay (1 s -> 2 s)
+    assert final == [] and sorted(first) == sorted(f"b{i}" for i in range(300, 1000))
+
+
+def test_a_zero_first_delay_is_not_returned_twice_in_one_moment() -> None:
+    led = funded(10_000)
+    led.reserve("a", 1_000, now_s=0, first_check_s=0, final_check_at_s=5)
+    assert led.due(0.0, limit=10) == (["a"], [])
+    assert led.due(0.0, limit=10) == ([], [])
+    assert led.due(0.5) == (["a"], [])  # next tick: checked again

@@ -120,25 +120,30 @@ class Ledger:
     def is_reserved(self, bid_id: str) -> bool:
         return bid_id in self._prices
 
-    def due(self, now_s: float) -> tuple[list[str], list[str]]:
+    def due(self, now_s: float, limit: int | None = None) -> tuple[list[str], list[str]]:
         """Bid ids whose outcome should be looked up now: (interim checks, final checks).
 
         After a final check the caller must commit or release each id: it is not returned again.
         An interim check is rescheduled here (doubling delay) if it falls before the final one.
+        ``limit`` caps how many ids one call returns (final checks first); the rest stay due and
+        come back from the next call, so a caller can settle a large backlog in slices.
         """
+        cap = limit if limit is not None else -1
         final: list[str] = []
-        while self._final and self._final[0][0] <= now_s:
+        while self._final and self._final[0][0] <= now_s and len(final) != cap:
             at_s, bid_id = heapq.heappop(self._final)
             if bid_id in self._prices and at_s >= self._deadline[bid_id]:
                 final.append(bid_id)
         closing = set(final)
         first: list[str] = []
         again: list[tuple[float, str, float]] = []
-        while self._first and self._first[0][0] <= now_s:
+        while self._first and self._first[0][0] <= now_s and len(final) + len(first) != cap:
             _, bid_id, delay = heapq.heappop(self._first)
             if bid_id in self._prices and bid_id not in closing:
                 first.append(bid_id)
-                again.append((now_s + 2 * delay, bid_id, 2 * delay))
+                # Strictly later than now (even with a zero first delay): a caller slicing one
+                # moment's backlog must not get the same interim check back in the next slice.
+                again.append((now_s + max(2 * delay, 1e-6), bid_id, 2 * delay))
         for item in again:
             heapq.heappush(self._first, item)
         return first, final

@@ -42,6 +42,10 @@ from dsp.openrtb.nobid import NoBidReason
 log = logging.getLogger(__name__)
 
 _VALUE_WINDOW = 512
+#: Bids settled per Redis round trip, and slices per campaign per tick (16k bids: far above one
+#: process's bid rate times the tick; a larger backlog drains over the next ticks).
+SETTLE_SLICE = 256
+SETTLE_SLICES_PER_TICK = 64
 
 
 class MoneySettings(msgspec.Struct, frozen=True):
@@ -325,8 +329,13 @@ class MoneyRuntime:
             c.valid_until = sent_at + s.lease_ttl_s - s.brake_grace_s
 
     async def _settle_outcomes(self, led: Ledger, c: _Campaign | None) -> None:
+        """Look up due outcomes and settle them, in slices of :data:`SETTLE_SLICE` bids with a
+        Redis round trip between slices: a backlog of thousands of bids (one tick at a few
+        thousand bids/s) never holds the event loop for more than one slice's work. Unsliced,
+        3,500 due bids were one step of ~8 ms in ``Ledger.due`` alone plus ~3 ms packing one
+        HMGET, every tick, stalling every bid request in flight. At most :data:`SETTLE_SLICES_PER_TICK`
+        slices per call; the rest stay due for the next tick."""
         now = self.clock()
-        first, final = led.due(now)
         late = led.due_rechecks(now)
         if late:
             try:
@@ -339,9 +348,15 @@ class MoneyRuntime:
                 if out.state == "C":
                     led.charge_late(out.committed_micros, price)
                     self.metrics.notices.labels(kind="settle", result="late_charged").inc()
+        for _ in range(SETTLE_SLICES_PER_TICK):
+            first, final = led.due(now, limit=SETTLE_SLICE)
+            if not first and not final:
+                return
+            await self._settle_slice(led, c, now, first, final)
+
+    async def _settle_slice(self, led: Ledger, c: _Campaign | None, now: float,
+                            first: list[str], final: list[str]) -> None:
         ids = first + final
-        if not ids:
-            return
         try:
             outcomes = await self.outcomes.lookup(led.campaign_id, led.day, ids)
         except BaseException:
