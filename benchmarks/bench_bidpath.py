@@ -12,13 +12,17 @@ One run, same machine, same request bodies, so the results are ratios, not absol
 Servers are measured one at a time, in ``--repeat`` rounds (ceiling, naive, bidder, ceiling, ...);
 each point reports the best round (errors are summed over all rounds).
 
+Needs ``wrk`` on the PATH (Debian/Ubuntu: ``sudo apt-get install -y wrk``).
+
 Traffic: ``wrk`` (one thread) cycles through realistic bodies built by dsp.testing.traffic from the
 OpenRTB corpus and the story fixtures, every one carrying a *known* user seeded by
 ``dsp features seed``; only templates that reach the scoring stage are kept (requests stopped by a
 policy gate before any lookup would flatter the numbers). Campaign budgets are raised in a temporary
 copy of bidder_configs so the money gate does not end bidding mid-run. Reported per server and
-connection count: requests/s, p50/p99/p99.9 latency, errors (socket errors + non-2xx) and the share
-of requests answered with a bid. Targets (issue 3): at 64 connections, bidder(1 worker) >= 50% of
+connection count: requests/s, p50/p99/p99.9 latency, errors (socket errors + non-2xx), the share
+of requests answered with a bid, and the server's CPU per request (user + system time of its
+process group from /proc, over the wrk run: steadier than req/s when the machine's speed moves,
+and it counts the work, not the waiting). Targets (issue 3): at 64 connections, bidder(1 worker) >= 50% of
 the ceiling and >= 3x naive; p99 at 8 connections < 5 ms; zero errors.
 """
 
@@ -132,6 +136,21 @@ def run_wrk(port: int, lua: Path, connections: int, duration_s: int) -> dict[str
     return res
 
 
+def group_cpu_s(pgid: int) -> float:
+    """User + system CPU seconds of every live process in process group ``pgid`` (the server
+    and, for ``--workers N``, its spawned workers), from /proc. 0.0 where /proc is missing."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # field 5 of stat: the process group
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 class Server:
     def __init__(self, name: str, cmd: list[str], port: int, workers: int = 1,
                  env: dict[str, str] | None = None) -> None:
@@ -171,6 +190,9 @@ def main() -> int:
                     help="runs per server and connection count; the best one is reported (the "
                          "machine is shared: a neighbour's burst should not decide the result)")
     args = ap.parse_args()
+    if shutil.which("wrk") is None:
+        print("bench_bidpath: needs wrk (Debian/Ubuntu: sudo apt-get install -y wrk)", file=sys.stderr)
+        return 2
     conns = [int(c) for c in args.connections.split(",")]
     skip = set(filter(None, args.skip.split(",")))
     work = Path(tempfile.mkdtemp(prefix="dsp-bench-"))
@@ -223,7 +245,11 @@ def main() -> int:
                         run_wrk(srv.port, lua, 64, 2)  # warm-up
                         for c in conns:
                             before = scrape_outcomes(srv.port)
+                            assert srv.proc is not None
+                            cpu0 = group_cpu_s(srv.proc.pid)
                             res = run_wrk(srv.port, lua, c, args.duration)
+                            res["cpu_us_per_req"] = (group_cpu_s(srv.proc.pid) - cpu0) \
+                                / max(1.0, res["requests"]) * 1e6
                             after = scrape_outcomes(srv.port)
                             total = sum(after.values()) - sum(before.values())
                             bids = after.get("bid", 0.0) - before.get("bid", 0.0)
@@ -255,7 +281,7 @@ def _table(rows: list[dict[str, object]]) -> None:
 
     print()
     print(f"{'server':<12}{'conns':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'p99.9 ms':>10}"
-          f"{'errors':>8}{'bids':>7}{'vs ceil':>9}{'vs naive':>9}")
+          f"{'errors':>8}{'bids':>7}{'vs ceil':>9}{'vs naive':>9}{'cpu us/req':>11}")
     for r in rows:
         c = int(r["conns"])  # type: ignore[call-overload]
         ceil, naive = rps("ceiling", c), rps("naive", c)
@@ -265,7 +291,8 @@ def _table(rows: list[dict[str, object]]) -> None:
               f"{float(r['p99_us']) / 1000:>9.2f}{float(r['p999_us']) / 1000:>10.2f}"  # type: ignore[arg-type]
               f"{int(r['errors_all_runs']):>8}"  # type: ignore[call-overload]
               f"{(f'{float(share):.0%}' if share is not None else '-'):>7}"  # type: ignore[arg-type]
-              f"{(f'{v / ceil:.0%}' if ceil else '-'):>9}{(f'{v / naive:.1f}x' if naive else '-'):>9}")
+              f"{(f'{v / ceil:.0%}' if ceil else '-'):>9}{(f'{v / naive:.1f}x' if naive else '-'):>9}"
+              f"{float(r['cpu_us_per_req']):>11.1f}")  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":
