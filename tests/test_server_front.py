@@ -143,6 +143,9 @@ async def test_other_routes_hand_the_connection_to_aiohttp(addr: tuple[str, int]
     assert json.loads(replies[2].body)["seatbid"][0]["bid"][0]["impid"] == "1"
     (wrong_method,) = await exchange(addr, b"GET /bid/generic HTTP/1.1\r\nHost: x\r\n\r\n", 1)
     assert wrong_method.status == 405
+    # A percent-escaped exchange name is routed the way aiohttp routes it (decoded), not 404.
+    (escaped,) = await exchange(addr, post(BID, "/bid/gen%65ric"), 1)
+    assert escaped.status == 200 and "aiohttp" in escaped.server
 
 
 async def test_chunked_bodies_and_http10_are_served_by_aiohttp(addr: tuple[str, int]) -> None:
@@ -267,6 +270,8 @@ def test_parse_head_contract() -> None:
     assert no_length is not None and no_length.length == 0 and not no_length.close
     for refused in (b"GET /bid/generic HTTP/1.1", b"POST /bid/ HTTP/1.1", b"POST /bid/a/b HTTP/1.1",
                     b"POST /bid/g%65neric HTTP/1.1", b"POST /bid/generic HTTP/1.0",
+                    b"POST /bid/Generic HTTP/1.1", b"POST /bid/generic#x HTTP/1.1",
+                    b"POST /bid/gen\xc3\xa9ric HTTP/1.1", b"POST /bid/generic\t HTTP/1.1",
                     b"POST /bid/generic HTTP/1.1\r\nContent-Length: 1e3",
                     b"POST /bid/generic HTTP/1.1\r\nContent-Length : 3",
                     b"POST /bid/generic HTTP/1.1\r\nExpect: 100-continue",

@@ -52,6 +52,7 @@ MAX_HEAD_BYTES = 16 * 1024  # a longer head goes to aiohttp, which answers 400/4
 _MAX_LENGTH_DIGITS = 12
 _GZIP_ENCODINGS = (b"", b"identity", b"gzip", b"x-gzip")
 _VERSION_NAME = VERSION_HEADER.encode()
+_NAME_CHARS = b"abcdefghijklmnopqrstuvwxyz0123456789_.-"
 
 
 def _status_line(status: int) -> bytes:
@@ -95,7 +96,9 @@ def parse_head(head: bytes) -> Head | None:
     if method != b"POST" or protocol != b"HTTP/1.1" or not target.startswith(b"/bid/"):
         return None
     name = target[5:].partition(b"?")[0]
-    if not name or not name.isascii() or b"/" in name or b"%" in name or b" " in name:
+    # Exchange names are config identifiers ([a-z0-9_.-], dsp.config.schema.Ident); anything
+    # else (escapes, fragments, upper case, a longer path) is aiohttp's to route or refuse.
+    if not name or name.translate(None, _NAME_CHARS):
         return None
     length = -1
     accept_gzip = close = False
