@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import msgspec
 import numpy as np
 import pytest
@@ -15,6 +17,15 @@ from dsp.features.keys import SCHEMA_VERSION, caps_key, user_key
 from dsp.features.record import FeatureRecord, RecordCodec
 from dsp.features.store import FeatureStore
 from dsp.features.writer import write_rows
+from dsp.testing.redis_server import RedisServer
+
+_BUSY_300MS = """
+local t0 = redis.call('TIME')
+while true do
+  local t = redis.call('TIME')
+  if (t[1] - t0[1]) * 1000000 + (t[2] - t0[2]) > 300000 then return 1 end
+end
+"""
 
 
 def _rows(n: int, seed: int = 0) -> np.ndarray:
@@ -131,3 +142,46 @@ async def test_fetch_survives_a_script_cache_flush(redis_url: str,
     assert [r.known for r in first + again] == [True] * 4
     np.testing.assert_array_equal(again[0].features, rows[1])
     np.testing.assert_array_equal(again[1].features, first[0].features)
+
+
+async def test_a_fetch_cut_off_by_its_deadline_never_leaks_its_reply_into_the_next(
+        redis_url: str, redis_client: aioredis.Redis) -> None:
+    # Redis is busy (a 0.3 s script on another connection) past the first fetch's deadline: that
+    # fetch fails, its reply arrives later on a connection that must not be reused as is.
+    rows = _rows(2, seed=5)
+    with sync_redis.Redis.from_url(redis_url) as client:
+        write_rows(client, ["first", "second"], rows)
+    store = FeatureStore(redis_client)
+    await store.fetch(["first"], Deadline.after_ms(2000))  # a pooled connection exists now
+    blocker = aioredis.Redis.from_url(redis_url)
+    sleeping = asyncio.create_task(blocker.eval(_BUSY_300MS, 0))
+    await asyncio.sleep(0.05)
+    with pytest.raises(DependencyUnavailable):
+        await store.fetch(["first"], Deadline.after_ms(50))
+    await sleeping
+    await blocker.aclose()
+    [rec] = await store.fetch(["second"], Deadline.after_ms(2000))
+    assert rec.known and rec.user_key == user_key("second")
+    np.testing.assert_array_equal(rec.features, rows[1])
+    await store.aclose()
+
+
+async def test_password_and_database_of_the_client_are_used() -> None:
+    with RedisServer() as server:
+        with sync_redis.Redis.from_url(server.url) as admin:
+            admin.config_set("requirepass", "s3cret")
+        url = f"redis://:s3cret@127.0.0.1:{server.port}/3"
+        rows = _rows(1, seed=9)
+        with sync_redis.Redis.from_url(url) as client:
+            write_rows(client, ["in-db-3"], rows)
+        client_3 = aioredis.Redis.from_url(url, socket_timeout=1.0)
+        store = FeatureStore(client_3)
+        [rec] = await store.fetch(["in-db-3"], Deadline.after_ms(2000))
+        assert rec.known
+        np.testing.assert_array_equal(rec.features, rows[0])
+        no_password = FeatureStore(aioredis.Redis.from_url(f"redis://127.0.0.1:{server.port}/3"))
+        with pytest.raises(DependencyUnavailable):
+            await no_password.fetch(["in-db-3"], Deadline.after_ms(2000))
+        await store.aclose()
+        await no_password.aclose()
+        await client_3.aclose()

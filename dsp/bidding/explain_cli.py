@@ -122,8 +122,9 @@ async def _lookup(url: str, user_id: str, intent: ModelRunner, risk: ModelRunner
     from dsp.features.store import FeatureStore
 
     client = aioredis.Redis.from_url(url, socket_connect_timeout=1.0, socket_timeout=1.0)
+    store = FeatureStore(client)
     try:
-        resolver = AudienceResolver(FeatureStore(client), ModelScorer(intent, risk), population)
+        resolver = AudienceResolver(store, ModelScorer(intent, risk), population)
         try:
             aud = await resolver.resolve(user_id, Deadline.after_ms(2000))
         except DependencyUnavailable as exc:
@@ -132,4 +133,5 @@ async def _lookup(url: str, user_id: str, intent: ModelRunner, risk: ModelRunner
         state = "known" if aud.known else "unknown (no features in Redis)"
         return aud, f"{user_id}: {state}, p_intent={aud.p_intent:.4f}, pd={aud.pd:.4f}"
     finally:
+        await store.aclose()
         await client.aclose()

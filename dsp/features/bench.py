@@ -27,8 +27,8 @@ async def bench_fetch(url: str, seed: int, n_users: int, batch_sizes: tuple[int,
     client = aioredis.Redis.from_url(url, decode_responses=False)
     rng = np.random.default_rng(0)
     out: list[tuple[int, float, float, float]] = []
+    store = FeatureStore(client)
     try:
-        store = FeatureStore(client)
         for batch in batch_sizes:
             ids = [f"syn{seed}-{i:08d}" for i in rng.integers(0, max(n_users, 1), size=batch)]
             for _ in range(20):
@@ -45,6 +45,7 @@ async def bench_fetch(url: str, seed: int, n_users: int, batch_sizes: tuple[int,
             known = sum(r.known for r in records) / batch
             out.append((batch, best * 1e6, best * 1e6 / batch, known))
     finally:
+        await store.aclose()
         await client.aclose()
     return out
 

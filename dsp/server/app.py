@@ -96,6 +96,7 @@ class Services:
         snap = holder.current
         self.money = MoneyRuntime(self.redis, metrics, snap.budgets)
         self.resolver: AudienceSource
+        self.features = FeatureStore(self.redis)
         self._scoring_thread: ThreadPoolExecutor | None = None
         if make_audience is not None:
             self.resolver = make_audience(self.redis, intent, risk, population)
@@ -103,7 +104,7 @@ class Services:
             if s.score_in_thread:
                 self._scoring_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnx")
             self.resolver = AudienceResolver(
-                FeatureStore(self.redis), ModelScorer(intent, risk, self._scoring_thread), population,
+                self.features, ModelScorer(intent, risk, self._scoring_thread), population,
                 max_batch_size=min(intent.config.max_batch_size, risk.config.max_batch_size),
                 max_wait_us=max(intent.config.max_wait_us, risk.config.max_wait_us),
                 max_in_flight=s.batches_in_flight, on_batch=self.recorder.batch,
@@ -183,6 +184,7 @@ class Services:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.resolver.close()
+        await self.features.aclose()
         if self._scoring_thread is not None:
             self._scoring_thread.shutdown(wait=False)
         with contextlib.suppress(Exception):
