@@ -185,3 +185,15 @@ async def test_password_and_database_of_the_client_are_used() -> None:
         await store.aclose()
         await no_password.aclose()
         await client_3.aclose()
+
+
+async def test_pack_evalsha_matches_redis_py(redis_client: aioredis.Redis) -> None:
+    from redis.asyncio.connection import Connection
+
+    from dsp.features.store import pack_evalsha
+
+    conn = Connection()
+    keys = [user_key(f"user-{i}") for i in range(40)] + ["ключ"]  # non-ASCII too
+    expected = b"".join(conn.pack_command("EVALSHA", "ab" * 20, len(keys), *keys, ":fc"))
+    assert pack_evalsha("ab" * 20, keys, ":fc") == expected
+    assert pack_evalsha("ab" * 20, []) == b"".join(conn.pack_command("EVALSHA", "ab" * 20, 0))

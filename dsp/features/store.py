@@ -158,9 +158,7 @@ class FeatureStore:
         tests/test_features_store.py checks the outcome)."""
         conn = await pool.get_connection()  # type: ignore[no-untyped-call]
         try:
-            await conn.send_packed_command(
-                conn.pack_command("EVALSHA", sha, len(keys), *keys, CAPS_SUFFIX),
-                check_health=False)
+            await conn.send_packed_command(pack_evalsha(sha, keys, CAPS_SUFFIX), check_health=False)
             return await conn.read_response()
         except ResponseError:
             raise  # the reply was read whole (NOSCRIPT, WRONGTYPE...): the connection is clean
@@ -207,6 +205,17 @@ class FeatureStore:
         if malformed and self._on_malformed is not None:
             self._on_malformed(malformed)
         return records
+
+
+def pack_evalsha(sha: str, keys: Sequence[str], *args: str) -> bytes:
+    """``EVALSHA sha len(keys) *keys *args`` as one RESP array (what redis-py's ``pack_command``
+    produces, at a fraction of its cost: ~40 µs for 32 keys there)."""
+    n = str(len(keys))
+    parts = [b"*%d\r\n$7\r\nEVALSHA\r\n" % (len(keys) + len(args) + 3)]
+    for item in (sha, n, *keys, *args):
+        data = item.encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
 
 
 def _untimed_pool(redis: Redis) -> ConnectionPool:
