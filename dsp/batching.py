@@ -70,6 +70,7 @@ class MicroBatcher(Generic[I, O]):
         self._in_flight = 0
         self._closed = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None  # bound on the first submit
 
     @property
     def queued(self) -> int:
@@ -77,7 +78,11 @@ class MicroBatcher(Generic[I, O]):
 
     def submit(self, value: I, deadline: Deadline) -> asyncio.Future[O]:
         """Queue one item; await the returned future for its result."""
-        loop = asyncio.get_running_loop()
+        # The batcher belongs to one loop: look it up once (on Python 3.11 every
+        # asyncio.get_running_loop() also makes a getpid() system call).
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
         fut: asyncio.Future[O] = loop.create_future()
         if self._closed:
             fut.set_exception(BatcherClosed("batcher closed"))
@@ -112,9 +117,15 @@ class MicroBatcher(Generic[I, O]):
             if not batch:
                 continue
             self._in_flight += 1
-            task = asyncio.get_running_loop().create_task(self._run(batch))
+            task = self._loop_now().create_task(self._run(batch))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    def _loop_now(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
 
     async def _run(self, batch: list[_Item[I, O]]) -> None:
         try:
@@ -140,7 +151,7 @@ class MicroBatcher(Generic[I, O]):
             self._in_flight -= 1
             if self._pending and not self._scheduled:
                 self._scheduled = True
-                asyncio.get_running_loop().call_soon(self._flush)
+                self._loop_now().call_soon(self._flush)
 
     async def close(self) -> None:
         """Fail queued items and wait for running batches."""
