@@ -287,3 +287,49 @@ def test_parse_head_contract() -> None:
 ])
 def test_accepts_gzip(value: bytes, expected: bool) -> None:
     assert accepts_gzip(value) is expected
+
+
+_BUSY_400MS = """
+local t0 = redis.call('TIME')
+while true do
+  local t = redis.call('TIME')
+  if (t[1] - t0[1]) * 1000000 + (t[2] - t0[2]) > 400000 then return 1 end
+end
+"""
+
+
+async def test_stop_answers_in_flight_requests_and_closes_idle_connections(redis_url: str) -> None:
+    import socket
+
+    import redis.asyncio as aioredis
+
+    from dsp.server.run import BidderServer
+
+    r = sync_redis.Redis.from_url(redis_url)
+    write_rows(r, [KNOWN], interested_user_row())
+    r.close()
+    settings = _settings(redis_url, shutdown_grace_s=5.0)
+    server = BidderServer(build_app(settings, Metrics(CollectorRegistry())), settings)
+    port = await server.start(socket.create_server(("127.0.0.1", 0)))
+    idle_r, idle_w = await asyncio.open_connection("127.0.0.1", port)
+    idle_w.write(post(COPPA))
+    assert (await read_reply(idle_r)).status == 204  # now an idle keep-alive connection
+    busy_r, busy_w = await asyncio.open_connection("127.0.0.1", port)
+    blocker = aioredis.Redis.from_url(redis_url)
+    redis_busy = asyncio.create_task(blocker.eval(_BUSY_400MS, 0))  # holds the feature lookup
+    await asyncio.sleep(0.05)
+    busy_w.write(post(BID))  # in flight: waiting for its audience batch
+    await asyncio.sleep(0.05)
+    stopping = asyncio.create_task(server.stop())
+    assert await asyncio.wait_for(idle_r.read(), 5) == b""  # idle: closed at once
+    answer = await read_reply(busy_r)  # in flight: answered, then closed
+    assert answer.status in (200, 204)
+    assert answer.headers.get("connection", "").lower() == "close"
+    assert await asyncio.wait_for(busy_r.read(), 5) == b""
+    await asyncio.wait_for(stopping, 10)
+    with pytest.raises(OSError):  # the listening socket is gone
+        await asyncio.open_connection("127.0.0.1", port)
+    await redis_busy
+    await blocker.aclose()
+    idle_w.close()
+    busy_w.close()
