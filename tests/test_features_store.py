@@ -17,15 +17,7 @@ from dsp.features.keys import SCHEMA_VERSION, caps_key, user_key
 from dsp.features.record import FeatureRecord, RecordCodec
 from dsp.features.store import FeatureStore
 from dsp.features.writer import write_rows
-from dsp.testing.redis_server import RedisServer
-
-_BUSY_300MS = """
-local t0 = redis.call('TIME')
-while true do
-  local t = redis.call('TIME')
-  if (t[1] - t0[1]) * 1000000 + (t[2] - t0[2]) > 300000 then return 1 end
-end
-"""
+from dsp.testing.redis_server import RedisServer, busy_script
 
 
 def _rows(n: int, seed: int = 0) -> np.ndarray:
@@ -154,7 +146,7 @@ async def test_a_fetch_cut_off_by_its_deadline_never_leaks_its_reply_into_the_ne
     store = FeatureStore(redis_client)
     await store.fetch(["first"], Deadline.after_ms(2000))  # a pooled connection exists now
     blocker = aioredis.Redis.from_url(redis_url)
-    sleeping = asyncio.create_task(blocker.eval(_BUSY_300MS, 0))
+    sleeping = asyncio.create_task(blocker.eval(busy_script(300), 0))
     await asyncio.sleep(0.05)
     with pytest.raises(DependencyUnavailable):
         await store.fetch(["first"], Deadline.after_ms(50))

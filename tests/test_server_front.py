@@ -23,6 +23,7 @@ from dsp.observability.metrics import Metrics
 from dsp.server.app import build_app
 from dsp.server.front import accepts_gzip, parse_head
 from dsp.server.settings import Settings
+from dsp.testing.redis_server import busy_script
 from dsp.testing.serve import serving
 from dsp.testing.users import interested_user_row
 
@@ -289,15 +290,6 @@ def test_accepts_gzip(value: bytes, expected: bool) -> None:
     assert accepts_gzip(value) is expected
 
 
-_BUSY_400MS = """
-local t0 = redis.call('TIME')
-while true do
-  local t = redis.call('TIME')
-  if (t[1] - t0[1]) * 1000000 + (t[2] - t0[2]) > 400000 then return 1 end
-end
-"""
-
-
 async def test_stop_answers_in_flight_requests_and_closes_idle_connections(redis_url: str) -> None:
     import socket
 
@@ -316,7 +308,7 @@ async def test_stop_answers_in_flight_requests_and_closes_idle_connections(redis
     assert (await read_reply(idle_r)).status == 204  # now an idle keep-alive connection
     busy_r, busy_w = await asyncio.open_connection("127.0.0.1", port)
     blocker = aioredis.Redis.from_url(redis_url)
-    redis_busy = asyncio.create_task(blocker.eval(_BUSY_400MS, 0))  # holds the feature lookup
+    redis_busy = asyncio.create_task(blocker.eval(busy_script(400), 0))  # holds the feature lookup
     await asyncio.sleep(0.05)
     busy_w.write(post(BID))  # in flight: waiting for its audience batch
     await asyncio.sleep(0.05)

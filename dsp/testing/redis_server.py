@@ -73,3 +73,16 @@ class RedisServer:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
+
+
+def busy_script(duration_ms: int) -> str:
+    """A Lua script that keeps the server busy for ``duration_ms`` (EVAL it with 0 keys): a Redis
+    that answers nobody for that long, for tests of deadlines and in-flight work. DEBUG SLEEP
+    would do, but Redis 7 disables DEBUG by default."""
+    return f"""
+local t0 = redis.call('TIME')
+while true do
+  local t = redis.call('TIME')
+  if (t[1] - t0[1]) * 1000000 + (t[2] - t0[2]) > {int(duration_ms) * 1000} then return 1 end
+end
+"""
