@@ -78,11 +78,7 @@ class MicroBatcher(Generic[I, O]):
 
     def submit(self, value: I, deadline: Deadline) -> asyncio.Future[O]:
         """Queue one item; await the returned future for its result."""
-        # The batcher belongs to one loop: look it up once (on Python 3.11 every
-        # asyncio.get_running_loop() also makes a getpid() system call).
-        loop = self._loop
-        if loop is None:
-            loop = self._loop = asyncio.get_running_loop()
+        loop = self._loop_now()
         fut: asyncio.Future[O] = loop.create_future()
         if self._closed:
             fut.set_exception(BatcherClosed("batcher closed"))
@@ -122,6 +118,8 @@ class MicroBatcher(Generic[I, O]):
             task.add_done_callback(self._tasks.discard)
 
     def _loop_now(self) -> asyncio.AbstractEventLoop:
+        """The batcher's loop, looked up once: it belongs to one loop, and on Python 3.11 every
+        ``asyncio.get_running_loop()`` also makes a ``getpid()`` system call."""
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()

@@ -17,8 +17,7 @@ from dsp.features.writer import write_rows
 from dsp.observability.metrics import Metrics
 from dsp.openrtb.response import BidResponse
 from dsp.server.app import build_app
-from dsp.server.run import TRANSPORTS
-from dsp.server.settings import Settings
+from dsp.server.settings import TRANSPORTS, Settings
 from dsp.testing.redis_server import free_port
 from dsp.testing.serve import serving
 from dsp.testing.users import interested_user_row

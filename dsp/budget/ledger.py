@@ -128,16 +128,16 @@ class Ledger:
         ``limit`` caps how many ids one call returns (final checks first); the rest stay due and
         come back from the next call, so a caller can settle a large backlog in slices.
         """
-        cap = limit if limit is not None else -1
+        cap = limit if limit is not None else len(self._final) + len(self._first)
         final: list[str] = []
-        while self._final and self._final[0][0] <= now_s and len(final) != cap:
+        while self._final and self._final[0][0] <= now_s and len(final) < cap:
             at_s, bid_id = heapq.heappop(self._final)
             if bid_id in self._prices and at_s >= self._deadline[bid_id]:
                 final.append(bid_id)
         closing = set(final)
         first: list[str] = []
         again: list[tuple[float, str, float]] = []
-        while self._first and self._first[0][0] <= now_s and len(final) + len(first) != cap:
+        while self._first and self._first[0][0] <= now_s and len(final) + len(first) < cap:
             _, bid_id, delay = heapq.heappop(self._first)
             if bid_id in self._prices and bid_id not in closing:
                 first.append(bid_id)

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dsp.server.settings import Settings, token_keys_from_env
+from dsp.server.settings import TRANSPORTS, Settings, token_keys_from_env
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -47,7 +47,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="audience micro-batches out at once (default 1)")
     parser.add_argument("--no-gc-tuning", action="store_true",
                         help="keep Python's default garbage-collector settings")
-    parser.add_argument("--transport", choices=("front", "aiohttp"),
+    parser.add_argument("--transport", choices=TRANSPORTS,
                         default=os.environ.get("DSP_TRANSPORT", "front"),
                         help="front (default): the lean HTTP/1.1 front answers bid requests and hands "
                              "other requests to aiohttp; aiohttp: aiohttp serves everything")

@@ -44,7 +44,7 @@ from http import HTTPStatus
 from typing import cast
 
 from dsp.clock import monotonic
-from dsp.server.bid_endpoint import NO_CONTENT, VERSION_HEADER, BidEndpoint, BidReply
+from dsp.server.bid_endpoint import JSON_TYPE, NO_CONTENT, VERSION_HEADER, BidEndpoint, BidReply
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ MAX_HEAD_BYTES = 16 * 1024  # a longer head goes to aiohttp, which answers 400/4
 _MAX_LENGTH_DIGITS = 12
 _GZIP_ENCODINGS = (b"", b"identity", b"gzip", b"x-gzip")
 _VERSION_NAME = VERSION_HEADER.encode()
+_JSON_HEAD = f"\r\nContent-Type: {JSON_TYPE}\r\nContent-Length: %d".encode()
 _NAME_CHARS = b"abcdefghijklmnopqrstuvwxyz0123456789_.-"
 
 
@@ -133,16 +134,15 @@ class Front:
     the open connections (for timeouts and shutdown) and the cached ``Date`` header."""
 
     def __init__(self, endpoint: BidEndpoint, fallback: Callable[[], asyncio.BaseProtocol], *,
-                 keepalive_timeout_s: float = 75.0, request_timeout_s: float = 10.0,
-                 high_water_bytes: int | None = None) -> None:
+                 keepalive_timeout_s: float = 75.0, request_timeout_s: float = 10.0) -> None:
         self.endpoint = endpoint
         self.fallback = fallback
         self.keepalive_timeout_s = keepalive_timeout_s
         self.request_timeout_s = request_timeout_s
-        self.high_water_bytes = high_water_bytes or endpoint.max_body_bytes + MAX_HEAD_BYTES
+        # Buffered bytes of the next request(s) past which reading pauses while one is answered.
+        self.high_water_bytes = endpoint.max_body_bytes + MAX_HEAD_BYTES
         self.connections: set[BidConnection] = set()
         self.closing = False
-        self.handed_over = 0  # connections given to aiohttp (a test and a debugging aid)
         self.date = formatdate(usegmt=True).encode()
         self._timer: asyncio.TimerHandle | None = None
 
@@ -156,10 +156,11 @@ class Front:
 
     def _tick(self) -> None:
         self.date = formatdate(usegmt=True).encode()
-        now = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        now = loop.time()
         for conn in list(self.connections):
             conn.check_timeouts(now)
-        self._timer = asyncio.get_running_loop().call_later(1.0, self._tick)
+        self._timer = loop.call_later(1.0, self._tick)
 
     async def close(self, grace_s: float = 10.0) -> None:
         """Stop serving: idle connections close now; busy ones after their answer; abort the rest
@@ -181,7 +182,7 @@ class Front:
         parts = [_STATUS.get(reply.status) or _status_line(reply.status), self.date]
         body = reply.body
         if body:
-            parts.append(b"\r\nContent-Type: application/json\r\nContent-Length: %d" % len(body))
+            parts.append(_JSON_HEAD % len(body))
             if reply.gzipped:
                 parts.append(b"\r\nContent-Encoding: gzip")
         if version is not None:
@@ -305,7 +306,6 @@ class BidConnection(asyncio.Protocol):
         transport = self._transport
         assert transport is not None and not self._busy
         self._front.connections.discard(self)
-        self._front.handed_over += 1
         self._transport = None
         buf, self._buf = self._buf, b""
         proto = cast(asyncio.Protocol, self._front.fallback())

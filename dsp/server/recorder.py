@@ -20,7 +20,7 @@ from bisect import bisect_left
 from typing import Any
 
 from dsp.errors import DependencyUnavailable
-from dsp.observability.metrics import LATENCY_BUCKETS_S, Metrics
+from dsp.observability.metrics import LATENCY_BUCKETS_S, STAGES, Metrics
 from dsp.openrtb.nobid import NoBidReason
 
 
@@ -54,8 +54,7 @@ class BidRecorder:
         # prometheus-client's bucket rule: an observation goes to the first bound >= it.
         self._bounds = (*LATENCY_BUCKETS_S, math.inf)
         self._cache: dict[str, Any] = {}
-        self._stages = {stage: metrics.stage_latency.labels(stage)
-                        for stage in ("decode", "features", "scoring", "pricing")}
+        self._stages = {stage: metrics.stage_latency.labels(stage) for stage in STAGES}
         self.inflight = 0
         self.stage_sample = max(1, stage_sample)
         self._n = 0

@@ -21,9 +21,7 @@ from aiohttp import web
 
 from dsp.server.app import SERVICES
 from dsp.server.front import Front
-from dsp.server.settings import Settings
-
-TRANSPORTS = ("front", "aiohttp")
+from dsp.server.settings import TRANSPORTS, Settings
 
 
 def listening_socket(host: str, port: int, backlog: int = 1024) -> socket.socket:

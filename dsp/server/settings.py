@@ -20,6 +20,9 @@ TOKEN_KEYS_ENV = "DSP_TOKEN_KEYS"
 PUBLIC_URL_ENV = "DSP_PUBLIC_URL"
 
 
+TRANSPORTS = ("front", "aiohttp")  # dsp serve --transport
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     host: str = "127.0.0.1"
     port: int = 8080
@@ -39,7 +42,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     score_in_thread: bool = False  # True: ONNX runs in one thread off the event loop (GIL released)
     decision_sample_rate: float = 0.001  # share of decisions logged (dsp.decisions logger)
     admin_enabled: bool = True  # POST /admin/reload (bind to a private interface in production)
-    transport: str = "front"  # "front": lean HTTP/1.1 front for bids + aiohttp for the rest; "aiohttp"
+    transport: str = "front"  # one of TRANSPORTS: "front" (lean HTTP/1.1 front for bids + aiohttp
+    #                           for the rest) or "aiohttp" (aiohttp for everything)
     keepalive_timeout_s: float = 75.0  # idle keep-alive connections close after this
     request_timeout_s: float = 10.0  # a request head/body still incomplete this long is dropped
     shutdown_grace_s: float = 10.0  # SIGTERM: in-flight requests get this long to answer
