@@ -5,8 +5,11 @@
 Starts a throwaway redis-server, writes ``--users`` feature records and measures, in this process,
 CPU microseconds (``time.process_time``: user + system, so the socket syscalls count) per call of:
 
-* ``feature-store``  ``FeatureStore.fetch`` — user keys, EVALSHA through redis-py, record assembly;
-* ``redis-py``       the same EVALSHA through ``redis.asyncio`` ``execute_command`` alone;
+* ``feature-store``  ``FeatureStore.fetch``, the whole read: user keys, the EVALSHA, record assembly;
+* its parts: ``  user keys`` (``user_key`` per id), ``  pack`` (``pack_evalsha``), ``  evalsha``
+  (the store's call on its own pool, packing included), ``  assembly`` (``_assemble`` of a reply);
+* ``redis-py``       the same EVALSHA through ``redis.asyncio`` ``execute_command`` alone, and
+  ``  pack_command`` (redis-py's packing of it);
 * ``bare``           the same EVALSHA bytes on an ``asyncio.Protocol`` parsed by ``hiredis.Reader``
                      (the floor: one send, one receive, one parse).
 
@@ -30,11 +33,12 @@ import numpy as np
 import redis as sync_redis
 import redis.asyncio as aioredis
 import uvloop
+from redis.asyncio.connection import Connection
 
 from dsp.clock import Deadline
 from dsp.features.contract import N_FEATURES
 from dsp.features.keys import CAPS_SUFFIX, user_key
-from dsp.features.store import _FETCH_LUA, FeatureStore
+from dsp.features.store import _FETCH_LUA, FeatureStore, _pairs, pack_evalsha
 from dsp.features.writer import write_rows
 from dsp.testing.redis_server import RedisServer
 
@@ -89,11 +93,34 @@ async def _measure(url: str, host: str, port: int, n_users: int, calls: int,
         bare.transport.write(packed)
         return await fut
 
+    assert store._pool is not None
+    pool = store._pool
+    reply = await via_redis_py()
+    blobs, caps = reply[0::2], [_pairs(flat) for flat in reply[1::2]]
+    conn = Connection()
+
+    async def user_keys() -> object:
+        return [user_key(i) for i in ids]
+
+    async def pack_ours() -> object:
+        return pack_evalsha(sha, keys, CAPS_SUFFIX)
+
+    async def store_call() -> object:
+        return await FeatureStore._evalsha(pool, sha, keys)
+
+    async def assembly() -> object:
+        return store._assemble(keys, blobs, caps)
+
+    async def pack_redis_py() -> object:
+        return conn.pack_command("EVALSHA", sha, len(keys), *keys, CAPS_SUFFIX)
+
     cases: dict[str, Callable[[], Awaitable[object]]] = {
-        "feature-store": via_store, "redis-py": via_redis_py, "bare": via_bare}
-    for fn in cases.values():  # warm up, and check every path gets the same number of replies
-        out = await fn()
-        assert len(out) in (n_users, 2 * n_users), len(out)  # type: ignore[arg-type]
+        "feature-store": via_store, "  user keys": user_keys, "  pack": pack_ours,
+        "  evalsha": store_call, "  assembly": assembly,
+        "redis-py": via_redis_py, "  pack_command": pack_redis_py, "bare": via_bare}
+    for name in ("feature-store", "  evalsha", "redis-py", "bare"):  # warm up; same reply size
+        out = await cases[name]()
+        assert len(out) in (n_users, 2 * n_users), (name, len(out))  # type: ignore[arg-type]
     best = {name: float("inf") for name in cases}
     for _ in range(rounds):
         for name, fn in cases.items():
@@ -101,6 +128,7 @@ async def _measure(url: str, host: str, port: int, n_users: int, calls: int,
             for _ in range(calls):
                 await fn()
             best[name] = min(best[name], (time.process_time() - t0) / calls * 1e6)
+    await store.aclose()
     await redis.aclose()
     return best
 
@@ -116,9 +144,9 @@ def main() -> int:
         host, port = hostport.rsplit(":", 1)
         best = uvloop.run(_measure(server.url, host, int(port), args.users, args.calls, args.rounds))
     print(f"{args.users} users per call, {args.calls} calls x {args.rounds} rounds, best round")
-    print(f"{'path':<15}{'cpu us/call':>12}{'us/user':>9}")
+    print(f"{'path':<16}{'cpu us/call':>12}{'us/user':>9}")
     for name, us in best.items():
-        print(f"{name:<15}{us:>12.0f}{us / args.users:>9.1f}")
+        print(f"{name:<16}{us:>12.1f}{us / args.users:>9.2f}")
     return 0
 
 

@@ -332,8 +332,9 @@ class MoneyRuntime:
         """Look up due outcomes and settle them, in slices of :data:`SETTLE_SLICE` bids with a
         Redis round trip between slices: a backlog of thousands of bids (one tick at a few
         thousand bids/s) never holds the event loop for more than one slice's work. Unsliced,
-        3,500 due bids were one step of ~8 ms in ``Ledger.due`` alone plus ~3 ms packing one
-        HMGET, every tick, stalling every bid request in flight. At most :data:`SETTLE_SLICES_PER_TICK`
+        3,500 due bids were one step of 2–8 ms in ``Ledger.due`` alone, then one 3,500-key HMGET
+        to pack, every tick, stalling every bid request in flight
+        (``benchmarks/bench_hotspots.py``). At most :data:`SETTLE_SLICES_PER_TICK`
         slices per call; the rest stay due for the next tick."""
         now = self.clock()
         late = led.due_rechecks(now)
