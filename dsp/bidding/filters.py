@@ -46,7 +46,8 @@ if TYPE_CHECKING:
     from dsp.bidding.audience import Audience
     from dsp.bidding.context import RequestContext
     from dsp.bidding.eligibility import Candidate
-    from dsp.config.snapshot import CompiledCampaign, CompiledCreative, ExchangeProfile, Rates
+    from dsp.config.snapshot import CompiledCampaign, CompiledCreative, Rates
+    from dsp.exchanges.profile import ExchangeProfile
     from dsp.openrtb.request import BidRequest
 
 Stage = Literal["request", "campaign", "creative", "deal", "price", "money"]

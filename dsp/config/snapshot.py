@@ -19,11 +19,10 @@ import msgspec
 from dsp.budget.spec import CampaignBudget, FrequencyCap
 from dsp.config.checks import cross_check
 from dsp.config.loader import RawConfig, load_dir
-from dsp.config.schema import CampaignFile, CurrencyFile, ExchangeFile
+from dsp.config.schema import CampaignFile, CurrencyFile
 from dsp.errors import ConfigInvalid
+from dsp.exchanges.profile import ExchangeProfile
 from dsp.money import MICROS_PER_UNIT, units_to_micros
-
-ExchangeProfile = ExchangeFile  # the exchange profile as the bid path uses it (already immutable)
 
 MTYPE = {"banner": 1, "video": 2, "audio": 3, "native": 4}
 
