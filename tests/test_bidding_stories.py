@@ -19,7 +19,6 @@ from typing import Any
 import msgspec
 import pytest
 
-from dsp.bidding.audience import Audience
 from dsp.bidding.decide import IdSource, Prepared, choose, prepare
 from dsp.bidding.filters import FILTERS, FLOW_REASONS, REASON_LABELS
 from dsp.bidding.respond import NoticeUrls, bid_response
@@ -29,6 +28,7 @@ from dsp.notices.tokens import TokenSigner
 from dsp.openrtb.decode import RequestDecoder
 from dsp.openrtb.nobid import NoBidReason
 from dsp.testing.fakes import AdmitAll
+from dsp.testing.stories import audience_of
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "tests" / "fixtures" / "configs" / "demo"
@@ -44,15 +44,6 @@ def snapshot() -> Snapshot:
 def _now(story: dict[str, Any]) -> float:
     text = story.get("now", DEFAULT_NOW).replace("Z", "+00:00")
     return dt.datetime.fromisoformat(text).timestamp()
-
-
-def _audience(story: dict[str, Any]) -> Audience:
-    user = story["user"]
-    pop = story.get("population", {"p_intent": 0.0, "pd": 1.0})
-    caps = {k: v.encode() for k, v in user.get("caps", {}).items()}
-    if user.get("known"):
-        return Audience("u:{0000000000000001}", True, user["p_intent"], user["pd"], caps)
-    return Audience("", False, pop["p_intent"], pop["pd"], caps)
 
 
 @pytest.mark.parametrize("path", STORIES, ids=[p.stem for p in STORIES])
@@ -72,7 +63,7 @@ def test_story(path: Path, snapshot: Snapshot) -> None:
     if isinstance(prep, Prepared):
         if "looked_up" in expect:
             assert prep.needs_user == expect["looked_up"]
-        outcome = choose(prep, _audience(story), money, snapshot, IdSource("t-"))
+        outcome = choose(prep, audience_of(story), money, snapshot, IdSource("t-"))
     if expect["outcome"] == "nobid":
         assert isinstance(outcome, NoBidReason), f"expected a no-bid, got {outcome}"
         assert outcome.value == expect["reason"]

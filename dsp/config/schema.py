@@ -104,6 +104,7 @@ class CampaignFile(_Cfg, frozen=True, kw_only=True):
     max_cpm: PositiveMoney
     pd_max: Probability
     intent_min: Probability
+    max_scores: dict[str, Probability] = {}  # gate scores of the scoring plan: no bid above
     funnel: Funnel
     budget: Budget
     creatives: Annotated[list[Creative], Meta(min_length=1)]
