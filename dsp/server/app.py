@@ -23,9 +23,7 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import redis.asyncio as aioredis
 from aiohttp import web
-from redis.asyncio.cluster import RedisCluster
 
 from dsp.bidding.audience import AudienceResolver, AudienceSource
 from dsp.bidding.decide import IdSource
@@ -36,6 +34,7 @@ from dsp.budget.outcomes import OutcomeStore
 from dsp.budget.runtime import MoneyRuntime
 from dsp.config.reloader import SnapshotHolder
 from dsp.config.snapshot import Snapshot
+from dsp.features.connect import AnyAsyncRedis, async_client
 from dsp.features.store import FeatureStore
 from dsp.notices.service import NoticeService
 from dsp.notices.tokens import TokenSigner
@@ -54,20 +53,13 @@ log = logging.getLogger(__name__)
 SERVICES: web.AppKey[Services] = web.AppKey("services")
 ADMIN_TOKEN_ENV = "DSP_ADMIN_TOKEN"  # when set, POST /admin/reload needs "Authorization: Bearer <token>"
 
-AnyRedis = aioredis.Redis | RedisCluster
+AnyRedis = AnyAsyncRedis
 METRICS_FLUSH_S = 1.0
 
 
 def connect_redis(s: Settings) -> AnyRedis:
-    """One client per process (connections are made lazily). Every key the bidder touches is
-    designed for Redis Cluster (hash tags); with ``redis_cluster`` the cluster client routes them.
-    The feature store, budget scripts and notice stores work with both clients (tested on a
-    cluster in tests/test_*_cluster.py)."""
-    if s.redis_cluster:
-        return RedisCluster.from_url(s.redis_url, decode_responses=False,
-                                     socket_connect_timeout=1.0, socket_timeout=1.0)
-    return aioredis.Redis.from_url(s.redis_url, decode_responses=False,
-                                   socket_connect_timeout=1.0, socket_timeout=1.0)
+    """One client per process (:func:`dsp.features.connect.async_client`; lazily connected)."""
+    return async_client(s.redis_url, cluster=s.redis_cluster)
 
 
 #: Builds the audience source from (redis client, intent runner, risk runner, population scores)
