@@ -12,7 +12,7 @@ from dsp.config.snapshot import load_snapshot
 from dsp.errors import ConfigInvalid
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIGS = ROOT / "bidder_configs"
+CONFIGS = ROOT / "tests" / "fixtures" / "configs" / "demo"
 
 
 @pytest.fixture()
@@ -22,7 +22,7 @@ def config_dir(tmp_path: Path) -> Path:
     return dst
 
 
-def test_demo_config_compiles() -> None:
+def test_demo_fixture_config_compiles() -> None:
     snap = load_snapshot(CONFIGS)
     ids = {c.id for c in snap.campaigns}
     assert {"quickloan-prime", "cashbridge-starter"} <= ids

@@ -22,6 +22,7 @@ from dsp.server.settings import Settings
 from dsp.testing.users import desktop_banner_request, interested_user_row
 
 ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "tests" / "fixtures" / "configs" / "demo"
 USER = "notice-e2e-user"
 
 
@@ -30,7 +31,7 @@ async def client(redis_url: str) -> AsyncIterator[TestClient[object, object]]:
     r = sync_redis.Redis.from_url(redis_url)
     write_rows(r, [USER], interested_user_row())
     r.close()
-    settings = Settings(redis_url=redis_url, configs_dir=str(ROOT / "bidder_configs"),
+    settings = Settings(redis_url=redis_url, configs_dir=str(DEMO),
                         models_dir=str(ROOT / "models"), public_url="http://bidder.test",
                         token_keys={"k1": b"0123456789abcdef0123456789"}, token_active="k1",
                         max_body_bytes=64 * 1024, reload_check_s=3600)

@@ -28,6 +28,7 @@ from dsp.testing.serve import serving
 from dsp.testing.users import interested_user_row
 
 ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "tests" / "fixtures" / "configs" / "demo"
 CORPUS = ROOT.parent / "shared" / "openrtb-corpus"
 KNOWN = "known-user-1"
 BID = json.dumps({
@@ -40,7 +41,7 @@ COPPA = json.dumps({"id": "req-2", "imp": [{"id": "1", "banner": {"w": 300, "h":
 
 
 def _settings(redis_url: str, **over: object) -> Settings:
-    base = Settings(redis_url=redis_url, configs_dir=str(ROOT / "bidder_configs"),
+    base = Settings(redis_url=redis_url, configs_dir=str(DEMO),
                     models_dir=str(ROOT / "models"), public_url="http://bidder.test",
                     token_keys={"k1": b"0123456789abcdef0123456789"}, token_active="k1",
                     max_body_bytes=64 * 1024, reload_check_s=3600, transport="front")

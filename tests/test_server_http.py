@@ -23,6 +23,7 @@ from dsp.testing.serve import serving
 from dsp.testing.users import interested_user_row
 
 ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "tests" / "fixtures" / "configs" / "demo"
 CORPUS = ROOT.parent / "shared" / "openrtb-corpus"
 VALID = sorted(CORPUS.glob("*/*.json"))
 BAD = sorted(p for p in (CORPUS / "bad").rglob("*") if p.is_file())
@@ -30,7 +31,7 @@ KNOWN = "known-user-1"
 
 
 def _settings(redis_url: str) -> Settings:
-    return Settings(redis_url=redis_url, configs_dir=str(ROOT / "bidder_configs"),
+    return Settings(redis_url=redis_url, configs_dir=str(DEMO),
                     models_dir=str(ROOT / "models"), public_url="http://bidder.test",
                     token_keys={"k1": b"0123456789abcdef0123456789"}, token_active="k1",
                     max_body_bytes=64 * 1024, reload_check_s=3600)
