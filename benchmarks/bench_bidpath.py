@@ -257,7 +257,7 @@ def main() -> int:
                             after = scrape_outcomes(srv.port)
                             total = sum(after.values()) - sum(before.values())
                             bids = after.get("bid", 0.0) - before.get("bid", 0.0)
-                            row = {"server": srv.name, "conns": c, **res,
+                            row: dict[str, object] = {"server": srv.name, "conns": c, **res,
                                    "bid_share": bids / total if total else None}
                             print(json.dumps(row), flush=True)
                             key = (srv.name, c)

@@ -13,7 +13,7 @@ from dsp.budget.runtime import MoneyRuntime, MoneySettings
 from dsp.budget.spec import CampaignBudget
 from dsp.observability.metrics import Metrics
 from dsp.openrtb.nobid import NoBidReason
-from dsp.testing.redis_server import RedisServer
+from dsp.testing.redis_server import RedisServer, reply_bytes, reply_int
 
 FAST = MoneySettings(tick_s=0.05, lease_ttl_s=2.0, brake_grace_s=0.3, redis_timeout_s=0.3,
                      first_check_s=0.0, settle_grace_s=0.0, lease_horizon_s=1.0)
@@ -64,7 +64,7 @@ async def test_two_runtimes_share_one_budget(redis_url: str) -> None:
     raw = await clients[0].hgetall(day_key("c1", today()))
     assert int(raw[b"spent"]) == 6_000
     assert led0.committed_micros == 0 and led0.outstanding == 10
-    leases = sum(int(v) for k, v in raw.items() if k.startswith(b"lease:"))
+    leases = sum(int(v) for k, v in raw.items() if reply_bytes(k).startswith(b"lease:"))
     assert int(raw[b"out"]) == leases and leases + 6_000 <= 100_000
     for rt in rts:
         await rt.stop()
@@ -203,7 +203,7 @@ async def test_midnight_opens_new_books_and_drains_the_old(redis_client: aioredi
     assert rt.reserve("c1", "morning", 1_000, midnight + 600)
     # the old day kept only what its outstanding bid holds; the rest went back to Redis
     assert old.available_micros == 0 and old.reserved_micros == 1_000 and old.drift_micros() == 0
-    old_out = int(await redis_client.hget(day_key("c1", old.day), "out"))
+    old_out = reply_int(await redis_client.hget(day_key("c1", old.day), "out"))
     assert old_out == 1_000
 
 

@@ -83,7 +83,7 @@ def test_failed_reload_keeps_last_good_snapshot(config_dir: Path) -> None:
     assert not result.ok and holder.current is good
     assert any("quickloan-prime.yaml: max_cpm" in p for p in result.problems)
     path.write_text(original.replace("max_cpm: 6.00", "max_cpm: 7.25"))
-    seen = []
+    seen: list[object] = []
     holder.subscribe(seen.append)
     result = holder.reload()
     assert result.ok and result.changed and holder.current is not good

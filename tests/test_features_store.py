@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import msgspec
 import numpy as np
@@ -146,7 +147,7 @@ async def test_a_fetch_cut_off_by_its_deadline_never_leaks_its_reply_into_the_ne
     store = FeatureStore(redis_client)
     await store.fetch(["first"], Deadline.after_ms(2000))  # a pooled connection exists now
     blocker = aioredis.Redis.from_url(redis_url)
-    sleeping = asyncio.create_task(blocker.eval(busy_script(300), 0))
+    sleeping: asyncio.Future[Any] = asyncio.ensure_future(blocker.eval(busy_script(300), 0))
     await asyncio.sleep(0.05)
     with pytest.raises(DependencyUnavailable):
         await store.fetch(["first"], Deadline.after_ms(50))

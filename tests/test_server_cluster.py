@@ -36,7 +36,9 @@ async def test_bid_and_notices_through_a_cluster(cluster_port: int) -> None:
         req = desktop_banner_request("req-cluster", USER)
         resp = await client.post("/bid/generic", json=req)
         assert resp.status == 200, await resp.text()
-        bid = msgspec.json.decode(await resp.read(), type=BidResponse).seatbid[0].bid[0]
+        seatbid = msgspec.json.decode(await resp.read(), type=BidResponse).seatbid
+        assert seatbid
+        bid = seatbid[0].bid[0]
         services = client.app[SERVICES]  # type: ignore[index]
         ledger = services.money.ledger(bid.cid or "")
         assert ledger is not None and ledger.is_reserved(bid.id)

@@ -12,6 +12,7 @@ import json
 import random
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -309,7 +310,8 @@ async def test_stop_answers_in_flight_requests_and_closes_idle_connections(redis
     assert (await read_reply(idle_r)).status == 204  # now an idle keep-alive connection
     busy_r, busy_w = await asyncio.open_connection("127.0.0.1", port)
     blocker = aioredis.Redis.from_url(redis_url)
-    redis_busy = asyncio.create_task(blocker.eval(busy_script(400), 0))  # holds the feature lookup
+    # holds the feature lookup
+    redis_busy: asyncio.Future[Any] = asyncio.ensure_future(blocker.eval(busy_script(400), 0))
     await asyncio.sleep(0.05)
     busy_w.write(post(BID))  # in flight: waiting for its audience batch
     await asyncio.sleep(0.05)

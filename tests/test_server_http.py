@@ -6,6 +6,7 @@ import gzip
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import msgspec
@@ -208,7 +209,7 @@ async def test_decisions_are_logged_when_sampled(redis_url: str, caplog: pytest.
     {"source": {"ext": {"schain": {"complete": 1, "nodes": []}}}, "dooh": None, "app": None},
 ])
 async def test_odd_but_valid_requests_never_fail(client: aiohttp.ClientSession,
-                                                  over: dict[str, object]) -> None:
+                                                  over: dict[str, Any]) -> None:
     resp = await client.post("/bid/generic", json=_request(**over))
     assert resp.status in (200, 204), await resp.text()
     if resp.status == 200:

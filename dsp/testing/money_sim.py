@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import secrets
 import sys
@@ -44,8 +45,20 @@ STRAY = "sim:stray:{%s}"  # billed after a loss notice: may be released before t
 SIM_USER = "u:{00000000000000aa}"
 
 
+KEY_ENV = "DSP_SIM_TOKEN_KEY"  # hex; the test that spawns the processes makes one per run
+
+
+def new_key_env() -> dict[str, str]:
+    """The environment additions for one simulation: a fresh random signing key, shared by its
+    bidder and notice processes (through the environment, so it is not on a command line)."""
+    return {KEY_ENV: secrets.token_hex(32)}
+
+
 def signer() -> TokenSigner:
-    return TokenSigner({"s1": secrets.token_bytes(32)}, active="s1")  # a fresh key per simulation
+    key = os.environ.get(KEY_ENV)
+    if not key:
+        raise SystemExit(f"money_sim: set {KEY_ENV} (hex) to the simulation's signing key")
+    return TokenSigner({"s1": bytes.fromhex(key)}, active="s1")
 
 
 def settings(lease_ttl_s: float) -> MoneySettings:
