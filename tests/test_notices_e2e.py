@@ -1,4 +1,4 @@
-"""Bid -> notices through the real bidder app (engineer B's wiring) on loopback, real Redis."""
+"""Bid -> notices through the real bidder app (dsp.server.app wiring) on loopback, real Redis."""
 
 from __future__ import annotations
 
