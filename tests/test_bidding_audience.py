@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,8 @@ from dsp.features.store import FeatureStore
 from dsp.features.writer import write_rows
 from dsp.scoring.model import ModelRunner, load_models
 from dsp.testing.redis_server import free_port
+
+Stores = Callable[..., FeatureStore]  # the conftest `stores` fixture
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,7 +39,8 @@ def _rows() -> np.ndarray:
     return np.stack([keen, plain])
 
 
-async def test_one_batch_staged_scoring(redis_url: str, models: dict[str, ModelRunner]) -> None:
+async def test_one_batch_staged_scoring(stores: Stores,
+                                        redis_url: str, models: dict[str, ModelRunner]) -> None:
     rows = _rows()
     client = sync_redis.Redis.from_url(redis_url)
     write_rows(client, ["keen", "plain"], rows)
@@ -47,7 +51,7 @@ async def test_one_batch_staged_scoring(redis_url: str, models: dict[str, ModelR
     floor = float((expected_intent[0] + expected_intent[1]) / 2)  # keen above, plain below
     batches: list[int] = []
     r = aioredis.Redis.from_url(redis_url)
-    resolver = AudienceResolver(FeatureStore(r), ModelScorer(intent, risk), (0.01, 0.2),
+    resolver = AudienceResolver(stores(r), ModelScorer(intent, risk), (0.01, 0.2),
                                 on_batch=batches.append)
     try:
         keen, plain, nobody = await asyncio.gather(
@@ -67,10 +71,10 @@ async def test_one_batch_staged_scoring(redis_url: str, models: dict[str, ModelR
     assert not nobody.known and (nobody.p_intent, nobody.pd) == (0.01, 0.2)
 
 
-async def test_redis_down_means_unknown_users(models: dict[str, ModelRunner]) -> None:
+async def test_redis_down_means_unknown_users(stores: Stores, models: dict[str, ModelRunner]) -> None:
     errors: list[Exception] = []
     r = aioredis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.2)
-    resolver = AudienceResolver(FeatureStore(r), ModelScorer(models["intent"], models["risk"]),
+    resolver = AudienceResolver(stores(r), ModelScorer(models["intent"], models["risk"]),
                                 (0.01, 0.2), on_redis_error=errors.append)
     try:
         aud = await resolver.resolve("someone", Deadline.after_ms(300))

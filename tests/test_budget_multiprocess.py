@@ -75,6 +75,9 @@ async def test_killed_process_lease_returns_after_ttl(redis_client: aioredis.Red
         os.kill(p.pid, signal.SIGKILL)
     finally:
         p.wait(timeout=10)
+        for pipe in (p.stdout, p.stderr):
+            if pipe is not None:
+                pipe.close()
     book = LeaseBook(redis_client, "survivor", ttl_s=30)
 
     async def sync() -> tuple[int, int]:

@@ -82,4 +82,6 @@ def test_two_workers_share_the_port_and_reload(redis_url: str, tmp_path: Path) -
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+        if proc.stdout is not None:
+            proc.stdout.close()
     assert proc.returncode == 0

@@ -18,7 +18,9 @@ import os
 import sys
 from pathlib import Path
 
-DEFAULT_CONFIGS = os.environ.get("DSP_CONFIGS", "bidder_configs")
+from dsp.cli.common import configs_default, snapshot_or_none
+
+DEFAULT_CONFIGS = configs_default()
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -47,16 +49,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _load(path: str) -> object:
-    from dsp.config.snapshot import load_snapshot
-    from dsp.errors import ConfigInvalid
-
-    try:
-        return load_snapshot(Path(path))
-    except ConfigInvalid as exc:
-        print(f"{path}: {len(exc.problems)} problem(s):", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
-        return None
+    return snapshot_or_none(path)
 
 
 def _validate(args: argparse.Namespace) -> int:
