@@ -82,3 +82,25 @@ async def test_redis_down_means_unknown_users(stores: Stores, models: dict[str, 
         await resolver.close()
         await r.aclose()
     assert not aud.known and (aud.p_intent, aud.pd) == (0.01, 0.2) and errors
+
+
+async def test_named_scores_reach_the_audience_and_a_model_failure_fails_the_batch() -> None:
+    from dsp.errors import DependencyUnavailable
+    from dsp.testing.fakes import FakeFeatureStore, StaticScorer
+
+    row = _rows()[0]
+    features = FakeFeatureStore({"u1": row})
+    scorer = StaticScorer({"p_intent": 0.25, "pd": 0.1, "p_ivt": 0.75})
+    resolver = AudienceResolver(features, scorer, {"p_intent": 0.01, "pd": 0.2, "p_ivt": 0.0})
+    try:
+        known, unknown = await asyncio.gather(resolver.resolve("u1", Deadline.after_ms(1000)),
+                                              resolver.resolve("nobody", Deadline.after_ms(1000)))
+        assert known.known and known.p_intent == 0.25 and known.pd == pytest.approx(0.1)
+        assert known.scores["p_ivt"] == 0.75  # a gate score travels with the user
+        assert not unknown.known and unknown.scores["p_ivt"] == 0.0  # the population's
+        assert (features.fetches, scorer.calls) == (1, 1)  # one batch: one fetch, one score call
+        scorer.fail = True
+        with pytest.raises(DependencyUnavailable):
+            await resolver.resolve("u1", Deadline.after_ms(1000))
+    finally:
+        await resolver.close()

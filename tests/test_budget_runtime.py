@@ -13,6 +13,7 @@ from dsp.budget.runtime import MoneyRuntime, MoneySettings
 from dsp.budget.spec import CampaignBudget
 from dsp.observability.metrics import Metrics
 from dsp.openrtb.nobid import NoBidReason
+from dsp.testing.fakes import FakeClock
 from dsp.testing.redis_server import RedisServer, reply_bytes, reply_int
 
 FAST = MoneySettings(tick_s=0.05, lease_ttl_s=2.0, brake_grace_s=0.3, redis_timeout_s=0.3,
@@ -126,15 +127,15 @@ async def test_throttle_turns_away_lowest_values_first(redis_client: aioredis.Re
 
 
 async def test_pacing_raises_lambda_when_spend_runs_ahead(redis_client: aioredis.Redis) -> None:
-    clock = [time.time()]
+    clock = FakeClock(time.time())
     settings = MoneySettings(tick_s=0.05, lease_ttl_s=30, first_check_s=0, settle_grace_s=0)
     rt = MoneyRuntime(redis_client, Metrics(), [CampaignBudget("c1", 86_400_000_000)],
-                      settings=settings, clock=lambda: clock[0])
+                      settings=settings, clock=clock)
     await rt.tick()
     store = OutcomeStore(redis_client)
     for step in range(6):  # spend 100x the planned rate (1 micro/s per ... of budget)
-        clock[0] += 10
-        await store.record("c1", campaign_day(clock[0], 0), f"s{step}", "b", 100_000_000,
+        clock.advance(10)
+        await store.record("c1", campaign_day(clock(), 0), f"s{step}", "b", 100_000_000,
                            commits=True)
         await rt.tick()
     assert rt.pacing_multiplier("c1") > 1.0
@@ -190,12 +191,12 @@ async def test_unanswered_bids_release_early_won_bids_wait_for_the_bill(
 
 async def test_midnight_opens_new_books_and_drains_the_old(redis_client: aioredis.Redis) -> None:
     midnight = (int(time.time()) // 86_400 + 1) * 86_400.0
-    clock = [midnight - 1.0]
-    rt = MoneyRuntime(redis_client, Metrics(), [BUDGET], settings=FAST, clock=lambda: clock[0])
+    clock = FakeClock(midnight - 1.0)
+    rt = MoneyRuntime(redis_client, Metrics(), [BUDGET], settings=FAST, clock=clock)
     await rt.tick()
     old = rt.ledger("c1")
     assert old is not None and rt.reserve("c1", "late-night", 1_000, midnight + 600)
-    clock[0] = midnight + 1.0
+    clock.now_s = midnight + 1.0
     assert not rt.reserve("c1", "too-early", 1_000, midnight + 600)  # books not switched yet
     await rt.tick()
     new = rt.ledger("c1")

@@ -140,7 +140,30 @@ async def test_health_and_readiness(client: aiohttp.ClientSession) -> None:
     assert (await client.get("/healthz")).status == 200
     resp = await client.get("/readyz")
     assert resp.status == 200, await resp.text()
-    assert (await resp.json())["checks"] == {"redis": True, "models": True, "config": True}
+    body = await resp.json()
+    assert body["checks"] == {"redis": True, "models": True, "config": True}
+    assert body["models"] == {"intent": True, "risk": True}  # every model of models/plan.json
+
+
+async def test_readiness_fails_when_a_configured_model_stops_answering(redis_url: str) -> None:
+    import msgspec
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from dsp.server.app import SERVICES
+
+    class Broken:
+        def predict(self, rows: object) -> object:
+            raise RuntimeError("session lost")
+
+    app = build_app(_settings(redis_url), Metrics(CollectorRegistry()))
+    async with TestClient(TestServer(app)) as c:
+        scorer = app[SERVICES].scorer
+        scorer.steps = tuple(msgspec.structs.replace(st, predictor=Broken()) if st.model == "risk" else st
+                             for st in scorer.steps)
+        resp = await c.get("/readyz")
+        assert resp.status == 503
+        body = await resp.json()
+        assert body["checks"]["models"] is False and body["models"] == {"intent": True, "risk": False}
 
 
 async def test_admin_reload(client: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch) -> None:
