@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
-import secrets
 import sys
 import time
 import uuid
@@ -44,8 +44,16 @@ STRAY = "sim:stray:{%s}"  # billed after a loss notice: may be released before t
 SIM_USER = "u:{00000000000000aa}"
 
 
+SIM_KEY_ENV = "DSP_SIM_TOKEN_KEY"
+
+
 def signer() -> TokenSigner:
-    return TokenSigner({"s1": secrets.token_bytes(32)}, active="s1")  # a fresh key per simulation
+    """The simulation's notice key: bidders and notice handlers are separate processes, so the
+    test that spawns them draws one fresh key and passes it in ``DSP_SIM_TOKEN_KEY`` (hex)."""
+    key_hex = os.environ.get(SIM_KEY_ENV, "")
+    if not key_hex:
+        raise SystemExit(f"money_sim: set {SIM_KEY_ENV} to a hex key shared by every process")
+    return TokenSigner({"s1": bytes.fromhex(key_hex)}, active="s1")
 
 
 def settings(lease_ttl_s: float) -> MoneySettings:
