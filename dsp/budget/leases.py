@@ -10,6 +10,17 @@ process start). Each call, atomically on the campaign's slot:
    when a total budget is set) nor beyond ``max_lease_micros`` held at once;
 4. extends our lease's TTL.
 
+With a plan rate (``plan_rate_micros_s`` ≥ 0; the caller is bidding on the campaign's current
+day) the grant also stays within the plan guard, atomically with everything above::
+
+    plan  = min(plan + rate · (now − plan_ms), spent + out)      # no credit for under-delivery
+    grant ≤ plan + allowance − spent − out                        # the guard, across all leases
+    grant ≤ max((plan + allowance − spent) / live leases, min_share) − ours   # our fair share
+
+A day's first call starts ``plan`` from the previous day's unused room (so midnight does not
+hand out a second allowance). ``pacing_state`` (λ, throttle, value floor as text) is stored for
+the campaign; the previous value comes back in the result, so a new process continues from it.
+
 If our lease was reclaimed while we were cut off (``lost``), settle/return are ignored: the
 caller must drop its local books (see :meth:`dsp.budget.ledger.Ledger.lease_lost`).
 """
@@ -20,7 +31,7 @@ from typing import Any
 
 import msgspec
 
-from dsp.budget.keys import day_key, total_key
+from dsp.budget.keys import day_key, pacing_key, total_key
 from dsp.budget.scripts import LEASE
 
 
@@ -35,6 +46,10 @@ class LeaseResult(msgspec.Struct, frozen=True):
     total_spent_micros: int
     settled_micros: int
     returned_micros: int
+    plan_micros: int = -1  # the plan guard's plan-to-date (-1: no plan rate was given)
+    live_leases: int = 1  # live leases on this campaign day, ours included
+    guard_limited: bool = False  # the guard or our share (not the budget) cut the grant
+    pacing_state: str = ""  # what was stored before this call ("" if nothing)
 
 
 class LeaseBook:
@@ -48,15 +63,23 @@ class LeaseBook:
 
     async def sync(self, campaign_id: str, day: int, *, daily_budget_micros: int,
                    total_budget_micros: int | None, settle_micros: int, return_micros: int,
-                   want_micros: int, max_lease_micros: int, had_lease: bool) -> LeaseResult:
+                   want_micros: int, max_lease_micros: int, had_lease: bool,
+                   plan_rate_micros_s: float = -1.0, allowance_micros: int = 0,
+                   min_share_micros: int = 0, pacing_state: str = "") -> LeaseResult:
         raw = await self._script(
-            keys=[day_key(campaign_id, day), total_key(campaign_id)],
+            keys=[day_key(campaign_id, day), total_key(campaign_id), pacing_key(campaign_id),
+                  day_key(campaign_id, day - 1)],
             args=[self.lease_id, daily_budget_micros,
                   -1 if total_budget_micros is None else total_budget_micros,
                   max(0, settle_micros), max(0, return_micros), max(0, want_micros),
-                  max(0, max_lease_micros), self.ttl_ms, "1" if had_lease else "0", self.key_ttl_s])
-        v = [int(x) for x in raw]
+                  max(0, max_lease_micros), self.ttl_ms, "1" if had_lease else "0", self.key_ttl_s,
+                  repr(float(plan_rate_micros_s)) if plan_rate_micros_s >= 0 else "-1",
+                  max(0, allowance_micros), max(0, min_share_micros), pacing_state])
+        v = [int(x) for x in raw[:13]]
+        state = raw[13]
         return LeaseResult(lease_micros=v[0], granted_micros=v[1], spent_micros=v[2],
                            budget_micros=v[3], out_micros=v[4], lost=bool(v[5]),
                            reclaimed_micros=v[6], total_spent_micros=v[7], settled_micros=v[8],
-                           returned_micros=v[9])
+                           returned_micros=v[9], plan_micros=v[10], live_leases=v[11],
+                           guard_limited=bool(v[12]),
+                           pacing_state=state.decode() if isinstance(state, bytes) else str(state))

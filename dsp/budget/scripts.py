@@ -3,6 +3,9 @@
 * ``LEASE``  — lease / renew / settle / return in one call (see :mod:`dsp.budget.leases`).
   Reclaims other processes' expired leases first, so a crashed process's money comes back after
   its TTL without any sweeper. Times come from Redis ``TIME`` so hosts' clocks do not matter.
+  With a plan rate it also advances the day's plan guard (``plan``, ``plan_ms``, ``allow``) and
+  grants only within it; it keeps the campaign's pacing state (λ, throttle, value floor) in
+  ``dsp:bp:{c}`` for restarts, new workers and the next day.
 * ``NOTICE`` — one win/bill/loss notice: dedup on ``<bid>|<kind>``, the bid's outcome, and (when
   that kind commits for the exchange) ``spent += price`` on the day and lifetime hashes.
 * ``CAP_HIT`` — append one impression timestamp to a user's frequency-cap field, trimmed.
@@ -28,13 +31,18 @@ if tb >= 0 and redis.call('HGET', KEYS[2], 'pinned') ~= '1' then
 end
 local flat = redis.call('HGETALL', KEYS[1])
 local reclaimed = 0
+local live = 1
 for i = 1, #flat, 2 do
   local f = flat[i]
-  if string.sub(f, 1, 5) == 'lexp:' and tonumber(flat[i + 1]) < now then
-    local lid = string.sub(f, 6)
-    local amt = tonumber(redis.call('HGET', KEYS[1], 'lease:' .. lid) or '0')
-    redis.call('HDEL', KEYS[1], 'lease:' .. lid, f)
-    reclaimed = reclaimed + amt
+  if string.sub(f, 1, 5) == 'lexp:' then
+    if tonumber(flat[i + 1]) < now then
+      local lid = string.sub(f, 6)
+      local amt = tonumber(redis.call('HGET', KEYS[1], 'lease:' .. lid) or '0')
+      redis.call('HDEL', KEYS[1], 'lease:' .. lid, f)
+      reclaimed = reclaimed + amt
+    elseif f ~= xf then
+      live = live + 1
+    end
   end
 end
 if reclaimed > 0 then
@@ -61,20 +69,49 @@ if tb >= 0 then
   local tbudget = tonumber(redis.call('HGET', KEYS[2], 'budget') or '0')
   free = math.min(free, tbudget - tout - tspent)
 end
-local grant = math.min(tonumber(ARGV[6]), free, tonumber(ARGV[7]) - mine)
+local want = tonumber(ARGV[6])
+local cap = tonumber(ARGV[7]) - mine
+local rate = tonumber(ARGV[11])
+local plan, limited = -1, 0
+if rate >= 0 then
+  local allow = tonumber(ARGV[12])
+  local p = tonumber(redis.call('HGET', KEYS[1], 'plan') or '')
+  local pms = tonumber(redis.call('HGET', KEYS[1], 'plan_ms') or '') or now
+  if p == nil then
+    p = 0
+    local prev = redis.call('HMGET', KEYS[4], 'plan', 'allow', 'spent', 'out')
+    if prev[1] then
+      local room = tonumber(prev[1]) + tonumber(prev[2] or '0') - tonumber(prev[3] or '0')
+                   - tonumber(prev[4] or '0')
+      p = math.min(0, room - allow)
+    end
+  end
+  p = math.min(p + rate * math.max(0, now - pms) / 1000, spent + out)
+  local room = p + allow - spent - out
+  local share = math.max((p + allow - spent) / live, tonumber(ARGV[13])) - mine
+  local g = math.floor(math.min(room, share))
+  if g < math.min(want, free, cap) then limited = 1 end
+  cap = math.min(cap, g)
+  redis.call('HSET', KEYS[1], 'plan', p, 'plan_ms', now, 'allow', allow)
+  plan = math.floor(p)
+end
+local grant = math.min(want, free, cap)
 if grant < 0 then grant = 0 end
 mine = mine + grant
 out = out + grant
 tout = tout + grant
 redis.call('HSET', KEYS[1], 'out', out)
 redis.call('HSET', KEYS[2], 'out', tout)
-if mine > 0 then
+if mine > 0 or (rate >= 0 and lost == 0) then
   redis.call('HSET', KEYS[1], lf, mine, xf, now + tonumber(ARGV[8]))
 else
   redis.call('HDEL', KEYS[1], lf, xf)
 end
 redis.call('EXPIRE', KEYS[1], ARGV[10])
-return {mine, grant, spent, budget, out, lost, reclaimed, tspent, settle, ret}
+local state = redis.call('GET', KEYS[3]) or ''
+if ARGV[14] ~= '' then redis.call('SET', KEYS[3], ARGV[14], 'EX', ARGV[10]) end
+return {mine, grant, spent, budget, out, lost, reclaimed, tspent, settle, ret, plan, live, limited,
+        state}
 """
 
 NOTICE = """
