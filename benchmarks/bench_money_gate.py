@@ -62,7 +62,7 @@ async def main_async(n: int, rounds: int) -> dict[str, float]:
                 for _ in range(n):
                     rt.pacing_multiplier("bench")
 
-            def reserve() -> None:
+            def reserve(ids: list[str] = ids) -> None:
                 for bid_id in ids:
                     rt.reserve("bench", bid_id, 1, expires)
 

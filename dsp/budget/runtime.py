@@ -105,6 +105,7 @@ class _Campaign:
         self.asked_interval = self.refused_interval = 0
         self.plan_micros = -1  # the guard's plan-to-date in Redis (-1: guard not in force)
         self.guard_limited = False
+        self.share_micros = self.max_lease_micros  # what the guard lets this process hold
         self.adopted = False  # pacing state loaded from Redis (or found absent)
 
     def configure(self, spec: CampaignBudget, settings: MoneySettings) -> None:
@@ -354,6 +355,8 @@ class MoneyRuntime:
             if c.spec.plan_guard:
                 rate = c.plan.guard_rate(c.budget_micros, c.spent_micros, self.clock(),
                                          c.spec.catch_up_max)
+                # More than our share (another process started): hand the excess back.
+                give_back = max(give_back, led.leased_micros - c.share_micros)
         spec = c.spec if c is not None else None
         asked = led.take_for_return(give_back)
         state = c.pacing_state() if c is not None and c.adopted and led is c.ledger else ""
@@ -368,6 +371,8 @@ class MoneyRuntime:
                 had_lease=led.leased_micros > 0, plan_rate_micros_s=rate,
                 allowance_micros=c.allowance_micros if c else 0,
                 min_share_micros=spec.max_price_micros if spec else 0,
+                horizon_s=s.lease_horizon_s,
+                reserved_micros=led.reserved_micros,
                 pacing_state=state), s.redis_timeout_s)
         except BaseException:
             led.sync_failed(asked)
@@ -387,6 +392,7 @@ class MoneyRuntime:
             c.spent_micros, c.budget_micros = res.spent_micros, res.budget_micros
             c.free_micros = res.budget_micros - res.out_micros - res.spent_micros
             c.plan_micros, c.guard_limited = res.plan_micros, res.guard_limited
+            c.share_micros = res.share_micros if res.share_micros >= 0 else c.max_lease_micros
             if not c.adopted:
                 c.adopt(res.pacing_state)
             # Spend only what Redis will reclaim no sooner than our TTL, minus the brake margin.

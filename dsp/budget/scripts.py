@@ -21,7 +21,7 @@ LEASE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local id = ARGV[1]
-local lf, xf = 'lease:' .. id, 'lexp:' .. id
+local lf, xf, rf = 'lease:' .. id, 'lexp:' .. id, 'resv:' .. id
 if tonumber(ARGV[2]) >= 0 and redis.call('HGET', KEYS[1], 'pinned') ~= '1' then
   redis.call('HSET', KEYS[1], 'budget', ARGV[2])
 end
@@ -32,16 +32,18 @@ end
 local flat = redis.call('HGETALL', KEYS[1])
 local reclaimed = 0
 local live = 1
+local held = tonumber(ARGV[16])
 for i = 1, #flat, 2 do
   local f = flat[i]
   if string.sub(f, 1, 5) == 'lexp:' then
+    local lid = string.sub(f, 6)
     if tonumber(flat[i + 1]) < now then
-      local lid = string.sub(f, 6)
       local amt = tonumber(redis.call('HGET', KEYS[1], 'lease:' .. lid) or '0')
-      redis.call('HDEL', KEYS[1], 'lease:' .. lid, f)
+      redis.call('HDEL', KEYS[1], 'lease:' .. lid, f, 'resv:' .. lid)
       reclaimed = reclaimed + amt
     elseif f ~= xf then
       live = live + 1
+      held = held + tonumber(redis.call('HGET', KEYS[1], 'resv:' .. lid) or '0')
     end
   end
 end
@@ -72,7 +74,7 @@ end
 local want = tonumber(ARGV[6])
 local cap = tonumber(ARGV[7]) - mine
 local rate = tonumber(ARGV[11])
-local plan, limited = -1, 0
+local plan, limited, fair = -1, 0, -1
 if rate >= 0 then
   local allow = tonumber(ARGV[12])
   local p = tonumber(redis.call('HGET', KEYS[1], 'plan') or '')
@@ -86,14 +88,16 @@ if rate >= 0 then
       p = math.min(0, room - allow)
     end
   end
-  p = math.min(p + rate * math.max(0, now - pms) / 1000, spent + out)
+  p = math.min(p + rate * math.max(0, now - pms) / 1000, spent + held)
   local room = p + allow - spent - out
-  local share = math.max((p + allow - spent) / live, tonumber(ARGV[13])) - mine
-  local g = math.floor(math.min(room, share))
+  local pool = math.min(p + allow - spent, allow + rate * tonumber(ARGV[15]))
+  local share = math.max(pool / live, tonumber(ARGV[13]))
+  local g = math.floor(math.min(room, share - mine))
   if g < math.min(want, free, cap) then limited = 1 end
   cap = math.min(cap, g)
   redis.call('HSET', KEYS[1], 'plan', p, 'plan_ms', now, 'allow', allow)
   plan = math.floor(p)
+  fair = math.floor(share)
 end
 local grant = math.min(want, free, cap)
 if grant < 0 then grant = 0 end
@@ -103,15 +107,15 @@ tout = tout + grant
 redis.call('HSET', KEYS[1], 'out', out)
 redis.call('HSET', KEYS[2], 'out', tout)
 if mine > 0 or (rate >= 0 and lost == 0) then
-  redis.call('HSET', KEYS[1], lf, mine, xf, now + tonumber(ARGV[8]))
+  redis.call('HSET', KEYS[1], lf, mine, xf, now + tonumber(ARGV[8]), rf, ARGV[16])
 else
-  redis.call('HDEL', KEYS[1], lf, xf)
+  redis.call('HDEL', KEYS[1], lf, xf, rf)
 end
 redis.call('EXPIRE', KEYS[1], ARGV[10])
 local state = redis.call('GET', KEYS[3]) or ''
 if ARGV[14] ~= '' then redis.call('SET', KEYS[3], ARGV[14], 'EX', ARGV[10]) end
 return {mine, grant, spent, budget, out, lost, reclaimed, tspent, settle, ret, plan, live, limited,
-        state}
+        fair, state}
 """
 
 NOTICE = """
