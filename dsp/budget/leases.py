@@ -22,8 +22,9 @@ day) the grant also stays within the plan guard, atomically with everything abov
 ``reserved_micros``; kept as ``resv:<id>``). Clamping the plan to spend + reservations — not to
 spend + leases — means money a lease holds idle is inside the allowance: after any quiet period,
 what can be spent at once (idle lease money + room) is at most the allowance. A day's first
-call starts ``plan`` from the previous day's unused room (so midnight does not
-hand out a second allowance). ``pacing_state`` (λ, throttle, value floor as text) is stored for
+call starts ``plan`` from the previous day's unused room, ``plan + allowance − spent − reserved``
+of that day (so midnight does not hand out a second allowance; money the old day's leases hold
+idle goes back and does not count). ``pacing_state`` (λ, throttle, value floor as text) is stored for
 the campaign; the previous value comes back in the result, so a new process continues from it.
 
 If our lease was reclaimed while we were cut off (``lost``), settle/return are ignored: the

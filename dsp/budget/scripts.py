@@ -81,10 +81,18 @@ if rate >= 0 then
   local pms = tonumber(redis.call('HGET', KEYS[1], 'plan_ms') or '') or now
   if p == nil then
     p = 0
-    local prev = redis.call('HMGET', KEYS[4], 'plan', 'allow', 'spent', 'out')
-    if prev[1] then
-      local room = tonumber(prev[1]) + tonumber(prev[2] or '0') - tonumber(prev[3] or '0')
-                   - tonumber(prev[4] or '0')
+    local prev = redis.call('HGETALL', KEYS[4])
+    local pv, pheld = {}, 0
+    for i = 1, #prev, 2 do
+      if string.sub(prev[i], 1, 5) == 'resv:' then
+        pheld = pheld + tonumber(prev[i + 1])
+      else
+        pv[prev[i]] = prev[i + 1]
+      end
+    end
+    if pv['plan'] then
+      local room = tonumber(pv['plan']) + tonumber(pv['allow'] or '0')
+                   - tonumber(pv['spent'] or '0') - pheld
       p = math.min(0, room - allow)
     end
   end
