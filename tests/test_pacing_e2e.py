@@ -5,7 +5,8 @@ competition, or a private deal) sends bid requests far faster than the plan can 
 the plan rate). Spend — read from Redis while the burst runs — must stay within 2x the plan plus
 the plan guard's allowance over the burst and over any window of it, and still deliver >= 25 % of
 the plan. The same across a worker killed and restarted mid-burst, and across the campaign's
-midnight (the campaign's UTC offset puts its local midnight inside the burst, with the bidder's clock shifted by ``DSP_CLOCK_OFFSET_S``).
+midnight (the bidder's wall clock shifted by ``DSP_CLOCK_OFFSET_S`` puts midnight inside the
+burst).
 
 Assertions are on money only; the plan is computed from the elapsed wall time, so a slow,
 shared machine makes the windows longer, never the test flaky.
@@ -102,7 +103,7 @@ class Exchange:
                     parts = urlsplit((notice or "").replace("${AUCTION_PRICE}", price))
                     async with session.get(f"{self.url}{parts.path}?{parts.query}") as n:
                         await n.read()
-            except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError, OSError):
                 self.errors += 1  # a worker being killed: its connections drop
                 await asyncio.sleep(0.01)
 
