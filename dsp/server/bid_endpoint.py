@@ -138,7 +138,7 @@ class BidEndpoint:
             response = decision.response
             if self._events is not None:
                 try:
-                    self._events.record(body, decision, snapshot.version)
+                    self._events.record(body, req, exchange, decision, snapshot.version)
                 except Exception:  # the log must never cost a bid
                     log.exception("event log failed")
             if self._decisions is not None and self._decisions.should_sample():
