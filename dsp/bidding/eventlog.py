@@ -36,10 +36,13 @@ class EventAppender(Protocol):
 
 
 def _scores(audience: Audience | None) -> dict[str, float]:
+    """Every named score of the scoring plan (``p_intent``, ``pd`` and any other model's).
+    NaN (the risk model skipped below every intent floor) is kept: it says "not scored"."""
     if audience is None:
         return {}
-    # NaN (risk model skipped below every intent floor) is kept: it says "not scored".
-    return {"intent": audience.p_intent, "risk": audience.pd}
+    if audience.scores:
+        return audience.scores
+    return {"p_intent": audience.p_intent, "pd": audience.pd}
 
 
 class BidEventLog:

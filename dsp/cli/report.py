@@ -20,8 +20,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--events", required=True, help="event log directory (dsp events sink)")
     parser.add_argument("--by", default="", help="extra grouping: any of campaign,exchange,day,creative")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--configs", default="",
-                        help="bidder_configs directory: shrink funnel estimates toward its priors")
+    parser.add_argument("--configs", default="bidder_configs",
+                        help="bidder_configs directory: shrink funnel estimates toward its priors "
+                             "(default bidder_configs; skipped when missing)")
     parser.set_defaults(func=run)
 
 

@@ -121,6 +121,11 @@ def build_report(con: duckdb.DuckDBPyConnection, by: Sequence[str] = (), *,
         total["currencies"] = currencies
     total["requests_sampled"] = sum(n for n, _ in samples.values())
     total["requests_estimated"] = sum(e for _, e in samples.values())
+    from dsp.offline.learning.funnel import estimate, priors_from
+
+    funnel = estimate(con, priors_from(configs) if configs is not None and configs.is_dir() else {})
+    for row in campaigns:
+        row["funnel"] = funnel.get(row["campaign"])
     report: dict[str, Any] = {"campaigns": campaigns, "exchanges": exchanges, "total": total}
     if by:
         report["rows"] = _query(con, list(by))
