@@ -21,8 +21,8 @@ from __future__ import annotations
 import msgspec
 
 from dsp.bidding.filters import FLOOR, VALUE, Filter
-from dsp.config.snapshot import CompiledCampaign
 from dsp.config.learned import ShadingTable
+from dsp.config.snapshot import CompiledCampaign
 from dsp.money import round_half_away
 
 _CPM_MICROS_PER_UNIT_PER_IMP = 1000 * 1_000_000  # 1 unit per imp = 1000 units CPM = 1e9 CPM micros

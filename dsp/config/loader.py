@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 import msgspec
 import yaml
 
-from dsp.config.schema import CampaignFile, CurrencyFile
 from dsp.config.learned import FunnelFile, Learned, ShadingFile
+from dsp.config.schema import CampaignFile, CurrencyFile
 from dsp.errors import ConfigProblem
 from dsp.exchanges.profile import ExchangeProfile
 
