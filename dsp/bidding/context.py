@@ -12,6 +12,7 @@ import msgspec
 
 from dsp.config.snapshot import iab_keys
 from dsp.openrtb.request import BidRequest
+from dsp.privacy.policy import NO_SIGNAL, PrivacyDecision, PrivacyPolicy, decide, eu_applies
 
 # ISO-3166 alpha-2 -> alpha-3 for traffic that sends the short form (OpenRTB says alpha-3).
 _ALPHA3 = {
@@ -51,9 +52,10 @@ class RequestContext(msgspec.Struct, gc=False):
     badv: frozenset[str]
     bapp: frozenset[str]
     user_id: str  # raw id to look up ("" when none or not allowed)
-    user_allowed: bool  # False: lmt/dnt/GDPR without consent -> no user-level features
+    user_allowed: bool  # False: lmt/dnt, GDPR without consent, a US opt-out -> no user-level data
     gdpr_no_consent: bool
     now_s: float  # wall clock, seconds since the epoch (schedules, token expiry)
+    privacy: PrivacyDecision = NO_SIGNAL  # what the consent signals allow, and why not
 
 
 _EMPTY: frozenset[str] = frozenset()
@@ -86,19 +88,30 @@ def _categories(req: BidRequest) -> tuple[str, ...]:
     return tuple(cats)
 
 
+_DEFAULT_POLICY = PrivacyPolicy()
+
+
+def privacy_decision(req: BidRequest, policy: PrivacyPolicy, user_id: str) -> PrivacyDecision:
+    """Decode the consent signals only when the answer matters: GDPR applies (the campaigns'
+    ``gdpr_without_consent`` policy depends on it) or there is a user id we would look up."""
+    regs = req.regs
+    if regs is None or not (user_id or eu_applies(regs)):
+        return NO_SIGNAL
+    return decide(req, policy)
+
+
 def request_context(req: BidRequest, exchange: str, default_auction_type: int,
-                    now_s: float) -> RequestContext:
+                    now_s: float, privacy: PrivacyPolicy = _DEFAULT_POLICY) -> RequestContext:
     """Derive the :class:`RequestContext` of ``req`` (pure)."""
     device = req.device
     geo = device.geo if device is not None and device.geo is not None else None
     if geo is None and req.user is not None:
         geo = req.user.geo
-    regs = req.regs
-    gdpr = regs is not None and regs.gdpr == 1
-    consent = req.user.consent if req.user is not None else None
-    gdpr_no_consent = gdpr and not consent
     limited = device is not None and (device.lmt == 1 or device.dnt == 1)
-    user_allowed = not gdpr_no_consent and not limited
+    user_id = "" if limited else _user_id(req)
+    decision = privacy_decision(req, privacy, user_id)
+    gdpr_no_consent = decision.eu and not decision.user_data
+    user_allowed = decision.user_data and not limited
     at = req.at if req.at in (1, 2) else default_auction_type
     cats = _categories(req)
     return RequestContext(
@@ -110,6 +123,6 @@ def request_context(req: BidRequest, exchange: str, default_auction_type: int,
         bcat=frozenset(req.bcat) if req.bcat else _EMPTY,
         badv=frozenset(req.badv) if req.badv else _EMPTY,
         bapp=frozenset(req.bapp) if req.bapp else _EMPTY,
-        user_id=_user_id(req) if user_allowed else "",
+        user_id=user_id if user_allowed else "",
         user_allowed=user_allowed, gdpr_no_consent=gdpr_no_consent,
-        now_s=now_s)
+        now_s=now_s, privacy=decision)

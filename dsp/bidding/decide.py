@@ -82,7 +82,7 @@ def prepare(req: BidRequest, profile: ExchangeProfile, snapshot: Snapshot, now_s
     currency = response_currency(req, profile, snapshot.rates)
     if currency is None:
         return NoBidReason.CURRENCY_UNSUPPORTED
-    ctx = request_context(req, profile.name, profile.auction_type, now_s)
+    ctx = request_context(req, profile.name, profile.auction_type, now_s, snapshot.privacy)
     candidates, fallback = eligible(snapshot.campaigns_for(profile.name), req.imp, ctx,
                                     snapshot.rates, profile.seat, trace)
     if not candidates:

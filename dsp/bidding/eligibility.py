@@ -43,7 +43,7 @@ class Drop(msgspec.Struct, frozen=True):
 # furthest, which is the most useful one to report.
 _RANK = {r: i for i, r in enumerate((
     NoBidReason.OUT_OF_SCHEDULE, NoBidReason.NO_ELIGIBLE_CAMPAIGN, NoBidReason.NO_CONSENT,
-    NoBidReason.USER_UNKNOWN, NoBidReason.NO_MATCHING_CREATIVE, NoBidReason.BLOCKED_CATEGORY,
+    NoBidReason.PRIVACY_OPT_OUT, NoBidReason.USER_UNKNOWN, NoBidReason.NO_MATCHING_CREATIVE, NoBidReason.BLOCKED_CATEGORY,
     NoBidReason.BLOCKED_ADVERTISER, NoBidReason.BLOCKED_APP, NoBidReason.CURRENCY_UNSUPPORTED))}
 
 
@@ -71,8 +71,15 @@ def campaign_drop(c: CompiledCampaign, ctx: RequestContext,
     if c.exclude_categories and not c.exclude_categories.isdisjoint(ctx.category_keys):
         return NoBidReason.NO_ELIGIBLE_CAMPAIGN, "excluded category"
     if ctx.gdpr_no_consent and not c.gdpr_contextual:
-        return NoBidReason.NO_CONSENT, "GDPR applies without consent; campaign does not bid contextually"
+        return NoBidReason.NO_CONSENT, (
+            f"GDPR without consent ({ctx.privacy.outcome.value}: {ctx.privacy.detail}); "
+            "campaign does not bid contextually" if verbose else "")
     if c.requires_user and not ctx.user_id:
+        privacy = ctx.privacy
+        if not privacy.user_data:
+            reason = NoBidReason.NO_CONSENT if privacy.eu else NoBidReason.PRIVACY_OPT_OUT
+            return reason, (f"campaign needs user data; {privacy.outcome.value}: {privacy.detail}"
+                            if verbose else "")
         return NoBidReason.USER_UNKNOWN, "campaign needs a known user; none may be looked up"
     return None
 

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import msgspec
 import yaml
 
-from dsp.config.schema import CampaignFile, CurrencyFile, ExchangeFile
+from dsp.config.schema import CampaignFile, CurrencyFile, ExchangeFile, PrivacyFile
 from dsp.errors import ConfigProblem
 
 T = TypeVar("T", bound=msgspec.Struct)
@@ -30,6 +30,7 @@ class RawConfig(msgspec.Struct, frozen=True):
     currencies: CurrencyFile
     campaign_files: dict[str, str]
     exchange_files: dict[str, str]
+    privacy: PrivacyFile = PrivacyFile()
 
 
 def _split_msgspec_error(message: str) -> tuple[str, str]:
@@ -118,6 +119,11 @@ def load_dir(root: Path) -> tuple[RawConfig | None, list[ConfigProblem]]:
     if cur_path.exists():
         data = read_yaml(cur_path, problems)
         currencies = convert_collecting(data or {}, CurrencyFile, str(cur_path), problems)
+    privacy: PrivacyFile | None = PrivacyFile()
+    privacy_path = root / "privacy.yaml"
+    if privacy_path.exists():
+        data = read_yaml(privacy_path, problems)
+        privacy = convert_collecting(data or {}, PrivacyFile, str(privacy_path), problems)
     campaign_files: dict[str, str] = {}
     for c, path in campaigns:
         if c.id in campaign_files:
@@ -130,8 +136,8 @@ def load_dir(root: Path) -> tuple[RawConfig | None, list[ConfigProblem]]:
             problems.append(ConfigProblem(path, "name", f"exchange name {e.name!r} is also used by "
                                                         f"{exchange_files[e.name]}"))
         exchange_files.setdefault(e.name, path)
-    if problems or currencies is None:
+    if problems or currencies is None or privacy is None:
         return None, problems
     raw = RawConfig(tuple(c for c, _ in campaigns), tuple(e for e, _ in exchanges), currencies,
-                    campaign_files, exchange_files)
+                    campaign_files, exchange_files, privacy)
     return raw, problems

@@ -4,7 +4,8 @@ Three kinds of human-edited YAML live under ``bidder_configs/``:
 
 * ``campaigns/*.yaml`` — one :class:`CampaignFile` each, owned by marketing;
 * ``exchanges/*.yaml`` — one :class:`ExchangeFile` each, owned by engineering;
-* ``currencies.yaml`` — :class:`CurrencyFile`, the conversion rates.
+* ``currencies.yaml`` — :class:`CurrencyFile`, the conversion rates;
+* ``privacy.yaml`` — :class:`PrivacyFile`, our GVL vendor id and the consent we need (optional).
 
 Money in these files is in currency units (what a marketer types: ``max_cpm: 4.50``); the snapshot
 compiler (:mod:`dsp.config.snapshot`) converts every amount to integer micros once.
@@ -137,3 +138,19 @@ class CurrencyFile(_Cfg, frozen=True, kw_only=True):
 
     base: CurrencyCode = "USD"
     rates: dict[CurrencyCode, PositiveMoney] = {}
+
+
+Purpose = Annotated[int, Meta(ge=1, le=24)]
+
+
+class PrivacyFile(_Cfg, frozen=True, kw_only=True):
+    """What user-level data needs (``bidder_configs/privacy.yaml``); see :mod:`dsp.privacy.policy`.
+
+    ``gvl_vendor_id`` is OUR id in the IAB Global Vendor List; without one, user data of EU
+    users is never used (GDPR traffic is contextual or no bid, per campaign)."""
+
+    gvl_vendor_id: Annotated[int, Meta(ge=1, le=65535)] | None = None
+    consent_purposes: tuple[Purpose, ...] = (1, 3, 4)
+    flexible_purposes: tuple[Purpose, ...] = (7,)  # consent or legitimate interest (measurement)
+    special_features: tuple[Annotated[int, Meta(ge=1, le=12)], ...] = ()
+    honour_gpc: bool = True

@@ -22,6 +22,7 @@ from dsp.config.loader import RawConfig, load_dir
 from dsp.config.schema import CampaignFile, CurrencyFile, ExchangeFile
 from dsp.errors import ConfigInvalid
 from dsp.money import MICROS_PER_UNIT, units_to_micros
+from dsp.privacy.policy import PrivacyPolicy
 
 ExchangeProfile = ExchangeFile  # the exchange profile as the bid path uses it (already immutable)
 
@@ -105,6 +106,7 @@ class Snapshot(msgspec.Struct, frozen=True):
     rates: Rates
     budgets: tuple[CampaignBudget, ...]
     files: dict[str, str]  # campaign id / exchange name -> file
+    privacy: PrivacyPolicy = PrivacyPolicy()
 
     def campaigns_for(self, exchange: str) -> tuple[CompiledCampaign, ...]:
         return self.by_exchange.get(exchange, ())
@@ -199,7 +201,7 @@ def compile_campaign(c: CampaignFile) -> CompiledCampaign:
 
 
 def _version(raw: RawConfig) -> str:
-    payload = msgspec.json.encode([raw.campaigns, raw.exchanges, raw.currencies])
+    payload = msgspec.json.encode([raw.campaigns, raw.exchanges, raw.currencies, raw.privacy])
     return hashlib.sha256(payload).hexdigest()[:12]
 
 
@@ -215,8 +217,11 @@ def compile_snapshot(raw: RawConfig) -> Snapshot:
     cur: CurrencyFile = raw.currencies
     rates = Rates(cur.base, {cur.base: 1.0, **cur.rates})
     files = {**raw.campaign_files, **raw.exchange_files}
+    p = raw.privacy
+    privacy = PrivacyPolicy(p.gvl_vendor_id, tuple(p.consent_purposes), tuple(p.flexible_purposes),
+                            tuple(p.special_features), p.honour_gpc)
     return Snapshot(_version(raw), exchanges, campaigns, by_exchange, rates,
-                    tuple(c.budget for c in campaigns), files)
+                    tuple(c.budget for c in campaigns), files, privacy)
 
 
 def load_snapshot(root: Path) -> Snapshot:

@@ -16,6 +16,7 @@ class NoBidReason(enum.Enum):
 
     COPPA = "coppa"
     NO_CONSENT = "no_consent"
+    PRIVACY_OPT_OUT = "privacy_opt_out"  # US opt-out of sale/sharing/targeting, or GPC
     BLOCKED_SEAT = "blocked_seat"
     CURRENCY_UNSUPPORTED = "currency_unsupported"
     NO_ELIGIBLE_CAMPAIGN = "no_eligible_campaign"

@@ -171,10 +171,19 @@ class User(_S):
     ext: UserExt | None = None
 
 
+# Privacy strings and flags arrive in every shape in the wild (``"gpp_sid": "2"``, ``"gpc": "1"``):
+# these fields take what comes and :mod:`dsp.privacy.policy` treats a bad value as "no consent",
+# never as an invalid request.
+GppSid = list[int | str] | str | None
+GpcFlag = int | str | None
+
+
 class RegsExt(_S):
     gdpr: Flag | None = None
     us_privacy: str | None = None
     gpp: str | None = None
+    gpp_sid: GppSid = None
+    gpc: GpcFlag = None  # Global Privacy Control as Prebid forwards it ("1")
 
 
 class Regs(_S):
@@ -182,6 +191,8 @@ class Regs(_S):
     gdpr: Flag | None = None
     us_privacy: str | None = None
     gpp: str | None = None
+    gpp_sid: GppSid = None
+    gpc: GpcFlag = None
     ext: RegsExt | None = None
 
 
