@@ -118,7 +118,8 @@ def test_story(path: Path, snapshot: Snapshot) -> None:
 
 def test_every_nobid_reason_of_the_bid_path_has_a_story() -> None:
     covered = {json.loads(p.read_text())["expect"].get("reason") for p in STORIES}
-    wanted = {"coppa", "no_consent", "blocked_seat", "currency_unsupported", "blocked_category",
+    wanted = {"coppa", "no_consent", "privacy_opt_out", "blocked_seat", "currency_unsupported",
+              "blocked_category",
               "blocked_advertiser", "no_matching_creative", "user_unknown", "risk_too_high",
               "intent_too_low", "value_not_positive", "below_floor", "frequency_capped",
               "budget_exhausted", "out_of_schedule", "no_eligible_campaign"}

@@ -76,18 +76,26 @@ _RANK = {r: i for i, r in enumerate((
 def prepare(req: BidRequest, profile: ExchangeProfile, snapshot: Snapshot, now_s: float,
             trace: list[Drop] | None = None) -> Prepared | NoBidReason:
     """Policy gates, request context and eligible candidates. No I/O."""
+    return prepare_in_context(req, profile, snapshot, now_s, trace)[1]
+
+
+def prepare_in_context(req: BidRequest, profile: ExchangeProfile, snapshot: Snapshot, now_s: float,
+                       trace: list[Drop] | None = None
+                       ) -> tuple[RequestContext | None, Prepared | NoBidReason]:
+    """:func:`prepare`, also returning the request context when one was built (the flow counts
+    its privacy outcome even when no campaign is left)."""
     gate = policy_gate(req, profile)
     if gate is not None:
-        return gate
+        return None, gate
     currency = response_currency(req, profile, snapshot.rates)
     if currency is None:
-        return NoBidReason.CURRENCY_UNSUPPORTED
+        return None, NoBidReason.CURRENCY_UNSUPPORTED
     ctx = request_context(req, profile.name, profile.auction_type, now_s, snapshot.privacy)
     candidates, fallback = eligible(snapshot.campaigns_for(profile.name), req.imp, ctx,
                                     snapshot.rates, profile.seat, trace)
     if not candidates:
-        return fallback
-    return Prepared(req, profile, ctx, currency, candidates, fallback)
+        return ctx, fallback
+    return ctx, Prepared(req, profile, ctx, currency, candidates, fallback)
 
 
 def choose(prep: Prepared, audience: Audience, money: MoneyGate, snapshot: Snapshot,

@@ -43,7 +43,8 @@ class Drop(msgspec.Struct, frozen=True):
 # furthest, which is the most useful one to report.
 _RANK = {r: i for i, r in enumerate((
     NoBidReason.OUT_OF_SCHEDULE, NoBidReason.NO_ELIGIBLE_CAMPAIGN, NoBidReason.NO_CONSENT,
-    NoBidReason.PRIVACY_OPT_OUT, NoBidReason.USER_UNKNOWN, NoBidReason.NO_MATCHING_CREATIVE, NoBidReason.BLOCKED_CATEGORY,
+    NoBidReason.PRIVACY_OPT_OUT, NoBidReason.USER_UNKNOWN, NoBidReason.NO_MATCHING_CREATIVE,
+    NoBidReason.BLOCKED_CATEGORY,
     NoBidReason.BLOCKED_ADVERTISER, NoBidReason.BLOCKED_APP, NoBidReason.CURRENCY_UNSUPPORTED))}
 
 

@@ -1,7 +1,7 @@
 """Base64url segments of the IAB consent strings as a big-endian bit field.
 
     bits = Bits.of("CPXxRfAPXxRfAAfKABENB-CgAAAAAAAAAAYgAAAAAAAA")
-    bits.int(0, 6)          # -> 2  (the TCF version: first 6 bits, most significant bit first)
+    bits.uint(0, 6)          # -> 2  (the TCF version: first 6 bits, most significant bit first)
 
 Both TCF v2 and GPP encode each segment as URL-safe base64 without padding, each character six
 bits, fields packed left to right. A read never walks the string: the bytes that hold the field
@@ -25,7 +25,7 @@ class Malformed(ValueError):
 
 
 class Bits:
-    """An immutable bit string; ``int(offset, width)`` reads an unsigned big-endian field."""
+    """An immutable bit string; ``uint(offset, width)`` reads an unsigned big-endian field."""
 
     __slots__ = ("_data", "size")
 
@@ -49,7 +49,7 @@ class Bits:
             raise Malformed(f"not base64url: {exc}") from None
         return cls(data, size)
 
-    def int(self, offset: int, width: int) -> int:
+    def uint(self, offset: int, width: int) -> int:
         """The unsigned integer of ``width`` bits starting at bit ``offset`` (0 = first bit)."""
         end = offset + width
         if offset < 0 or end > self.size:

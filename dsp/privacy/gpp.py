@@ -71,7 +71,7 @@ class GppString(msgspec.Struct, frozen=True, gc=False):
 
 
 def _section_ids(bits: Bits) -> tuple[int, ...]:
-    n = bits.int(12, 12)
+    n = bits.uint(12, 12)
     if n > MAX_SECTIONS:
         raise Malformed(f"{n} section entries")
     off = 24
@@ -100,7 +100,7 @@ def parse_gpp(text: str) -> GppString:
     or a header whose id count differs from the number of sections)."""
     parts = text.strip().split("~")
     bits = Bits.of(parts[0])
-    kind, version = bits.int(0, 6), bits.int(6, 6)
+    kind, version = bits.uint(0, 6), bits.uint(6, 6)
     if kind != 3 or version != 1:
         raise Malformed(f"GPP header type {kind} version {version} (expected 3, 1)")
     ids = _section_ids(bits)
@@ -125,7 +125,7 @@ class UsChoice(msgspec.Struct, frozen=True, gc=False):
 def _opt(bits: Bits, off: int | None) -> bool:
     if off is None:
         return False
-    value = bits.int(off, 2)
+    value = bits.uint(off, 2)
     if value == 3:
         raise Malformed(f"opt-out field at bit {off} is 3 (valid: 0, 1, 2)")
     return value == 1
@@ -139,12 +139,12 @@ def us_opt_out(section_id: int, text: str) -> UsChoice:
         raise Malformed(f"GPP section {section_id} is not a supported US section")
     segments = text.strip().split(".")
     core = Bits.of(segments[0])
-    if core.int(0, 6) < 1:
+    if core.uint(0, 6) < 1:
         raise Malformed(f"{layout.prefix} version 0")
     gpc = False
     for seg in segments[1:]:
         sub = Bits.of(seg)
-        if sub.int(0, 2) == 1:
+        if sub.uint(0, 2) == 1:
             gpc = sub.bit(2)
     return UsChoice(_opt(core, layout.sale), _opt(core, layout.sharing),
                     _opt(core, layout.targeted), gpc)

@@ -99,6 +99,8 @@ def tcf_denial(core: TcfCore, policy: PrivacyPolicy) -> str | None:
             return f"publisher restricts purpose {p} to legitimate interest; we need consent"
         if not core.purpose_consent(p):
             return f"no consent for purpose {p}"
+    if policy.consent_purposes and not core.vendor_consent:
+        return f"no consent for vendor {vendor}"
     for p in policy.flexible_purposes:
         restriction = core.restriction(p)
         if restriction == NOT_ALLOWED:
@@ -111,8 +113,6 @@ def tcf_denial(core: TcfCore, policy: PrivacyPolicy) -> str | None:
             by_consent = False
         if not (by_consent or by_li):
             return f"neither consent nor legitimate interest for purpose {p}"
-    if policy.consent_purposes and not core.vendor_consent:
-        return f"no consent for vendor {vendor}"
     return None
 
 

@@ -89,14 +89,14 @@ def _letters(value: int) -> str:
 
 def _ranges(bits: Bits, off: int, vendor_id: int) -> tuple[bool, int]:
     """Walk NumEntries range entries at ``off``: (vendor_id covered?, offset after them)."""
-    n = bits.int(off, 12)
+    n = bits.uint(off, 12)
     off += 12
     hit = False
     for _ in range(n):
         is_range = bits.bit(off)
-        start = bits.int(off + 1, 16)
+        start = bits.uint(off + 1, 16)
         if is_range:
-            end = bits.int(off + 17, 16)
+            end = bits.uint(off + 17, 16)
             off += 33
         else:
             end = start
@@ -110,7 +110,7 @@ def _ranges(bits: Bits, off: int, vendor_id: int) -> tuple[bool, int]:
 
 def _vendor_section(bits: Bits, off: int, vendor_id: int) -> tuple[bool, int]:
     """(vendor_id's bit, offset after the section) for a consent or LI vendor section."""
-    max_id = bits.int(off, 16)
+    max_id = bits.uint(off, 16)
     if bits.bit(off + 16):
         hit, end = _ranges(bits, off + 17, vendor_id)
         return hit, end
@@ -125,12 +125,12 @@ def _vendor_section(bits: Bits, off: int, vendor_id: int) -> tuple[bool, int]:
 def _restrictions(bits: Bits, off: int, vendor_id: int) -> tuple[tuple[int, int], ...]:
     if off + 12 > bits.size:
         return ()  # strings from early CMPs end after the vendor sections: no restrictions
-    n = bits.int(off, 12)
+    n = bits.uint(off, 12)
     off += 12
     out: list[tuple[int, int]] = []
     for _ in range(n):
-        purpose = bits.int(off, 6)
-        kind = bits.int(off + 6, 2)
+        purpose = bits.uint(off, 6)
+        kind = bits.uint(off + 6, 2)
         hit, off = _ranges(bits, off + 8, vendor_id)
         if hit:
             out.append((purpose, kind))
@@ -144,32 +144,32 @@ def decode_core(tc_string: str, vendor_id: int = 0) -> TcfCore:
     version 1 strings (TCF v1 was switched off in 2020)."""
     segment = tc_string.split(".", 1)[0].strip()
     bits = Bits.of(segment)
-    version = bits.int(0, 6)
+    version = bits.uint(0, 6)
     if version != 2:
         raise Malformed(f"TCF version {version} (only 2 is supported)")
     consent, off = _vendor_section(bits, _VENDOR_START, vendor_id)
     li, off = _vendor_section(bits, off, vendor_id)
     return TcfCore(
-        version=version, created_ds=bits.int(6, 36), last_updated_ds=bits.int(42, 36),
-        cmp_id=bits.int(78, 12), cmp_version=bits.int(90, 12),
-        consent_language=_letters(bits.int(108, 12)), vendor_list_version=bits.int(120, 12),
-        policy_version=bits.int(132, 6), service_specific=bits.bit(138),
-        special_features=bits.int(140, 12), purposes_consent=bits.int(152, 24),
-        purposes_li=bits.int(176, 24), purpose_one_treatment=bits.bit(200),
-        publisher_cc=_letters(bits.int(201, 12)), vendor_id=vendor_id,
+        version=version, created_ds=bits.uint(6, 36), last_updated_ds=bits.uint(42, 36),
+        cmp_id=bits.uint(78, 12), cmp_version=bits.uint(90, 12),
+        consent_language=_letters(bits.uint(108, 12)), vendor_list_version=bits.uint(120, 12),
+        policy_version=bits.uint(132, 6), service_specific=bits.bit(138),
+        special_features=bits.uint(140, 12), purposes_consent=bits.uint(152, 24),
+        purposes_li=bits.uint(176, 24), purpose_one_treatment=bits.bit(200),
+        publisher_cc=_letters(bits.uint(201, 12)), vendor_id=vendor_id,
         vendor_consent=consent, vendor_li=li,
         restrictions=_restrictions(bits, off, vendor_id))
 
 
 def _ids_of_section(bits: Bits, off: int) -> tuple[frozenset[int], int]:
-    max_id = bits.int(off, 16)
+    max_id = bits.uint(off, 16)
     if bits.bit(off + 16):
-        n = bits.int(off + 17, 12)
+        n = bits.uint(off + 17, 12)
         pos = off + 29
         ids: set[int] = set()
         for _ in range(n):
-            start = bits.int(pos + 1, 16)
-            end = bits.int(pos + 17, 16) if bits.bit(pos) else start
+            start = bits.uint(pos + 1, 16)
+            end = bits.uint(pos + 17, 16) if bits.bit(pos) else start
             pos += 33 if bits.bit(pos) else 17
             if start < 1 or end < start or end > max_id:
                 raise Malformed(f"vendor range {start}-{end} (max {max_id})")
@@ -184,7 +184,7 @@ def _ids_of_section(bits: Bits, off: int) -> tuple[frozenset[int], int]:
 def decode_vendor_ids(tc_string: str) -> tuple[frozenset[int], frozenset[int]]:
     """Every vendor id with consent and with legitimate interest (explain, tests; not hot)."""
     bits = Bits.of(tc_string.split(".", 1)[0].strip())
-    if bits.int(0, 6) != 2:
+    if bits.uint(0, 6) != 2:
         raise Malformed("TCF version is not 2")
     consents, off = _ids_of_section(bits, _VENDOR_START)
     lis, _ = _ids_of_section(bits, off)

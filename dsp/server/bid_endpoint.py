@@ -35,6 +35,7 @@ from dsp.observability.logging import DecisionLog
 from dsp.openrtb.decode import RequestDecoder
 from dsp.openrtb.nobid import NoBidReason
 from dsp.openrtb.response import encode_response
+from dsp.privacy.policy import Privacy
 from dsp.server.recorder import BidRecorder
 
 log = logging.getLogger(__name__)
@@ -128,6 +129,8 @@ class BidEndpoint:
             decision = await self._flow.run(req, profile, snapshot, deadline, timed=sampled)
             if sampled and decision.pricing_s:
                 rec.stage("pricing", decision.pricing_s)
+            if decision.privacy is not None and decision.privacy is not Privacy.NO_SIGNAL:
+                rec.privacy(exchange, decision.privacy)
         except Exception:  # a bug must not become a 5xx or a late bid
             log.exception("bid flow failed", extra={"fields": {"exchange": exchange, "id": req.id}})
             reason = NoBidReason.INTERNAL_ERROR
@@ -158,6 +161,7 @@ class BidEndpoint:
         self._decisions.log({"exchange": exchange, "request_id": request_id,
                              "outcome": "bid" if decision.response is not None else "nobid",
                              "reason": decision.reason.value if decision.reason else None,
+                             "privacy": decision.privacy.value if decision.privacy else None,
                              "bids": bids, "latency_ms": round(elapsed_s * 1000, 3)})
 
     # -- the aiohttp adapter -------------------------------------------------------------------
