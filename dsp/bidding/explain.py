@@ -61,9 +61,9 @@ def explain(req: BidRequest, profile: ExchangeProfile, snapshot: Snapshot, audie
     ctx, prep = prepare_in_context(req, profile, snapshot, now_s, trace=drops)
     privacy = ""
     if ctx is not None:
-        p = ctx.privacy
-        privacy = p.outcome.value + (" (user data allowed)" if p.user_data else " (no user data)") + (
-            f" — {p.detail}" if p.detail else "") + (", GDPR applies" if p.eu else "")
+        pd = ctx.privacy
+        privacy = pd.outcome.value + (" (user data allowed)" if pd.user_data else " (no user data)") + (
+            f" — {pd.detail}" if pd.detail else "") + (", GDPR applies" if pd.eu else "")
     imp_ids = [imp.id for imp in req.imp]
     lines = [Line(d.campaign_id, imp_ids[d.imp_index] if d.imp_index >= 0 else "*",
                   d.reason.value, d.detail) for d in drops]

@@ -113,8 +113,8 @@ class BidRecorder:
             elif reason is NoBidReason.MODEL_ERROR:
                 m.model_errors.labels("batch").inc(n)
         privacy, self._privacy = self._privacy, {}
-        for (exchange, outcome), n in privacy.items():
-            m.privacy.labels(exchange, outcome.value).inc(n)
+        for (exchange, signal), n in privacy.items():
+            m.privacy.labels(exchange, signal.value).inc(n)
         bids, self._bids = self._bids, {}
         for (exchange, campaign), n in bids.items():
             m.bids.labels(exchange, campaign).inc(n)
