@@ -11,31 +11,9 @@ from __future__ import annotations
 import msgspec
 
 from dsp.config.snapshot import iab_keys
+from dsp.openrtb.geo import country_alpha3, domain_keys, region_code
 from dsp.openrtb.request import BidRequest
 from dsp.privacy.policy import NO_SIGNAL, PrivacyDecision, PrivacyPolicy, decide, eu_applies
-
-# ISO-3166 alpha-2 -> alpha-3 for traffic that sends the short form (OpenRTB says alpha-3).
-_ALPHA3 = {
-    "US": "USA", "GB": "GBR", "UK": "GBR", "CA": "CAN", "AU": "AUS", "NZ": "NZL", "IE": "IRL",
-    "DE": "DEU", "FR": "FRA", "ES": "ESP", "IT": "ITA", "NL": "NLD", "BE": "BEL", "PT": "PRT",
-    "AT": "AUT", "CH": "CHE", "SE": "SWE", "NO": "NOR", "DK": "DNK", "FI": "FIN", "PL": "POL",
-    "CZ": "CZE", "HU": "HUN", "RO": "ROU", "GR": "GRC", "RU": "RUS", "UA": "UKR", "TR": "TUR",
-    "IN": "IND", "CN": "CHN", "HK": "HKG", "JP": "JPN", "KR": "KOR", "TW": "TWN", "SG": "SGP",
-    "MY": "MYS", "TH": "THA", "VN": "VNM", "PH": "PHL", "ID": "IDN", "BR": "BRA", "MX": "MEX",
-    "AR": "ARG", "CL": "CHL", "CO": "COL", "PE": "PER", "ZA": "ZAF", "NG": "NGA", "KE": "KEN",
-    "EG": "EGY", "IL": "ISR", "AE": "ARE", "SA": "SAU",
-}
-
-
-def country_alpha3(value: str | None) -> str | None:
-    """Normalise a country code to upper-case alpha-3 (alpha-2 mapped when known)."""
-    if not value:
-        return None
-    code = value.strip().upper()
-    if len(code) == 2:
-        return _ALPHA3.get(code, code)
-    return code
-
 
 class RequestContext(msgspec.Struct, gc=False):
     """Per-request facts used by every campaign check. Built once, then read only."""
@@ -44,6 +22,10 @@ class RequestContext(msgspec.Struct, gc=False):
     test: bool
     auction_type: int
     country: str | None
+    region: str | None  # ISO 3166-2, e.g. "US-CA" (dialects normalised)
+    metro: str | None
+    domain_keys: tuple[str, ...]  # site domain and its parents, lower case
+    bundle: str | None  # app bundle / store id, lower case
     device_type: int | None
     os: str | None
     categories: tuple[str, ...]
@@ -114,9 +96,15 @@ def request_context(req: BidRequest, exchange: str, default_auction_type: int,
     user_allowed = decision.user_data and not limited
     at = req.at if req.at in (1, 2) else default_auction_type
     cats = _categories(req)
+    country = country_alpha3(geo.country) if geo is not None else None
+    site, app = req.site, req.app
     return RequestContext(
         exchange=exchange, test=req.test == 1, auction_type=at,
-        country=country_alpha3(geo.country) if geo is not None else None,
+        country=country,
+        region=region_code(geo.region, country) if geo is not None else None,
+        metro=geo.metro if geo is not None else None,
+        domain_keys=domain_keys(site.domain) if site is not None else (),
+        bundle=app.bundle.strip().lower() if app is not None and app.bundle else None,
         device_type=device.devicetype if device is not None else None,
         os=device.os.lower() if device is not None and device.os else None,
         categories=cats, category_keys=iab_keys(cats) if cats else _EMPTY,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import msgspec
 
 from dsp.bidding.context import RequestContext
-from dsp.config.snapshot import CompiledCampaign, CompiledCreative, Rates
+from dsp.config.snapshot import CompiledCampaign, CompiledCreative, Placement, Rates
 from dsp.money import units_to_micros
 from dsp.openrtb.nobid import NoBidReason
 from dsp.openrtb.request import Deal, Imp
@@ -62,6 +62,10 @@ def campaign_drop(c: CompiledCampaign, ctx: RequestContext,
                 f"local hour {int(local_s // 3600) % 24} not scheduled" if verbose else "")
     if c.countries is not None and ctx.country not in c.countries:
         return NoBidReason.NO_ELIGIBLE_CAMPAIGN, f"country {ctx.country} not targeted" if verbose else ""
+    if c.placement is not None:
+        miss = placement_miss(c.placement, ctx, verbose)
+        if miss is not None:
+            return NoBidReason.NO_ELIGIBLE_CAMPAIGN, miss
     if c.device_types is not None and ctx.device_type not in c.device_types:
         return NoBidReason.NO_ELIGIBLE_CAMPAIGN, (
             f"device type {ctx.device_type} not targeted" if verbose else "")
@@ -82,6 +86,28 @@ def campaign_drop(c: CompiledCampaign, ctx: RequestContext,
             return reason, (f"campaign needs user data; {privacy.outcome.value}: {privacy.detail}"
                             if verbose else "")
         return NoBidReason.USER_UNKNOWN, "campaign needs a known user; none may be looked up"
+    return None
+
+
+def placement_miss(p: Placement, ctx: RequestContext, verbose: bool) -> str | None:
+    """Why region, metro or placement targeting excludes the request ("" when not verbose)."""
+    if p.regions is not None and ctx.region not in p.regions:
+        return f"region {ctx.region} not targeted" if verbose else ""
+    if p.exclude_regions and ctx.region in p.exclude_regions:
+        return f"region {ctx.region} excluded" if verbose else ""
+    if p.metros is not None and ctx.metro not in p.metros:
+        return f"metro {ctx.metro} not targeted" if verbose else ""
+    keys = ctx.domain_keys
+    if p.exclude_domains and keys and not p.exclude_domains.isdisjoint(keys):
+        return f"domain {keys[0]} blocked" if verbose else ""
+    if p.exclude_bundles and ctx.bundle in p.exclude_bundles:
+        return f"app {ctx.bundle} blocked" if verbose else ""
+    if p.allow_lists:
+        site_ok = p.domains is not None and bool(keys) and not p.domains.isdisjoint(keys)
+        app_ok = p.bundles is not None and ctx.bundle in p.bundles
+        if not (site_ok or app_ok):
+            return (f"placement {keys[0] if keys else ctx.bundle} not on the allow list"
+                    if verbose else "")
     return None
 
 

@@ -73,7 +73,17 @@ class Targeting(_Cfg, frozen=True, kw_only=True):
     """Absent lists mean "any". Categories match by IAB prefix: ``IAB13`` matches ``IAB13-2``."""
 
     exchanges: list[str] | None = None
-    countries: list[Annotated[str, Meta(pattern=r"^[A-Z]{3}$")]] | None = None  # ISO-3166-1 alpha-3
+    countries: list[Annotated[str, Meta(pattern=r"^[A-Za-z]{2,3}$")]] | None = None  # alpha-3 or -2
+    # ISO 3166-2 subdivisions, e.g. US-CA (lending licences are per state); a request whose
+    # region is unknown matches no allow list.
+    regions: list[Annotated[str, Meta(pattern=r"^[A-Za-z]{2}-[A-Za-z0-9]{1,3}$")]] | None = None
+    exclude_regions: list[Annotated[str, Meta(pattern=r"^[A-Za-z]{2}-[A-Za-z0-9]{1,3}$")]] | None = None
+    metros: list[Annotated[str, Meta(min_length=1)]] | None = None  # Nielsen DMA codes, e.g. "807"
+    # Placement lists: domains match the site domain and its subdomains; bundles the app bundle.
+    domains: list[Annotated[str, Meta(min_length=3)]] | None = None
+    exclude_domains: list[Annotated[str, Meta(min_length=3)]] | None = None
+    app_bundles: list[Annotated[str, Meta(min_length=1)]] | None = None
+    exclude_app_bundles: list[Annotated[str, Meta(min_length=1)]] | None = None
     device_types: list[Annotated[int, Meta(ge=1, le=8)]] | None = None  # AdCOM device types
     os: list[str] | None = None  # case-insensitive, e.g. [ios, android]
     categories: list[str] | None = None  # site/app/content categories to include

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -19,9 +20,10 @@ import msgspec
 from dsp.budget.spec import CampaignBudget, FrequencyCap
 from dsp.config.checks import cross_check
 from dsp.config.loader import RawConfig, load_dir
-from dsp.config.schema import CampaignFile, CurrencyFile, ExchangeFile
+from dsp.config.schema import CampaignFile, CurrencyFile, ExchangeFile, Targeting
 from dsp.errors import ConfigInvalid
 from dsp.money import MICROS_PER_UNIT, units_to_micros
+from dsp.openrtb.geo import country_alpha3, normalise_domain
 from dsp.privacy.policy import PrivacyPolicy
 
 ExchangeProfile = ExchangeFile  # the exchange profile as the bid path uses it (already immutable)
@@ -77,6 +79,37 @@ class CompiledCampaign(msgspec.Struct, frozen=True, gc=False):
     creative_cats: tuple[str, ...]
     budget: CampaignBudget
     landing_url: str | None = None  # /notice/click redirects here
+    placement: Placement | None = None  # regions, metros, domain and bundle lists (None: any)
+
+
+class Placement(msgspec.Struct, frozen=True, gc=False):
+    """Region, metro and placement targeting, compiled to canonical sets (None: any)."""
+
+    regions: frozenset[str] | None = None  # "US-CA"
+    exclude_regions: frozenset[str] = frozenset()
+    metros: frozenset[str] | None = None
+    domains: frozenset[str] | None = None  # allow list (sites); apps then need app_bundles
+    exclude_domains: frozenset[str] = frozenset()
+    bundles: frozenset[str] | None = None  # allow list (apps), lower case
+    exclude_bundles: frozenset[str] = frozenset()
+
+    @property
+    def allow_lists(self) -> bool:
+        return self.domains is not None or self.bundles is not None
+
+
+def _placement(t: Targeting) -> Placement | None:
+    def opt(values: list[str] | None, norm: Callable[[str], str]) -> frozenset[str] | None:
+        return None if values is None else frozenset(norm(v) for v in values)
+
+    p = Placement(
+        regions=opt(t.regions, str.upper), exclude_regions=opt(t.exclude_regions, str.upper) or frozenset(),
+        metros=opt(t.metros, str.strip),
+        domains=opt(t.domains, normalise_domain),
+        exclude_domains=opt(t.exclude_domains, normalise_domain) or frozenset(),
+        bundles=opt(t.app_bundles, lambda b: b.strip().lower()),
+        exclude_bundles=opt(t.exclude_app_bundles, lambda b: b.strip().lower()) or frozenset())
+    return None if p == Placement() else p
 
 
 class Rates(msgspec.Struct, frozen=True):
@@ -185,7 +218,7 @@ def compile_campaign(c: CampaignFile) -> CompiledCampaign:
         lgd=c.funnel.lgd, ead=c.funnel.ead, cost=c.funnel.cost,
         requires_user=c.requires_user, gdpr_contextual=c.gdpr_without_consent == "contextual",
         exchanges=frozenset(t.exchanges) if t.exchanges is not None else None,
-        countries=frozenset(t.countries) if t.countries is not None else None,
+        countries=frozenset(country_alpha3(x) or x for x in t.countries) if t.countries is not None else None,
         device_types=frozenset(t.device_types) if t.device_types is not None else None,
         os=frozenset(o.lower() for o in t.os) if t.os is not None else None,
         categories=frozenset(t.categories) if t.categories is not None else None,
@@ -197,7 +230,7 @@ def compile_campaign(c: CampaignFile) -> CompiledCampaign:
         banners=banners, by_kind=by_kind,
         adomains=frozenset(d for cr in creatives for d in cr.adomain),
         creative_cats=tuple(sorted({k for cr in creatives for k in cr.cat})),
-        budget=_budget(c), landing_url=c.landing_url)
+        budget=_budget(c), landing_url=c.landing_url, placement=_placement(t))
 
 
 def _version(raw: RawConfig) -> str:

@@ -135,6 +135,8 @@ class Dooh(_S):
 
 class Geo(_S):
     country: str | None = None
+    region: str | None = None  # ISO 3166-2 (dialects normalised by dsp.openrtb.geo)
+    metro: str | None = None  # Nielsen DMA code as a string, e.g. "807"
     utcoffset: int | None = None
 
 
