@@ -15,6 +15,7 @@ from dsp.openrtb.geo import country_alpha3, domain_keys, region_code
 from dsp.openrtb.request import BidRequest
 from dsp.privacy.policy import NO_SIGNAL, PrivacyDecision, PrivacyPolicy, decide, eu_applies
 
+
 class RequestContext(msgspec.Struct, gc=False):
     """Per-request facts used by every campaign check. Built once, then read only."""
 
