@@ -122,5 +122,7 @@ def test_every_nobid_reason_of_the_bid_path_has_a_story() -> None:
               "blocked_category",
               "blocked_advertiser", "no_matching_creative", "user_unknown", "risk_too_high",
               "intent_too_low", "value_not_positive", "below_floor", "frequency_capped",
-              "budget_exhausted", "out_of_schedule", "no_eligible_campaign"}
+              "budget_exhausted", "out_of_schedule", "no_eligible_campaign", "known_crawler",
+              "non_human_traffic", "data_center_ip", "unauthorised_seller", "schain_incomplete",
+              "schain_blocked"}
     assert wanted <= covered, wanted - covered

@@ -13,6 +13,7 @@ import msgspec
 from dsp.config.snapshot import iab_keys
 from dsp.openrtb.geo import country_alpha3, domain_keys, region_code
 from dsp.openrtb.request import BidRequest
+from dsp.bidding.quality import NO_FACTS, SupplyFacts
 from dsp.privacy.policy import NO_SIGNAL, PrivacyDecision, PrivacyPolicy, decide, eu_applies
 
 
@@ -39,6 +40,7 @@ class RequestContext(msgspec.Struct, gc=False):
     gdpr_no_consent: bool
     now_s: float  # wall clock, seconds since the epoch (schedules, token expiry)
     privacy: PrivacyDecision = NO_SIGNAL  # what the consent signals allow, and why not
+    supply: SupplyFacts = NO_FACTS  # data-centre address, schain completeness, resellers
 
 
 _EMPTY: frozenset[str] = frozenset()
@@ -84,7 +86,8 @@ def privacy_decision(req: BidRequest, policy: PrivacyPolicy, user_id: str) -> Pr
 
 
 def request_context(req: BidRequest, exchange: str, default_auction_type: int,
-                    now_s: float, privacy: PrivacyPolicy = _DEFAULT_POLICY) -> RequestContext:
+                    now_s: float, privacy: PrivacyPolicy = _DEFAULT_POLICY,
+                    supply: SupplyFacts = NO_FACTS) -> RequestContext:
     """Derive the :class:`RequestContext` of ``req`` (pure)."""
     device = req.device
     geo = device.geo if device is not None and device.geo is not None else None
@@ -114,4 +117,4 @@ def request_context(req: BidRequest, exchange: str, default_auction_type: int,
         bapp=frozenset(req.bapp) if req.bapp else _EMPTY,
         user_id=user_id if user_allowed else "",
         user_allowed=user_allowed, gdpr_no_consent=gdpr_no_consent,
-        now_s=now_s, privacy=decision)
+        now_s=now_s, privacy=decision, supply=supply)

@@ -19,6 +19,7 @@ from dsp.bidding.context import RequestContext, request_context
 from dsp.bidding.eligibility import Candidate, Drop, eligible
 from dsp.bidding.gates import policy_gate, response_currency
 from dsp.bidding.ports import MoneyGate
+from dsp.bidding.quality import quality_gate
 from dsp.bidding.pricing import Price, price
 from dsp.budget.freqcap import is_capped
 from dsp.config.snapshot import ExchangeProfile, Snapshot
@@ -87,10 +88,15 @@ def prepare_in_context(req: BidRequest, profile: ExchangeProfile, snapshot: Snap
     gate = policy_gate(req, profile)
     if gate is not None:
         return None, gate
+    quality = quality_gate(req, profile, snapshot.traffic)
+    if isinstance(quality, tuple):
+        if trace is not None:
+            trace.append(Drop("*", -1, quality[0], quality[1]))
+        return None, quality[0]
     currency = response_currency(req, profile, snapshot.rates)
     if currency is None:
         return None, NoBidReason.CURRENCY_UNSUPPORTED
-    ctx = request_context(req, profile.name, profile.auction_type, now_s, snapshot.privacy)
+    ctx = request_context(req, profile.name, profile.auction_type, now_s, snapshot.privacy, quality)
     candidates, fallback = eligible(snapshot.campaigns_for(profile.name), req.imp, ctx,
                                     snapshot.rates, profile.seat, trace)
     if not candidates:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import msgspec
 
 from dsp.bidding.context import RequestContext
+from dsp.bidding.quality import NO_FACTS
 from dsp.config.snapshot import CompiledCampaign, CompiledCreative, Placement, Rates
 from dsp.money import units_to_micros
 from dsp.openrtb.nobid import NoBidReason
@@ -42,7 +43,8 @@ class Drop(msgspec.Struct, frozen=True):
 # Later filters rank higher: the request's no-bid reason is the one of the campaign that got
 # furthest, which is the most useful one to report.
 _RANK = {r: i for i, r in enumerate((
-    NoBidReason.OUT_OF_SCHEDULE, NoBidReason.NO_ELIGIBLE_CAMPAIGN, NoBidReason.NO_CONSENT,
+    NoBidReason.OUT_OF_SCHEDULE, NoBidReason.NO_ELIGIBLE_CAMPAIGN, NoBidReason.DATA_CENTER_IP,
+    NoBidReason.SCHAIN_BLOCKED, NoBidReason.SCHAIN_INCOMPLETE, NoBidReason.NO_CONSENT,
     NoBidReason.PRIVACY_OPT_OUT, NoBidReason.USER_UNKNOWN, NoBidReason.NO_MATCHING_CREATIVE,
     NoBidReason.BLOCKED_CATEGORY,
     NoBidReason.BLOCKED_ADVERTISER, NoBidReason.BLOCKED_APP, NoBidReason.CURRENCY_UNSUPPORTED))}
@@ -66,6 +68,16 @@ def campaign_drop(c: CompiledCampaign, ctx: RequestContext,
         miss = placement_miss(c.placement, ctx, verbose)
         if miss is not None:
             return NoBidReason.NO_ELIGIBLE_CAMPAIGN, miss
+    supply = ctx.supply
+    if supply is not NO_FACTS:
+        rules = c.supply
+        if supply.datacenter is not None and not rules.allow_datacenter_ip:
+            return NoBidReason.DATA_CENTER_IP, f"device.ip is in {supply.datacenter}" if verbose else ""
+        if rules.max_resellers is not None and supply.resellers > rules.max_resellers:
+            return NoBidReason.SCHAIN_BLOCKED, (
+                f"{supply.resellers} reseller(s), campaign allows {rules.max_resellers}" if verbose else "")
+    if c.supply.require_complete_schain and not supply.schain_complete:
+        return NoBidReason.SCHAIN_INCOMPLETE, "campaign requires a complete schain"
     if c.device_types is not None and ctx.device_type not in c.device_types:
         return NoBidReason.NO_ELIGIBLE_CAMPAIGN, (
             f"device type {ctx.device_type} not targeted" if verbose else "")

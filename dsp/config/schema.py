@@ -5,7 +5,8 @@ Three kinds of human-edited YAML live under ``bidder_configs/``:
 * ``campaigns/*.yaml`` — one :class:`CampaignFile` each, owned by marketing;
 * ``exchanges/*.yaml`` — one :class:`ExchangeFile` each, owned by engineering;
 * ``currencies.yaml`` — :class:`CurrencyFile`, the conversion rates;
-* ``privacy.yaml`` — :class:`PrivacyFile`, our GVL vendor id and the consent we need (optional).
+* ``privacy.yaml`` — :class:`PrivacyFile`, our GVL vendor id and the consent we need (optional);
+* ``traffic.yaml`` — :class:`TrafficFile`, invalid-traffic and supply-path data files (optional).
 
 Money in these files is in currency units (what a marketer types: ``max_cpm: 4.50``); the snapshot
 compiler (:mod:`dsp.config.snapshot`) converts every amount to integer micros once.
@@ -92,6 +93,18 @@ class Targeting(_Cfg, frozen=True, kw_only=True):
     open_auction: bool = True  # bid outside deals too
 
 
+class SupplyRules(_Cfg, frozen=True, kw_only=True):
+    """Per-campaign supply-path rules (request-level invalid-traffic checks are in traffic.yaml).
+
+    ``max_resellers``: how many resellers may stand between the publisher's own seller and the
+    exchange (``schain`` nodes after the first; an ads.txt RESELLER line counts as one); 0 means
+    direct paths only."""
+
+    require_complete_schain: bool = False
+    max_resellers: Annotated[int, Meta(ge=0)] | None = None
+    allow_datacenter_ip: bool = False  # opt out of the data-centre IP filter (e.g. B2B offers)
+
+
 class Creative(_Cfg, frozen=True, kw_only=True):
     id: Annotated[str, Meta(min_length=1)]
     adomain: Annotated[list[str], Meta(min_length=1)]
@@ -123,6 +136,7 @@ class CampaignFile(_Cfg, frozen=True, kw_only=True):
     gdpr_without_consent: Literal["contextual", "nobid"] = "nobid"
     enabled: bool = True
     landing_url: str | None = None  # where /notice/click redirects (http/https); no clicks without it
+    supply: SupplyRules = SupplyRules()
 
 
 class ExchangeFile(_Cfg, frozen=True, kw_only=True):
@@ -141,6 +155,10 @@ class ExchangeFile(_Cfg, frozen=True, kw_only=True):
     first_price_shading: Annotated[float, Meta(gt=0.0, le=1.0)] = 0.85
     notices: tuple[Literal["nurl", "burl", "lurl"], ...] = ("nurl", "burl", "lurl")
     notice_ttl_s: Annotated[int, Meta(gt=0)] = 3600
+    # The exchange's own domain as publishers list it in ads.txt and as schain ``asi``; its
+    # sellers.json is bidder_configs/traffic/sellers/<ad_system_domain>.json when shipped.
+    ad_system_domain: Annotated[str, Meta(pattern=r"^[a-z0-9.-]+\.[a-z]{2,}$")] | None = None
+    always_sends_ip: bool = False  # a request without device.ip/ipv6 is then invalid traffic
 
 
 class CurrencyFile(_Cfg, frozen=True, kw_only=True):
@@ -164,3 +182,19 @@ class PrivacyFile(_Cfg, frozen=True, kw_only=True):
     flexible_purposes: tuple[Purpose, ...] = (7,)  # consent or legitimate interest (measurement)
     special_features: tuple[Annotated[int, Meta(ge=1, le=12)], ...] = ()
     honour_gpc: bool = True
+
+
+class TrafficFile(_Cfg, frozen=True, kw_only=True):
+    """Invalid-traffic and supply-path data (``bidder_configs/traffic.yaml``); paths are relative
+    to the config directory. See :mod:`dsp.config.traffic`."""
+
+    bot_user_agents: str | None = None  # one regex per line (crawler-user-agents patterns)
+    extra_bot_patterns: tuple[str, ...] = ()
+    datacenter_ranges: str | None = None  # start,end[,name] or CIDR[,name] per line
+    block_non_public_ip: bool = True  # RFC 1918, loopback, link-local, multicast...
+    sellers_dir: str | None = None  # <ad system domain>.json sellers.json files
+    ads_txt_dir: str | None = None  # <publisher domain>.txt
+    app_ads_txt_dir: str | None = None  # <developer domain>.txt
+    ads_txt: Literal["off", "when_present", "required"] = "when_present"
+    stacking_threshold_30d: Annotated[float, Meta(ge=0)] | None = None
+    stacking_threshold_90d: Annotated[float, Meta(ge=0)] | None = None

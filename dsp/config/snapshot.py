@@ -20,11 +20,13 @@ import msgspec
 from dsp.budget.spec import CampaignBudget, FrequencyCap
 from dsp.config.checks import cross_check
 from dsp.config.loader import RawConfig, load_dir
-from dsp.config.schema import CampaignFile, CurrencyFile, ExchangeFile, Targeting
+from dsp.config.traffic import load_traffic
+from dsp.config.schema import CampaignFile, CurrencyFile, ExchangeFile, SupplyRules, Targeting
 from dsp.errors import ConfigInvalid
 from dsp.money import MICROS_PER_UNIT, units_to_micros
 from dsp.openrtb.geo import country_alpha3, normalise_domain
 from dsp.privacy.policy import PrivacyPolicy
+from dsp.traffic.rules import TrafficRules
 
 ExchangeProfile = ExchangeFile  # the exchange profile as the bid path uses it (already immutable)
 
@@ -80,6 +82,7 @@ class CompiledCampaign(msgspec.Struct, frozen=True, gc=False):
     budget: CampaignBudget
     landing_url: str | None = None  # /notice/click redirects here
     placement: Placement | None = None  # regions, metros, domain and bundle lists (None: any)
+    supply: SupplyRules = SupplyRules()
 
 
 class Placement(msgspec.Struct, frozen=True, gc=False):
@@ -140,6 +143,7 @@ class Snapshot(msgspec.Struct, frozen=True):
     budgets: tuple[CampaignBudget, ...]
     files: dict[str, str]  # campaign id / exchange name -> file
     privacy: PrivacyPolicy = PrivacyPolicy()
+    traffic: TrafficRules = TrafficRules()
 
     def campaigns_for(self, exchange: str) -> tuple[CompiledCampaign, ...]:
         return self.by_exchange.get(exchange, ())
@@ -230,7 +234,7 @@ def compile_campaign(c: CampaignFile) -> CompiledCampaign:
         banners=banners, by_kind=by_kind,
         adomains=frozenset(d for cr in creatives for d in cr.adomain),
         creative_cats=tuple(sorted({k for cr in creatives for k in cr.cat})),
-        budget=_budget(c), landing_url=c.landing_url, placement=_placement(t))
+        budget=_budget(c), landing_url=c.landing_url, placement=_placement(t), supply=c.supply)
 
 
 def _version(raw: RawConfig) -> str:
@@ -238,7 +242,8 @@ def _version(raw: RawConfig) -> str:
     return hashlib.sha256(payload).hexdigest()[:12]
 
 
-def compile_snapshot(raw: RawConfig) -> Snapshot:
+def compile_snapshot(raw: RawConfig, traffic: TrafficRules | None = None,
+                     traffic_digest: str = "") -> Snapshot:
     """Cross-check and compile. Raises ConfigInvalid with every cross-file problem."""
     problems = cross_check(raw)
     if problems:
@@ -253,13 +258,18 @@ def compile_snapshot(raw: RawConfig) -> Snapshot:
     p = raw.privacy
     privacy = PrivacyPolicy(p.gvl_vendor_id, tuple(p.consent_purposes), tuple(p.flexible_purposes),
                             tuple(p.special_features), p.honour_gpc)
-    return Snapshot(_version(raw), exchanges, campaigns, by_exchange, rates,
-                    tuple(c.budget for c in campaigns), files, privacy)
+    version = _version(raw)
+    if traffic_digest:
+        version = hashlib.sha256((version + traffic_digest).encode()).hexdigest()[:12]
+    return Snapshot(version, exchanges, campaigns, by_exchange, rates,
+                    tuple(c.budget for c in campaigns), files, privacy,
+                    traffic if traffic is not None else TrafficRules())
 
 
 def load_snapshot(root: Path) -> Snapshot:
     """Load, validate and compile ``root``; raise ConfigInvalid listing every problem found."""
     raw, problems = load_dir(root)
-    if raw is None:
+    traffic, digest = load_traffic(root, problems)
+    if raw is None or problems:
         raise ConfigInvalid(problems)
-    return compile_snapshot(raw)
+    return compile_snapshot(raw, traffic, digest)

@@ -101,6 +101,7 @@ class Imp(_S):
 
 class Publisher(_S):
     id: str | None = None
+    domain: str | None = None
 
 
 class Content(_S):
@@ -120,6 +121,7 @@ class Site(_S):
 class App(_S):
     id: str | None = None
     bundle: str | None = None
+    domain: str | None = None
     cat: list[str] | None = None
     sectioncat: list[str] | None = None
     pagecat: list[str] | None = None
@@ -141,6 +143,9 @@ class Geo(_S):
 
 
 class Device(_S):
+    ua: str | None = None
+    ip: str | None = None
+    ipv6: str | None = None
     geo: Geo | None = None
     dnt: int | None = None
     lmt: int | None = None
