@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import msgspec
 
+from dsp.bidding.quality import NO_FACTS, SupplyFacts
 from dsp.config.snapshot import iab_keys
 from dsp.openrtb.geo import country_alpha3, domain_keys, region_code
 from dsp.openrtb.request import BidRequest
-from dsp.bidding.quality import NO_FACTS, SupplyFacts
 from dsp.privacy.policy import NO_SIGNAL, PrivacyDecision, PrivacyPolicy, decide, eu_applies
 
 

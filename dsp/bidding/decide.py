@@ -19,8 +19,8 @@ from dsp.bidding.context import RequestContext, request_context
 from dsp.bidding.eligibility import Candidate, Drop, eligible
 from dsp.bidding.gates import policy_gate, response_currency
 from dsp.bidding.ports import MoneyGate
-from dsp.bidding.quality import quality_gate
 from dsp.bidding.pricing import Price, price
+from dsp.bidding.quality import quality_gate
 from dsp.budget.freqcap import is_capped
 from dsp.config.snapshot import ExchangeProfile, Snapshot
 from dsp.openrtb.nobid import NoBidReason

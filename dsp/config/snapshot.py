@@ -20,8 +20,8 @@ import msgspec
 from dsp.budget.spec import CampaignBudget, FrequencyCap
 from dsp.config.checks import cross_check
 from dsp.config.loader import RawConfig, load_dir
-from dsp.config.traffic import load_traffic
 from dsp.config.schema import CampaignFile, CurrencyFile, ExchangeFile, SupplyRules, Targeting
+from dsp.config.traffic import load_traffic
 from dsp.errors import ConfigInvalid
 from dsp.money import MICROS_PER_UNIT, units_to_micros
 from dsp.openrtb.geo import country_alpha3, normalise_domain

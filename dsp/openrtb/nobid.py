@@ -4,8 +4,8 @@ OpenRTB 2.6 / AdCOM no-bid reason codes used here: 0 unknown error, 1 technical 
 2 invalid request, 3 known web crawler, 4 suspected non-human traffic, 5 cloud, data centre or
 proxy IP, 6 unsupported device, 7 blocked publisher or site, 8 unmatched user, 11 ads.txt
 authorisation unavailable, 12 ads.txt authorisation violation, 15 insufficient auction time,
-16 incomplete supply chain, 17 blocked supply chain node. Business reasons (risk, budget, pacing, caps) have no
-dedicated code and map to 0, as the spec allows; the metric label keeps the detail.
+16 incomplete supply chain, 17 blocked supply chain node. Business reasons (risk, budget,
+pacing, caps) have no dedicated code and map to 0, as the spec allows; the metric label keeps the detail.
 """
 
 from __future__ import annotations
