@@ -27,7 +27,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from redis.asyncio.cluster import RedisCluster
 
-from dsp.bidding.audience import AudienceResolver, AudienceSource, ModelScorer
+from dsp.bidding.audience import AudienceResolver, AudienceSource, ModelScorer, stacking_caps
 from dsp.bidding.decide import IdSource
 from dsp.bidding.flow import BidFlow
 from dsp.bidding.respond import NoticeUrls
@@ -109,7 +109,9 @@ class Services:
                 max_wait_us=max(intent.config.max_wait_us, risk.config.max_wait_us),
                 max_in_flight=s.batches_in_flight, on_batch=self.recorder.batch,
                 on_redis_error=self.recorder.redis_error,
-                on_stage=self.recorder.stage)
+                on_stage=self.recorder.stage,
+                caps=lambda: stacking_caps(holder.current.traffic.stacking_threshold_30d,
+                                           holder.current.traffic.stacking_threshold_90d))
         signer = TokenSigner(s.token_keys, s.token_active)
         ids = IdSource(f"{secrets.token_hex(3)}{os.getpid():x}-")
         flow = BidFlow(self.resolver, self.money, NoticeUrls(signer, s.base_url), ids)
