@@ -61,6 +61,35 @@ class Privacy(enum.Enum):
 _MALFORMED = frozenset({Privacy.TCF_MALFORMED, Privacy.GPP_MALFORMED, Privacy.USP_MALFORMED})
 
 
+class DecisionMemo:
+    """Privacy decisions of this process by their signals, bounded. A user's consent strings
+    repeat on every request of a session, so most requests cost one dict lookup (~0.3 µs with
+    the key) instead of a decode (5-20 µs for common strings, up to ~400 µs for a 3,000-character
+    range-encoded one). At most :attr:`max_entries` decisions whose strings total at most
+    :attr:`max_chars` characters each are kept; the dict is cleared when full, so memory stays
+    bounded whatever the traffic sends."""
+
+    __slots__ = ("_cache", "max_chars", "max_entries")
+
+    def __init__(self, max_entries: int = 4096, max_chars: int = 2048) -> None:
+        self._cache: dict[object, PrivacyDecision] = {}
+        self.max_entries = max_entries
+        self.max_chars = max_chars
+
+    def get(self, key: object) -> PrivacyDecision | None:
+        return self._cache.get(key)
+
+    def put(self, key: object, decision: PrivacyDecision, chars: int) -> None:
+        if chars > self.max_chars:
+            return
+        if len(self._cache) >= self.max_entries:
+            self._cache.clear()
+        self._cache[key] = decision
+
+    def clear(self) -> None:
+        self._cache.clear()
+
+
 class PrivacyPolicy(msgspec.Struct, frozen=True):
     """What this bidder needs of a consent string. ``vendor_id`` None: no EU user data ever."""
 
@@ -69,6 +98,7 @@ class PrivacyPolicy(msgspec.Struct, frozen=True):
     flexible_purposes: tuple[int, ...] = (7,)
     special_features: tuple[int, ...] = ()
     honour_gpc: bool = True
+    decisions: DecisionMemo = msgspec.field(default_factory=DecisionMemo)
 
 
 class PrivacyDecision(msgspec.Struct, frozen=True, gc=False):
@@ -145,10 +175,24 @@ def eu_applies(regs: Regs | None) -> bool:
 
 
 def decide(req: BidRequest, policy: PrivacyPolicy) -> PrivacyDecision:
-    """The privacy decision for ``req`` (pure; one decode of each string at most)."""
+    """The privacy decision for ``req`` (pure; one decode of each string at most, and none when
+    the same signals were decided before: see :class:`DecisionMemo`)."""
     regs = req.regs
     if regs is None:
         return NO_SIGNAL
+    tc = req.user.consent if req.user is not None else None
+    sid = regs.gpp_sid
+    key = (regs.gdpr, tc, regs.gpp, tuple(sid) if isinstance(sid, list) else sid, regs.us_privacy,
+           regs.gpc)
+    memo = policy.decisions
+    got = memo.get(key)
+    if got is None:
+        got = _decide(regs, tc, policy)
+        memo.put(key, got, len(tc or "") + len(regs.gpp or ""))
+    return got
+
+
+def _decide(regs: Regs, tc: str | None, policy: PrivacyPolicy) -> PrivacyDecision:
     eu = eu_applies(regs)
     sections: dict[int, str] = {}
     applicable: tuple[int, ...] = ()
@@ -169,7 +213,6 @@ def decide(req: BidRequest, policy: PrivacyPolicy) -> PrivacyDecision:
     if eu:
         if policy.vendor_id is None:
             return _deny(True, Privacy.GDPR_NO_VENDOR_ID, "no GVL vendor id configured")
-        tc = req.user.consent if req.user is not None else None
         tc = tc or sections.get(TCF_EU_V2)
         if not tc:
             return _deny(True, Privacy.GDPR_NO_CONSENT, "GDPR applies and there is no TC string")
