@@ -97,7 +97,7 @@ _RANGE = re.compile(r"(?:^|,)1([01]{16})([01]{16})")
 @functools.lru_cache(maxsize=512)
 def _entries(n: int) -> re.Pattern[str]:
     """A regex matching exactly ``n`` consecutive range entries (17 or 33 bits each)."""
-    return re.compile(r"(?:1[01]{32}|0[01]{16}){%d}" % n)
+    return re.compile(r"(?:1[01]{32}|0[01]{16}){" + str(n) + "}")
 
 
 def _ranges(bits: Bits, off: int, vendor_id: int) -> tuple[bool, int]:
