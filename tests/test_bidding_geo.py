@@ -44,7 +44,7 @@ def test_domain_keys() -> None:
 
 
 def _campaign(**targeting: Any) -> Any:
-    data = {**BASE, "targeting": {**targeting}}
+    data = {**BASE, "targeting": {**targeting}, "supply": {}}
     return compile_campaign(msgspec.convert(data, CampaignFile))
 
 
@@ -55,8 +55,9 @@ def _ctx(**parts: Any) -> Any:
 
 
 def _why(campaign: Any, **parts: Any) -> str | None:
-    drop = campaign_drop(campaign, _ctx(**parts), verbose=True)
-    return None if drop is None else drop[1]
+    ctx = _ctx(**parts)
+    row = campaign_drop(campaign, ctx)
+    return None if row is None else row.explain(campaign, ctx)
 
 
 def test_region_allow_and_block_lists_across_dialects() -> None:

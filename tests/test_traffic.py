@@ -226,7 +226,7 @@ def test_refresh_bots_from_a_url(configs: Path, served: tuple[str, Path]) -> Non
 
 
 def test_refresh_datacenters_from_a_file_and_refusals(configs: Path, tmp_path: Path) -> None:
-    target = configs / "traffic" / "datacenters.csv"
+    target = configs / "ivt" / "datacenters.csv"
     before = target.read_bytes()
     bad = tmp_path / "bad.csv"
     bad.write_text("1.0.0.0/8\nnot a range\n")

@@ -156,7 +156,7 @@ class ExchangeFile(_Cfg, frozen=True, kw_only=True):
     notices: tuple[Literal["nurl", "burl", "lurl"], ...] = ("nurl", "burl", "lurl")
     notice_ttl_s: Annotated[int, Meta(gt=0)] = 3600
     # The exchange's own domain as publishers list it in ads.txt and as schain ``asi``; its
-    # sellers.json is bidder_configs/traffic/sellers/<ad_system_domain>.json when shipped.
+    # sellers.json is bidder_configs/sellers/<ad_system_domain>.json when shipped.
     ad_system_domain: Annotated[str, Meta(pattern=r"^[a-z0-9.-]+\.[a-z]{2,}$")] | None = None
     always_sends_ip: bool = False  # a request without device.ip/ipv6 is then invalid traffic
 

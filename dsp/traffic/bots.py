@@ -3,7 +3,7 @@
     bots = BotMatcher.from_patterns(patterns)     # the crawler-user-agents list, plus extras
     bots.match("Mozilla/5.0 (compatible; Googlebot/2.1; ...)")   # -> "Googlebot/"
 
-The shipped list (``bidder_configs/traffic/crawler-user-agents.json``, MIT licence, from the
+The shipped list (``bidder_configs/ivt/bot-user-agents.txt``, MIT licence, from the
 open ``monperrus/crawler-user-agents`` project) is ~1,460 literal patterns and ~40 regular
 expressions. One alternation of all of them costs ~300-600 µs per user agent in Python's ``re``
 (it tries every branch at every position). Here the literals, and the regexes that only spell
