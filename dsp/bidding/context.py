@@ -13,6 +13,7 @@ import msgspec
 from dsp.bidding.quality import NO_FACTS, SupplyFacts
 from dsp.config.snapshot import iab_keys
 from dsp.openrtb.geo import country_alpha3, domain_keys, region_code
+from dsp.openrtb.native import NativeRequest, parse_native
 from dsp.openrtb.request import BidRequest
 from dsp.privacy.policy import NO_SIGNAL, PrivacyDecision, PrivacyPolicy, decide, eu_applies
 
@@ -41,6 +42,7 @@ class RequestContext(msgspec.Struct, gc=False):
     now_s: float  # wall clock, seconds since the epoch (schedules, token expiry)
     privacy: PrivacyDecision = NO_SIGNAL  # what the consent signals allow, and why not
     supply: SupplyFacts = NO_FACTS  # data-centre address, schain completeness, resellers
+    natives: tuple[NativeRequest | None, ...] = ()  # each imp's parsed native request (if any)
 
 
 _EMPTY: frozenset[str] = frozenset()
@@ -117,4 +119,6 @@ def request_context(req: BidRequest, exchange: str, default_auction_type: int,
         bapp=frozenset(req.bapp) if req.bapp else _EMPTY,
         user_id=user_id if user_allowed else "",
         user_allowed=user_allowed, gdpr_no_consent=gdpr_no_consent,
-        now_s=now_s, privacy=decision, supply=supply)
+        now_s=now_s, privacy=decision, supply=supply,
+        natives=tuple(parse_native(imp.native) for imp in req.imp)
+        if any(imp.native is not None for imp in req.imp) else ())

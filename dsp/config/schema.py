@@ -105,15 +105,62 @@ class SupplyRules(_Cfg, frozen=True, kw_only=True):
     allow_datacenter_ip: bool = False  # opt out of the data-centre IP filter (e.g. B2B offers)
 
 
+HttpsUrl = Annotated[str, Meta(pattern=r"^https?://[^\s<>\"']+$")]
+
+
+class MediaFile(_Cfg, frozen=True, kw_only=True):
+    """One rendition of a video creative (VAST ``<MediaFile>``)."""
+
+    url: HttpsUrl
+    type: Annotated[str, Meta(pattern=r"^[a-z]+/[a-z0-9.+-]+$")]  # MIME type, e.g. video/mp4
+    w: Annotated[int, Meta(gt=0)]
+    h: Annotated[int, Meta(gt=0)]
+    bitrate_kbps: Annotated[int, Meta(gt=0)]
+    delivery: Literal["progressive", "streaming"] = "progressive"
+
+
+class VideoSpec(_Cfg, frozen=True, kw_only=True):
+    """What a video creative is; the VAST 4 document is built per request from it."""
+
+    duration_s: Annotated[int, Meta(gt=0, le=600)]
+    title: Annotated[str, Meta(min_length=1)]
+    media: Annotated[list[MediaFile], Meta(min_length=1)]
+    placements: list[Annotated[int, Meta(ge=1, le=4)]] | None = None  # plcmt values accepted
+
+
+class NativeImage(_Cfg, frozen=True, kw_only=True):
+    url: HttpsUrl
+    w: Annotated[int, Meta(gt=0)]
+    h: Annotated[int, Meta(gt=0)]
+    type: Literal[1, 3] = 3  # Native 1.2 image asset types: 1 icon, 3 main
+    mime: Annotated[str, Meta(pattern=r"^image/[a-z0-9.+-]+$")] = "image/png"
+
+
+class NativeSpec(_Cfg, frozen=True, kw_only=True):
+    """Assets a native response is assembled from, per request (Native 1.2 asset types).
+
+    ``data`` maps a data asset type to its text: 1 sponsored, 2 desc, 3 rating, 4 likes,
+    5 downloads, 6 price, 7 saleprice, 8 phone, 9 address, 10 desc2, 11 displayurl, 12 ctatext."""
+
+    titles: Annotated[list[Annotated[str, Meta(min_length=1)]], Meta(min_length=1)]
+    images: list[NativeImage] = []
+    data: dict[Annotated[int, Meta(ge=1, le=12)], Annotated[str, Meta(min_length=1)]] = {}
+
+
 class Creative(_Cfg, frozen=True, kw_only=True):
+    """``markup`` is the ad for banner and audio; video and native ads are built per request
+    from ``video`` / ``native`` (required for those formats)."""
+
     id: Annotated[str, Meta(min_length=1)]
     adomain: Annotated[list[str], Meta(min_length=1)]
     cat: Annotated[list[str], Meta(min_length=1)]
-    markup: Annotated[str, Meta(min_length=1)]
+    markup: Annotated[str, Meta(min_length=1)] | None = None
     format: Literal["banner", "video", "native", "audio"] = "banner"
     w: Annotated[int, Meta(gt=0)] | None = None
     h: Annotated[int, Meta(gt=0)] | None = None
     bundle: str | None = None  # advertiser app bundle/store id, matched against bapp
+    video: VideoSpec | None = None
+    native: NativeSpec | None = None
 
 
 class CampaignFile(_Cfg, frozen=True, kw_only=True):
@@ -159,6 +206,7 @@ class ExchangeFile(_Cfg, frozen=True, kw_only=True):
     # sellers.json is bidder_configs/sellers/<ad_system_domain>.json when shipped.
     ad_system_domain: Annotated[str, Meta(pattern=r"^[a-z0-9.-]+\.[a-z]{2,}$")] | None = None
     always_sends_ip: bool = False  # a request without device.ip/ipv6 is then invalid traffic
+    native_wrapper: bool = False  # True: native adm as {"native": {...}} (Native 1.0/1.1 envelope)
 
 
 class CurrencyFile(_Cfg, frozen=True, kw_only=True):

@@ -20,7 +20,15 @@ import msgspec
 from dsp.budget.spec import CampaignBudget, FrequencyCap
 from dsp.config.checks import cross_check
 from dsp.config.loader import RawConfig, load_dir
-from dsp.config.schema import CampaignFile, CurrencyFile, ExchangeFile, SupplyRules, Targeting
+from dsp.config.schema import (
+    CampaignFile,
+    CurrencyFile,
+    ExchangeFile,
+    NativeSpec,
+    SupplyRules,
+    Targeting,
+    VideoSpec,
+)
 from dsp.config.traffic import load_traffic
 from dsp.errors import ConfigInvalid
 from dsp.money import MICROS_PER_UNIT, units_to_micros
@@ -44,6 +52,8 @@ class CompiledCreative(msgspec.Struct, frozen=True, gc=False):
     markup: str
     cat_keys: frozenset[str]  # cat plus IAB tier-1 parents, for bcat matching
     bundle: str | None = None  # the advertiser's app bundle, matched against bapp
+    video: VideoSpec | None = None  # video creatives: what the per-request VAST is built from
+    native: NativeSpec | None = None  # native creatives: the assets a response is built from
 
 
 class CompiledCampaign(msgspec.Struct, frozen=True, gc=False):
@@ -83,6 +93,8 @@ class CompiledCampaign(msgspec.Struct, frozen=True, gc=False):
     landing_url: str | None = None  # /notice/click redirects here
     placement: Placement | None = None  # regions, metros, domain and bundle lists (None: any)
     supply: SupplyRules = SupplyRules()
+    videos: tuple[CompiledCreative, ...] = ()  # every video creative, in file order
+    natives: tuple[CompiledCreative, ...] = ()  # every native creative, in file order
 
 
 class Placement(msgspec.Struct, frozen=True, gc=False):
@@ -206,8 +218,9 @@ def _budget(c: CampaignFile) -> CampaignBudget:
 
 def compile_campaign(c: CampaignFile) -> CompiledCampaign:
     creatives = [CompiledCreative(cr.id, cr.format, MTYPE[cr.format], cr.w, cr.h,
-                                  tuple(cr.adomain), tuple(cr.cat), cr.markup,
-                                  iab_keys(cr.cat), cr.bundle) for cr in c.creatives]
+                                  tuple(cr.adomain), tuple(cr.cat), cr.markup or "",
+                                  iab_keys(cr.cat), cr.bundle, cr.video, cr.native)
+                 for cr in c.creatives]
     banners = {(cr.w, cr.h): cr for cr in creatives
                if cr.kind == "banner" and cr.w is not None and cr.h is not None}
     by_kind: dict[str, CompiledCreative] = {}
@@ -232,6 +245,8 @@ def compile_campaign(c: CampaignFile) -> CompiledCampaign:
         hours=frozenset(c.schedule.hours) if c.schedule.hours is not None else None,
         utc_offset_minutes=c.schedule.utc_offset_minutes,
         banners=banners, by_kind=by_kind,
+        videos=tuple(cr for cr in creatives if cr.kind == "video" and cr.video is not None),
+        natives=tuple(cr for cr in creatives if cr.kind == "native" and cr.native is not None),
         adomains=frozenset(d for cr in creatives for d in cr.adomain),
         creative_cats=tuple(sorted({k for cr in creatives for k in cr.cat})),
         budget=_budget(c), landing_url=c.landing_url, placement=_placement(t), supply=c.supply)

@@ -61,8 +61,26 @@ class CompanionAdWrapper(_S):
 
 
 class Video(_S):
+    """The fields creative eligibility reads (OpenRTB 2.6 §3.2.7; 2.5 names kept)."""
+
+    mimes: list[str] | None = None
+    minduration: int | None = None  # seconds
+    maxduration: int | None = None
+    rqddurs: list[int] | None = None  # 2.6: exact durations allowed (seconds)
+    protocols: list[int] | None = None  # AdCOM creative subtypes: 7 VAST 4.0, 11 4.1, 13 4.2, ...
+    protocol: int | None = None  # 2.2-era single value
     w: int | None = None
     h: int | None = None
+    startdelay: int | None = None
+    placement: int | None = None  # 2.5
+    plcmt: int | None = None  # 2.6 (1 instream, 2 accompanying, 3 interstitial, 4 no content)
+    linearity: int | None = None  # 1 linear, 2 non-linear
+    skip: int | None = None
+    api: list[int] | None = None
+    boxingallowed: int | None = None  # 0: no letter-boxing, media must keep the player's ratio
+    minbitrate: int | None = None  # Kbps
+    maxbitrate: int | None = None
+    delivery: list[int] | None = None  # 1 streaming, 2 progressive, 3 download
     companionad: list[CompanionAd] | CompanionAdWrapper | None = None
 
 
@@ -71,7 +89,11 @@ class Audio(_S):
 
 
 class Native(_S):
-    """Presence is what matters (a media type); the native request string is not parsed."""
+    """``request`` is the Native 1.x request, as a JSON string (the spec) or an object (seen in
+    the wild); :mod:`dsp.openrtb.native` parses it (malformed: no native creative fits)."""
+
+    request: str | dict[str, object] | None = None
+    ver: str | None = None
 
 
 class Deal(_S):
