@@ -176,7 +176,8 @@ def test_native_request_forms() -> None:
 def test_native_fit_rules() -> None:
     title = {"id": 1, "required": 1, "title": {"len": 12}}
     plan = native_fit(NATIVE_SPEC, _nreq([title]))
-    assert plan is not None and plan.assets[0].title is not None and plan.assets[0].title.text == "Short title"
+    assert plan is not None and plan.assets[0].title is not None
+    assert plan.assets[0].title.text == "Short title"
     assert native_fit(NATIVE_SPEC, _nreq([{**title, "title": {"len": 5}}])) is None  # no title short enough
     img = {"id": 2, "required": 1, "img": {"type": 3, "wmin": 1000, "hmin": 500}}
     plan = native_fit(NATIVE_SPEC, _nreq([img]))

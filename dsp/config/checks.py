@@ -50,7 +50,8 @@ def cross_check(raw: RawConfig) -> list[ConfigProblem]:
             if cr.format == "banner" and (cr.w is None or cr.h is None):
                 problems.append(ConfigProblem(f, f"creatives[{i}]", "a banner creative needs w and h"))
             if cr.format in ("banner", "audio") and cr.markup is None:
-                problems.append(ConfigProblem(f, f"creatives[{i}].markup", f"a {cr.format} creative needs markup"))
+                problems.append(ConfigProblem(f, f"creatives[{i}].markup",
+                                              f"a {cr.format} creative needs markup"))
             if cr.format == "video" and cr.video is None:
                 problems.append(ConfigProblem(f, f"creatives[{i}].video",
                                               "a video creative declares duration_s, title and media"))

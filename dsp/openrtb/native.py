@@ -80,10 +80,7 @@ def parse_native(native: Native | None) -> NativeRequest | None:
         return None
     raw: Any = native.request
     try:
-        if isinstance(raw, str):
-            got = _DECODER.decode(raw)
-        else:
-            got = msgspec.convert(raw, NativeRequest)
+        got = _DECODER.decode(raw) if isinstance(raw, str) else msgspec.convert(raw, NativeRequest)
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None
     req = got.native if got.native is not None else got
