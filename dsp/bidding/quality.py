@@ -72,14 +72,15 @@ def _authorisation(req: BidRequest, profile: ExchangeProfile, rules: TrafficRule
     sellers = rules.sellers.get(ad_system)
     if sellers is not None and seller_id and seller_id not in sellers.sellers:
         return NoBidReason.UNAUTHORISED_SELLER, f"seller {seller_id} is not in {ad_system}'s sellers.json"
-    if rules.ads_txt_mode == "off" or not domains:
+    mode = profile.ads_txt or rules.ads_txt_mode
+    if mode == "off" or not domains:
         return 0
-    if not seller_id and rules.ads_txt_mode != "required":
+    if not seller_id and mode != "required":
         return 0  # nothing to look up: when_present checks (file, publisher.id) pairs only
     found = _ads_file(rules.app_ads_txt if is_app else rules.ads_txt, domains)
     kind = "app-ads.txt" if is_app else "ads.txt"
     if found is None:
-        if rules.ads_txt_mode == "required":
+        if mode == "required":
             return NoBidReason.ADS_TXT_UNAVAILABLE, f"no {kind} for {domains[0]}"
         return 0
     domain, ads = found

@@ -88,7 +88,8 @@ def bid_response(prep: Prepared, chosen: list[Chosen], notices: NoticeUrls,
                              wrapped=prep.profile.native_wrapper)
         bids.append(Bid(
             id=ch.bid_id, impid=cand.imp.id, price=micros_to_units(ch.price_cpm_micros),
-            adm=adm, adomain=list(cr.adomain), crid=cr.id, cid=cand.campaign.id,
+            adm=adm, adomain=list(cr.adomain), crid=cr.id,
+            cid=cand.campaign.id if prep.profile.send_cid else None,
             cat=list(cr.cat), w=w, h=h, mtype=cr.mtype,
             dealid=cand.deal.id if cand.deal is not None else None,
             nurl=nurl if "nurl" in wanted else None, burl=burl if "burl" in wanted else None,

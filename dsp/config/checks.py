@@ -17,6 +17,16 @@ def cross_check(raw: RawConfig) -> list[ConfigProblem]:
         f = raw.exchange_files[e.name]
         if e.currency not in known_cur:
             problems.append(ConfigProblem(f, "currency", f"no rate for {e.currency!r} in currencies.yaml"))
+        sent = {"adomain", "crid", "cat", "w", "h", "mtype", "adm", *e.notices}
+        if e.send_cid:
+            sent.add("cid")
+        if e.seat:
+            sent.add("seat")
+        for field in e.required_bid_fields:
+            if field not in sent:
+                problems.append(ConfigProblem(f, "required_bid_fields",
+                                              f"the exchange requires bid.{field}, which this profile "
+                                              "does not send (notices, send_cid or seat)"))
     for c in raw.campaigns:
         f = raw.campaign_files[c.id]
         if c.currency not in known_cur:
