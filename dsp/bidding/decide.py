@@ -21,7 +21,8 @@ from dsp.bidding.filters import RESERVATION, Filter, checks, outcome, response_c
 from dsp.bidding.ports import MoneyGate
 from dsp.bidding.pricing import Price, price
 from dsp.bidding.quality import quality_gate
-from dsp.config.snapshot import ExchangeProfile, Snapshot
+from dsp.config.snapshot import Snapshot
+from dsp.exchanges.profile import ExchangeProfile
 from dsp.openrtb.nobid import NoBidReason
 from dsp.openrtb.request import BidRequest
 

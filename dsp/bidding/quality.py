@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import msgspec
 
-from dsp.config.snapshot import ExchangeProfile
+from dsp.exchanges.profile import ExchangeProfile
 from dsp.openrtb.geo import domain_keys
 from dsp.openrtb.nobid import NoBidReason
 from dsp.openrtb.request import BidRequest

@@ -17,7 +17,9 @@ def cross_check(raw: RawConfig) -> list[ConfigProblem]:
         f = raw.exchange_files[e.name]
         if e.currency not in known_cur:
             problems.append(ConfigProblem(f, "currency", f"no rate for {e.currency!r} in currencies.yaml"))
-        sent = {"adomain", "crid", "cat", "w", "h", "mtype", "adm", *e.notices}
+        sent = {"adomain", "crid", "cat", "w", "h", "adm", *e.notices}
+        if e.openrtb_version == "2.6":
+            sent.add("mtype")  # a 2.5 answer carries no mtype
         if e.send_cid:
             sent.add("cid")
         if e.seat:

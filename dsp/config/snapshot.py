@@ -20,23 +20,14 @@ import msgspec
 from dsp.budget.spec import CampaignBudget, FrequencyCap
 from dsp.config.checks import cross_check
 from dsp.config.loader import RawConfig, load_dir
-from dsp.config.schema import (
-    CampaignFile,
-    CurrencyFile,
-    ExchangeFile,
-    NativeSpec,
-    SupplyRules,
-    Targeting,
-    VideoSpec,
-)
+from dsp.config.schema import CampaignFile, CurrencyFile, NativeSpec, SupplyRules, Targeting, VideoSpec
 from dsp.config.traffic import load_traffic
 from dsp.errors import ConfigInvalid
+from dsp.exchanges.profile import ExchangeProfile
 from dsp.money import MICROS_PER_UNIT, units_to_micros
 from dsp.openrtb.geo import country_alpha3, normalise_domain
 from dsp.privacy.policy import PrivacyPolicy
 from dsp.traffic.rules import TrafficRules
-
-ExchangeProfile = ExchangeFile  # the exchange profile as the bid path uses it (already immutable)
 
 MTYPE = {"banner": 1, "video": 2, "audio": 3, "native": 4}
 
@@ -91,6 +82,7 @@ class CompiledCampaign(msgspec.Struct, frozen=True, gc=False):
     creative_cats: tuple[str, ...]
     budget: CampaignBudget
     landing_url: str | None = None  # /notice/click redirects here
+    max_scores: tuple[tuple[str, float], ...] = ()  # (score name, highest allowed) gates
     placement: Placement | None = None  # regions, metros, domain and bundle lists (None: any)
     supply: SupplyRules = SupplyRules()
     videos: tuple[CompiledCreative, ...] = ()  # every video creative, in file order
@@ -249,7 +241,8 @@ def compile_campaign(c: CampaignFile) -> CompiledCampaign:
         natives=tuple(cr for cr in creatives if cr.kind == "native" and cr.native is not None),
         adomains=frozenset(d for cr in creatives for d in cr.adomain),
         creative_cats=tuple(sorted({k for cr in creatives for k in cr.cat})),
-        budget=_budget(c), landing_url=c.landing_url, placement=_placement(t), supply=c.supply)
+        budget=_budget(c), landing_url=c.landing_url, placement=_placement(t), supply=c.supply,
+        max_scores=tuple(sorted(c.max_scores.items())))
 
 
 def _version(raw: RawConfig) -> str:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import secrets
 import sys
 import time
 import uuid
@@ -37,7 +38,6 @@ from dsp.notices.service import NoticeService
 from dsp.notices.tokens import NoticeToken, TokenSigner
 from dsp.observability.metrics import Metrics
 
-TEST_KEY = b"simulation-key-0123456789abcdef"
 QUEUE = "sim:notices:{%s}"
 BILLED = "sim:billed:{%s}"
 STRAY = "sim:stray:{%s}"  # billed after a loss notice: may be released before the bill arrives
@@ -45,7 +45,7 @@ SIM_USER = "u:{00000000000000aa}"
 
 
 def signer() -> TokenSigner:
-    return TokenSigner({"s1": TEST_KEY}, active="s1")
+    return TokenSigner({"s1": secrets.token_bytes(32)}, active="s1")  # a fresh key per simulation
 
 
 def settings(lease_ttl_s: float) -> MoneySettings:
