@@ -48,6 +48,7 @@ def _video(**fields: Any) -> Video:
     ({"protocols": [3, 11]}, "4.1", None),
     ({"protocols": None}, "4.0", None),  # no protocols: VAST 4.0
     ({"protocols": None, "protocol": 13}, "4.2", None),  # the 2.2-era single field
+    ({"protocols": None, "protocol": [3, 7]}, "4.0", None),  # ... sent as a list (Fyber)
     ({"mimes": ["video/webm"]}, "4.0", ["a-640x360.webm"]),
     ({"maxbitrate": 900}, "4.0", ["a-640x360.mp4", "a-480x480.mp4"]),
     ({"minbitrate": 700, "maxbitrate": 900}, "4.0", ["a-640x360.mp4"]),

@@ -51,8 +51,9 @@ class VastUrls(msgspec.Struct, frozen=True, gc=False):
 
 
 def _version(v: Video) -> str | None:
-    protocols = v.protocols if v.protocols is not None else (
-        [v.protocol] if v.protocol is not None else None)
+    protocols = v.protocols
+    if protocols is None and v.protocol is not None:
+        protocols = v.protocol if isinstance(v.protocol, list) else [v.protocol]
     if protocols is None:
         return "4.0"
     for subtype, version in VAST_INLINE.items():

@@ -68,7 +68,7 @@ class Video(_S):
     maxduration: int | None = None
     rqddurs: list[int] | None = None  # 2.6: exact durations allowed (seconds)
     protocols: list[int] | None = None  # AdCOM creative subtypes: 7 VAST 4.0, 11 4.1, 13 4.2, ...
-    protocol: int | None = None  # 2.2-era single value
+    protocol: int | list[int] | None = None  # 2.2-era single value (a list in some dialects)
     w: int | None = None
     h: int | None = None
     startdelay: int | None = None
