@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from dsp.budget.keys import campaign_day, day_key
 from dsp.budget.leases import LeaseBook
 from dsp.budget.spec import FrequencyCap
 from dsp.features.keys import caps_key
-from dsp.testing.money_sim import BILLED, SIM_USER, STRAY
+from dsp.testing.money_sim import BILLED, KEY_ENV, SIM_USER, STRAY
 
 PY = sys.executable
 BUDGET_MICROS = 200_000
@@ -24,11 +25,15 @@ MAX_LEASE_MICROS = 30_000
 N_BIDDERS = 3
 
 
+SIM_KEY = secrets.token_hex(32)  # one key for all the processes of this test run
+
+
 def spawn(role: str, redis_url: str, *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen([PY, "-m", "dsp.testing.money_sim", role, "--redis", redis_url,
                              "--daily-micros", str(BUDGET_MICROS),
                              "--max-lease-micros", str(MAX_LEASE_MICROS), *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, KEY_ENV: SIM_KEY})
 
 
 async def test_bidders_and_notices_never_overspend_or_double_count(redis_client: aioredis.Redis,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import secrets
 import sys
@@ -44,8 +45,14 @@ STRAY = "sim:stray:{%s}"  # billed after a loss notice: may be released before t
 SIM_USER = "u:{00000000000000aa}"
 
 
+KEY_ENV = "DSP_SIM_TOKEN_KEY"  # hex; one simulation's processes must share it (bidders sign, handlers verify)
+
+
 def signer() -> TokenSigner:
-    return TokenSigner({"s1": secrets.token_bytes(32)}, active="s1")  # a fresh key per simulation
+    """The simulation's signer: the key in ``DSP_SIM_TOKEN_KEY`` (set by whoever starts the
+    processes), else a fresh one (a single-process role)."""
+    key = os.environ.get(KEY_ENV)
+    return TokenSigner({"s1": bytes.fromhex(key) if key else secrets.token_bytes(32)}, active="s1")
 
 
 def settings(lease_ttl_s: float) -> MoneySettings:
