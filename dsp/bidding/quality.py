@@ -50,17 +50,22 @@ def _ads_file(files: dict[str, AdsTxt], domains: tuple[str, ...]) -> tuple[str, 
     return None
 
 
-def _seller(req: BidRequest) -> tuple[str | None, tuple[str, ...], bool]:
-    """(publisher account id, candidate ads.txt domains, is an app)."""
+def _seller(req: BidRequest) -> str | None:
+    """The publisher's account id at the exchange (``site``/``app`` ``publisher.id``)."""
+    inv = req.site or req.app
+    pub = inv.publisher if inv is not None else None
+    return pub.id if pub is not None else None
+
+
+def _domains(req: BidRequest) -> tuple[tuple[str, ...], bool]:
+    """(candidate ads.txt / app-ads.txt domains, is an app)."""
     if req.site is not None:
         pub = req.site.publisher
-        keys = domain_keys(req.site.domain) or domain_keys(pub.domain if pub else None)
-        return (pub.id if pub else None), keys, False
+        return domain_keys(req.site.domain) or domain_keys(pub.domain if pub else None), False
     if req.app is not None:
         pub = req.app.publisher
-        keys = domain_keys(req.app.domain) or domain_keys(pub.domain if pub else None)
-        return (pub.id if pub else None), keys, True
-    return None, (), False
+        return domain_keys(req.app.domain) or domain_keys(pub.domain if pub else None), True
+    return (), False
 
 
 def _authorisation(req: BidRequest, profile: ExchangeProfile, rules: TrafficRules) -> Stop | int:
@@ -68,15 +73,16 @@ def _authorisation(req: BidRequest, profile: ExchangeProfile, rules: TrafficRule
     ad_system = profile.ad_system_domain
     if ad_system is None:
         return 0
-    seller_id, domains, is_app = _seller(req)
+    seller_id = _seller(req)
     sellers = rules.sellers.get(ad_system)
     if sellers is not None and seller_id and seller_id not in sellers.sellers:
         return NoBidReason.UNAUTHORISED_SELLER, f"seller {seller_id} is not in {ad_system}'s sellers.json"
     mode = profile.ads_txt or rules.ads_txt_mode
-    if mode == "off" or not domains:
+    if mode == "off" or (not seller_id and mode != "required"):
+        return 0  # when_present checks (file, publisher.id) pairs only
+    domains, is_app = _domains(req)
+    if not domains:
         return 0
-    if not seller_id and mode != "required":
-        return 0  # nothing to look up: when_present checks (file, publisher.id) pairs only
     found = _ads_file(rules.app_ads_txt if is_app else rules.ads_txt, domains)
     kind = "app-ads.txt" if is_app else "ads.txt"
     if found is None:

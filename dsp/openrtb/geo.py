@@ -67,16 +67,24 @@ def domain_keys(domain: str | None) -> tuple[str, ...]:
     """The domain (lower case, without ``www.`` and a trailing dot) and its parents."""
     if not domain:
         return ()
-    host = domain.strip().lower().rstrip(".")
-    if "://" in host:  # a page URL sent as the domain
-        host = host.split("://", 1)[1]
-    host = host.split("/", 1)[0].split(":", 1)[0]
+    host = domain.lower()
+    if "/" in host or ":" in host:  # a page URL sent as the domain
+        if "://" in host:
+            host = host.split("://", 1)[1]
+        host = host.split("/", 1)[0].split(":", 1)[0]
+    host = host.strip().rstrip(".")
     if host.startswith("www."):
         host = host[4:]
-    labels = host.split(".")[-MAX_LABELS:]
-    if len(labels) < 2:
+    labels = host.split(".")
+    n = len(labels)
+    if n == 2:  # the common case: "example.com"
+        return (host,)
+    if n < 2:
         return (host,) if host else ()
-    return tuple(".".join(labels[i:]) for i in range(len(labels) - 1))
+    if n > MAX_LABELS:
+        labels = labels[-MAX_LABELS:]
+        n = MAX_LABELS
+    return tuple([".".join(labels[i:]) for i in range(n - 1)])
 
 
 def normalise_domain(domain: str) -> str:
