@@ -246,3 +246,13 @@ async def test_every_corpus_request_on_every_dialect_profile(client: aiohttp.Cli
         resp = await client.post(f"/bid/{exchange}", data=path.read_bytes())
         lax_ok = "strings" in path.name and exchange != "bidswitch"
         assert resp.status in ((200, 204) if lax_ok else (400,)), f"{path}: {resp.status}"
+
+
+async def test_sec_gpc_header_means_no_user_data(client: aiohttp.ClientSession) -> None:
+    """``Sec-GPC: 1`` forwarded by the exchange counts like regs.gpc, on both transports."""
+    assert (await client.post("/bid/generic", json=_request())).status == 200
+    resp = await client.post("/bid/generic", json=_request(), headers={"Sec-GPC": "1"})
+    assert resp.status == 204
+    text = await (await client.get("/metrics")).text()
+    assert 'dsp_privacy_decisions_total{exchange="generic",outcome="gpc"} 1.0' in text
+    assert 'dsp_nobids_total{exchange="generic",reason="privacy_opt_out"} 1.0' in text

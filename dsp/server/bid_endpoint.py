@@ -37,6 +37,7 @@ from dsp.exchanges.hooks import ExchangeHooks, hooks_for
 from dsp.observability.logging import DecisionLog
 from dsp.openrtb.decode import RequestDecoder
 from dsp.openrtb.nobid import NoBidReason
+from dsp.openrtb.request import BidRequest, Regs
 from dsp.openrtb.response import encode_response
 from dsp.privacy.policy import Privacy
 from dsp.server.recorder import BidRecorder
@@ -108,10 +109,12 @@ class BidEndpoint:
         self._rec.request(exchange, "invalid", 0.0)
         return error_reply(413, f"body larger than {self.max_body_bytes} bytes")
 
-    async def answer(self, exchange: str, body: bytes, accept_gzip: bool, t0: float) -> BidReply:
+    async def answer(self, exchange: str, body: bytes, accept_gzip: bool, t0: float, *,
+                     gpc: bool = False) -> BidReply:
         """Answer one bid request. ``body`` is the raw body (gzip is detected by its magic bytes,
         so a missing ``Content-Encoding`` does not matter); ``t0`` is when the request arrived
-        (``dsp.clock.monotonic``): the deadline counts from it. Never raises."""
+        (``dsp.clock.monotonic``): the deadline counts from it. ``gpc``: the request carried
+        ``Sec-GPC: 1`` (Global Privacy Control), which counts like ``regs.gpc``. Never raises."""
         snapshot = self._holder.current
         profile = snapshot.exchanges.get(exchange)
         if profile is None:
@@ -133,6 +136,8 @@ class BidEndpoint:
         except BodyTooLarge:
             rec.request(exchange, "invalid", monotonic() - t0)
             return error_reply(413, f"body larger than {self.max_body_bytes} bytes")
+        if gpc:
+            with_gpc(req)
         tmax_ms = req.tmax if req.tmax else profile.tmax_default_ms
         budget_ms = tmax_ms - profile.round_trip_allowance_ms - profile.safety_margin_ms
         deadline = Deadline(t0 + budget_ms / 1000.0)
@@ -205,7 +210,8 @@ class BidEndpoint:
                 reply = error_reply(400, f"unreadable body: {type(exc).__name__}")
             else:
                 accept_gzip = "gzip" in request.headers.get("Accept-Encoding", "")
-                reply = await self.answer(exchange, body, accept_gzip, t0)
+                reply = await self.answer(exchange, body, accept_gzip, t0,
+                                          gpc=request.headers.get("Sec-GPC", "").strip() == "1")
         version = version or (reply.version.decode() if reply.version else None)
         headers = {VERSION_HEADER: version} if version else {}
         if reply.gzipped:
@@ -214,6 +220,14 @@ class BidEndpoint:
             return web.Response(status=reply.status, headers=headers)
         return web.Response(status=reply.status, body=reply.body, content_type=JSON_TYPE,
                             headers=headers)
+
+
+def with_gpc(req: BidRequest) -> None:
+    """Record a ``Sec-GPC: 1`` header as ``regs.gpc`` (decoded requests are ours to normalise)."""
+    if req.regs is None:
+        req.regs = Regs(gpc=1)
+    else:
+        req.regs.gpc = 1
 
 
 def _json_reply(payload: bytes, accept_gzip: bool, version: str) -> BidReply:
