@@ -17,7 +17,7 @@ from dsp.budget.keys import campaign_day, day_key
 from dsp.budget.leases import LeaseBook
 from dsp.budget.spec import FrequencyCap
 from dsp.features.keys import caps_key
-from dsp.testing.money_sim import BILLED, KEY_ENV, SIM_USER, STRAY
+from dsp.testing.money_sim import BILLED, SIM_USER, STRAY
 
 PY = sys.executable
 BUDGET_MICROS = 200_000
@@ -25,15 +25,15 @@ MAX_LEASE_MICROS = 30_000
 N_BIDDERS = 3
 
 
-SIM_KEY = secrets.token_hex(32)  # one key for all the processes of this test run
+SIM_KEY_HEX = secrets.token_hex(32)  # one notice key shared by every simulated process
 
 
 def spawn(role: str, redis_url: str, *extra: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "DSP_SIM_TOKEN_KEY": SIM_KEY_HEX}
     return subprocess.Popen([PY, "-m", "dsp.testing.money_sim", role, "--redis", redis_url,
                              "--daily-micros", str(BUDGET_MICROS),
                              "--max-lease-micros", str(MAX_LEASE_MICROS), *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, KEY_ENV: SIM_KEY})
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
 async def test_bidders_and_notices_never_overspend_or_double_count(redis_client: aioredis.Redis,

@@ -57,8 +57,18 @@ class Budget(_Cfg, frozen=True, kw_only=True):
 
 
 class Pacing(_Cfg, frozen=True, kw_only=True):
+    """How the day's budget is spread (docs/money.md, "Pacing" and "Pacing guarantee")."""
+
     mode: Literal["even", "curve"] = "even"
     curve: list[Annotated[float, Meta(ge=0.0)]] | None = None
+    # Plan guard: spend + open reservations never run ahead of the plan by more than
+    # ``allowance`` (currency units; default 0.1 % of the daily budget, at least one impression
+    # at max_cpm). ``guard: false`` leaves only the budget and the λ controller.
+    guard: bool = True
+    allowance: NonNegMoney | None = None
+    # Catch-up after under-delivery: what is left is re-spread over what is left of the plan, at
+    # most this multiple of the planned rate (1 = never faster than planned).
+    catch_up_max: Annotated[float, Meta(ge=1.0, le=10.0)] = 1.5
 
 
 class Schedule(_Cfg, frozen=True, kw_only=True):
@@ -166,6 +176,23 @@ class Creative(_Cfg, frozen=True, kw_only=True):
     native: NativeSpec | None = None
 
 
+class Learning(_Cfg, frozen=True, kw_only=True):
+    """What this campaign takes from the event log (``bidder_configs/learned/``, written by
+    ``dsp models funnel`` / ``dsp models shading``). Everything is off by default.
+
+    ``funnel``: price with the re-estimated ``apply_rate`` and ``p_approve`` (Beta-shrunk toward
+    the ``funnel`` constants above) when an estimate exists. ``shading``: first-price shading
+    from the learned bid landscape (``learned``), the exchange's fixed factor (``fixed``) or
+    whatever the exchange profile says (``exchange``). ``explore_share``: the share of the
+    requests where this campaign would not bid (intent or value too low) on which it bids at the
+    floor anyway, so retraining sees outcomes the policy would otherwise never observe (each such
+    bid is logged with ``explore`` and its propensity; at most 0.2)."""
+
+    funnel: bool = False
+    shading: Literal["exchange", "fixed", "learned"] = "exchange"
+    explore_share: Annotated[float, Meta(ge=0.0, le=0.2)] = 0.0
+
+
 class CampaignFile(_Cfg, frozen=True, kw_only=True):
     """One campaign (``bidder_configs/campaigns/<id>.yaml``)."""
 
@@ -188,6 +215,7 @@ class CampaignFile(_Cfg, frozen=True, kw_only=True):
     enabled: bool = True
     landing_url: str | None = None  # where /notice/click redirects (http/https); no clicks without it
     supply: SupplyRules = SupplyRules()
+    learning: Learning = Learning()
 
 
 #: One exchange profile file; the schema is owned by the exchanges package.

@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import os
 import random
-import secrets
 import sys
 import time
 import uuid
@@ -45,14 +44,16 @@ STRAY = "sim:stray:{%s}"  # billed after a loss notice: may be released before t
 SIM_USER = "u:{00000000000000aa}"
 
 
-KEY_ENV = "DSP_SIM_TOKEN_KEY"  # hex; one simulation's processes must share it (bidders sign, handlers verify)
+SIM_KEY_ENV = "DSP_SIM_TOKEN_KEY"
 
 
 def signer() -> TokenSigner:
-    """The simulation's signer: the key in ``DSP_SIM_TOKEN_KEY`` (set by whoever starts the
-    processes), else a fresh one (a single-process role)."""
-    key = os.environ.get(KEY_ENV)
-    return TokenSigner({"s1": bytes.fromhex(key) if key else secrets.token_bytes(32)}, active="s1")
+    """The simulation's notice key: bidders and notice handlers are separate processes, so the
+    test that spawns them draws one fresh key and passes it in ``DSP_SIM_TOKEN_KEY`` (hex)."""
+    key_hex = os.environ.get(SIM_KEY_ENV, "")
+    if not key_hex:
+        raise SystemExit(f"money_sim: set {SIM_KEY_ENV} to a hex key shared by every process")
+    return TokenSigner({"s1": bytes.fromhex(key_hex)}, active="s1")
 
 
 def settings(lease_ttl_s: float) -> MoneySettings:
@@ -61,8 +62,10 @@ def settings(lease_ttl_s: float) -> MoneySettings:
 
 
 def budget(args: argparse.Namespace) -> CampaignBudget:
+    """The simulated campaign: spends as fast as the leases allow (no plan guard), so the
+    multi-process tests exercise the leases' overspend bound at full speed."""
     return CampaignBudget(campaign_id=args.campaign, daily_budget_micros=args.daily_micros,
-                          max_lease_micros=args.max_lease_micros,
+                          max_lease_micros=args.max_lease_micros, plan_guard=False,
                           frequency_cap=FrequencyCap(max_impressions=1000, window_s=3600))
 
 
