@@ -25,8 +25,8 @@ process group from /proc, over the wrk run: steadier than req/s when the machine
 and it counts the work, not the waiting). A second table gives each server's lowest CPU per request
 over the rounds and its ratios to the ceiling's and the baseline's.
 
-Targets (docs/bidpath.md, "Performance"): at 64 connections, bidder(1 worker) >= 50% of the ceiling and >= 3x naive;
-p99 at 8 connections < 5 ms; zero errors.
+Targets (docs/bidpath.md, "Performance"): at 64 connections, bidder(1 worker) >= 50% of the
+ceiling and >= 3x naive; p99 at 8 connections < 5 ms; zero errors.
 """
 
 from __future__ import annotations

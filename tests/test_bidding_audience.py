@@ -12,7 +12,7 @@ import pytest
 import redis as sync_redis
 import redis.asyncio as aioredis
 
-from dsp.bidding.audience import AudienceResolver, ModelScorer
+from dsp.bidding.audience import AudienceResolver, ModelScorer, stacking_caps
 from dsp.clock import Deadline
 from dsp.features.contract import DEFAULTS, FEATURE_INDEX
 from dsp.features.store import FeatureStore
@@ -104,3 +104,32 @@ async def test_named_scores_reach_the_audience_and_a_model_failure_fails_the_bat
             await resolver.resolve("u1", Deadline.after_ms(1000))
     finally:
         await resolver.close()
+
+
+async def test_multi_lending_stops_raising_intent_past_the_stacking_threshold(
+        redis_url: str, models: dict[str, ModelRunner]) -> None:
+    base = np.asarray(DEFAULTS, dtype=np.float32).copy()
+    base[FEATURE_INDEX["loan_app_installs"]] = 4
+    users = {}
+    for n in (0, 3, 9):
+        row = base.copy()
+        row[FEATURE_INDEX["lenders_applied_30d"]] = n
+        row[FEATURE_INDEX["lenders_applied_90d"]] = n
+        users[f"stack-{n}"] = row
+    client = sync_redis.Redis.from_url(redis_url)
+    write_rows(client, list(users), np.stack(list(users.values())))
+    client.close()
+    intent, risk = models["intent"], models["risk"]
+    raw = intent.predict(np.stack(list(users.values())))
+    assert raw[2] > raw[1] > raw[0]  # unclipped, the model keeps rising with applications
+    r = aioredis.Redis.from_url(redis_url)
+    resolver = AudienceResolver(FeatureStore(r), ModelScorer(intent, risk), (0.01, 0.2),
+                                caps=lambda: stacking_caps(3, 3))
+    try:
+        got = [await resolver.resolve(u, Deadline.after_ms(1000)) for u in users]
+    finally:
+        await resolver.close()
+        await r.aclose()
+    assert got[1].p_intent > got[0].p_intent  # below the threshold, applications still count
+    assert got[2].p_intent == pytest.approx(got[1].p_intent)  # 9 applications score as 3
+    assert stacking_caps(None, None) == ()

@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import os
 import random
-import secrets
 import sys
 import time
 import uuid
@@ -45,20 +44,16 @@ STRAY = "sim:stray:{%s}"  # billed after a loss notice: may be released before t
 SIM_USER = "u:{00000000000000aa}"
 
 
-KEY_ENV = "DSP_SIM_TOKEN_KEY"  # hex; the test that spawns the processes makes one per run
-
-
-def new_key_env() -> dict[str, str]:
-    """The environment additions for one simulation: a fresh random signing key, shared by its
-    bidder and notice processes (through the environment, so it is not on a command line)."""
-    return {KEY_ENV: secrets.token_hex(32)}
+SIM_KEY_ENV = "DSP_SIM_TOKEN_KEY"
 
 
 def signer() -> TokenSigner:
-    key = os.environ.get(KEY_ENV)
-    if not key:
-        raise SystemExit(f"money_sim: set {KEY_ENV} (hex) to the simulation's signing key")
-    return TokenSigner({"s1": bytes.fromhex(key)}, active="s1")
+    """The simulation's notice key: bidders and notice handlers are separate processes, so the
+    test that spawns them draws one fresh key and passes it in ``DSP_SIM_TOKEN_KEY`` (hex)."""
+    key_hex = os.environ.get(SIM_KEY_ENV, "")
+    if not key_hex:
+        raise SystemExit(f"money_sim: set {SIM_KEY_ENV} to a hex key shared by every process")
+    return TokenSigner({"s1": bytes.fromhex(key_hex)}, active="s1")
 
 
 def settings(lease_ttl_s: float) -> MoneySettings:
@@ -67,8 +62,10 @@ def settings(lease_ttl_s: float) -> MoneySettings:
 
 
 def budget(args: argparse.Namespace) -> CampaignBudget:
+    """The simulated campaign: spends as fast as the leases allow (no plan guard), so the
+    multi-process tests exercise the leases' overspend bound at full speed."""
     return CampaignBudget(campaign_id=args.campaign, daily_budget_micros=args.daily_micros,
-                          max_lease_micros=args.max_lease_micros,
+                          max_lease_micros=args.max_lease_micros, plan_guard=False,
                           frequency_cap=FrequencyCap(max_impressions=1000, window_s=3600))
 
 
