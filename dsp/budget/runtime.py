@@ -458,7 +458,7 @@ class MoneyRuntime:
         if c.guard_limited and refused and asked:
             c.refused_interval += refused
             c.controller.guard(refused / asked)
-        c.recompute_value_floor()
+            c.recompute_value_floor()  # (a sort of <= 512 values; only when the throttle moved)
 
     def _pace(self, c: _Campaign, now: float) -> None:
         if c.pacing_at is None:
