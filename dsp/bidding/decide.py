@@ -20,7 +20,8 @@ from dsp.bidding.eligibility import Candidate, Drop, eligible
 from dsp.bidding.filters import RESERVATION, Filter, checks, outcome, response_currency
 from dsp.bidding.ports import MoneyGate
 from dsp.bidding.pricing import Price, price
-from dsp.config.snapshot import ExchangeProfile, Snapshot
+from dsp.config.snapshot import Snapshot
+from dsp.exchanges.profile import ExchangeProfile
 from dsp.openrtb.nobid import NoBidReason
 from dsp.openrtb.request import BidRequest
 
