@@ -17,7 +17,7 @@ import msgspec
 import yaml
 
 from dsp.config.learned import FunnelFile, Learned, ShadingFile
-from dsp.config.schema import CampaignFile, CurrencyFile
+from dsp.config.schema import CampaignFile, CurrencyFile, PrivacyFile
 from dsp.errors import ConfigProblem
 from dsp.exchanges.profile import ExchangeProfile
 
@@ -33,6 +33,7 @@ class RawConfig(msgspec.Struct, frozen=True):
     campaign_files: dict[str, str]
     exchange_files: dict[str, str]
     learned: Learned = Learned.empty()
+    privacy: PrivacyFile = PrivacyFile()
 
 
 def _split_msgspec_error(message: str) -> tuple[str, str]:
@@ -156,6 +157,11 @@ def load_dir(root: Path) -> tuple[RawConfig | None, list[ConfigProblem]]:
     if cur_path.exists():
         data = read_yaml(cur_path, problems)
         currencies = convert_collecting(data or {}, CurrencyFile, str(cur_path), problems)
+    privacy: PrivacyFile | None = PrivacyFile()
+    privacy_path = root / "privacy.yaml"
+    if privacy_path.exists():
+        data = read_yaml(privacy_path, problems)
+        privacy = convert_collecting(data or {}, PrivacyFile, str(privacy_path), problems)
     campaign_files: dict[str, str] = {}
     for c, path in campaigns:
         if c.id in campaign_files:
@@ -169,10 +175,10 @@ def load_dir(root: Path) -> tuple[RawConfig | None, list[ConfigProblem]]:
                                                         f"{exchange_files[e.name]}"))
         exchange_files.setdefault(e.name, path)
     learned = _load_learned(root / "learned", problems)
-    if problems or currencies is None:
+    if problems or currencies is None or privacy is None:
         return None, problems
     raw = RawConfig(tuple(c for c, _ in campaigns), tuple(e for e, _ in exchanges), currencies,
-                    campaign_files, exchange_files, learned)
+                    campaign_files, exchange_files, learned, privacy)
     return raw, problems
 
 
