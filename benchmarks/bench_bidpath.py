@@ -192,6 +192,10 @@ def main() -> int:
     ap.add_argument("--transports", default="front",
                     help="dsp serve --transport values to measure (e.g. front,aiohttp); "
                          "aiohttp rows are named bidder-aio-Nw")
+    ap.add_argument("--builds", default="compiled",
+                    help="bid-path builds to measure (dsp.compiled): compiled,pure; pure rows are "
+                         "named bidder-pure-Nw (DSP_PURE_PYTHON=1); compiled falls back to pure "
+                         "when scripts/compile made no build (the start-up line says so)")
     ap.add_argument("--skip", default="", help="comma-separated: floor,ceiling,naive")
     ap.add_argument("--repeat", type=int, default=2,
                     help="runs per server and connection count; the best one is reported (the "
@@ -218,8 +222,11 @@ def main() -> int:
             bodies, n_templates = build_bodies(ids, configs, args.bodies)
             lua = work / "bodies.lua"
             write_lua(bodies, lua, "/bid/generic")
+            from dsp import compiled
+
             print(f"# {len(bodies)} bodies from {n_templates} templates, {args.users} known users, "
-                  f"{args.duration}s per run, wrk -t1", flush=True)
+                  f"{args.duration}s per run, wrk -t1; bid path build here: {compiled.STATUS}",
+                  flush=True)
             servers: list[Server] = []
             if "floor" not in skip:
                 p = free_port()
@@ -233,16 +240,19 @@ def main() -> int:
                 p = free_port()
                 servers.append(Server("naive", [PY, "-m", "benchmarks.naive_server", "--port", str(p),
                                                 "--redis-url", redis.url, "--configs", str(configs)], p))
-            for transport in args.transports.split(","):
-                for w in (int(x) for x in args.workers.split(",")):
-                    p = free_port()
-                    name = f"bidder-{w}w" if transport == "front" else f"bidder-aio-{w}w"
-                    servers.append(Server(name, [PY, "-m", "dsp.cli", "serve", "--port", str(p),
-                                                 "--workers", str(w), "--redis-url", redis.url,
-                                                 "--transport", transport,
-                                                 "--configs", str(configs), "--log-level", "WARNING"],
-                                          p, w, env={"DSP_TOKEN_KEYS": "b1:" + "ab" * 16,
-                                                     "PROMETHEUS_MULTIPROC_DIR": str(work / f"prom-{w}")}))
+            for build in args.builds.split(","):
+                for transport in args.transports.split(","):
+                    for w in (int(x) for x in args.workers.split(",")):
+                        p = free_port()
+                        name = ("bidder-" + ("" if transport == "front" else "aio-")
+                                + ("pure-" if build == "pure" else "") + f"{w}w")
+                        env = {"DSP_TOKEN_KEYS": "b1:" + "ab" * 16,
+                               "DSP_PURE_PYTHON": "1" if build == "pure" else "0",
+                               "PROMETHEUS_MULTIPROC_DIR": str(work / f"prom-{w}")}
+                        servers.append(Server(name, [PY, "-m", "dsp.cli", "serve", "--port", str(p),
+                                                     "--workers", str(w), "--redis-url", redis.url,
+                                                     "--transport", transport, "--configs", str(configs),
+                                                     "--log-level", "WARNING"], p, w, env=env))
             # Rounds: each round starts every server in turn (alone on the machine), warms it up
             # and measures every connection count; the best round per point is reported. Load
             # from other jobs on a shared machine then hits every server in some round, and no

@@ -81,8 +81,18 @@ def child(n_bodies: int, repeat: int) -> dict[str, object]:
             continue
     money, ids = _AdmitAll(), IdSource("b-")
     notices = NoticeUrls(TokenSigner({"k": b"k" * 32}, "k"), "http://127.0.0.1:8080")
-    front = Front.__new__(Front)  # only .response() and .date are used
-    front.date = b"Thu, 03 Dec 2026 08:00:00 GMT"
+    from prometheus_client import CollectorRegistry
+
+    from dsp.bidding.flow import BidFlow
+    from dsp.config.reloader import SnapshotHolder
+    from dsp.observability.metrics import Metrics
+    from dsp.server.bid_endpoint import BidEndpoint
+    from dsp.server.recorder import BidRecorder
+
+    endpoint = BidEndpoint(SnapshotHolder(ROOT / "bidder_configs", snap),
+                           BidFlow(None, money, notices, ids),  # type: ignore[arg-type]
+                           BidRecorder(Metrics(CollectorRegistry())), 256 * 1024)
+    front = Front(endpoint, lambda: None)  # type: ignore[arg-type,return-value]  # .response() only
     audiences = [Audience("u", True, p, pd, {}) for p, pd in SCORES]
     spent = dict.fromkeys(STEPS, 0.0)
     bids = 0

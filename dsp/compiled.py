@@ -29,16 +29,26 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 
-#: Modules compiled by ``scripts/compile``: pure, ``mypy --strict``, on the per-request path.
+#: Modules compiled by ``scripts/compile``: ``mypy --strict`` code on the per-request path. The
+#: pure decision steps first, then the per-request glue around them (decoder, flow, endpoint, the
+#: HTTP front, metric tallies, notice tokens, the micro-batcher and the audience resolver).
 HOT_PATH: tuple[str, ...] = (
     "dsp.money",
     "dsp.openrtb.validate",
+    "dsp.openrtb.decode",
     "dsp.bidding.gates",
     "dsp.bidding.context",
     "dsp.bidding.eligibility",
     "dsp.bidding.pricing",
     "dsp.bidding.decide",
     "dsp.bidding.respond",
+    "dsp.notices.tokens",
+    "dsp.batching",
+    "dsp.bidding.audience",
+    "dsp.bidding.flow",
+    "dsp.server.recorder",
+    "dsp.server.bid_endpoint",
+    "dsp.server.front",
 )
 PACKAGE_DIR = Path(__file__).resolve().parent
 MANIFEST = PACKAGE_DIR / "_compiled.json"
@@ -55,11 +65,12 @@ def source_digests(modules: Sequence[str] = HOT_PATH) -> dict[str, str]:
 
 
 class _SourceOnlyFinder(importlib.abc.MetaPathFinder):
-    """Finds ``dsp.*`` modules from ``.py`` files only, so built extensions are ignored."""
+    """Finds every ``dsp.*`` module from its ``.py`` file, so no built extension is imported (not
+    even one left over from a build with a different module list, e.g. another branch's)."""
 
     def find_spec(self, fullname: str, path: Sequence[str] | None,
                   target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
-        if fullname not in HOT_PATH or not path:
+        if not fullname.startswith("dsp.") or not path:
             return None
         loader = (importlib.machinery.SourceFileLoader, importlib.machinery.SOURCE_SUFFIXES)
         for entry in path:

@@ -18,6 +18,7 @@ from dsp import compiled
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILT = any(compiled.PACKAGE_DIR.glob("hotpath__mypyc.*.so"))
+FRESH = BUILT and compiled.decide({}, compiled.MANIFEST, built=True)[0]
 
 
 def _paths_in_child(env_value: str) -> dict[str, object]:
@@ -47,7 +48,7 @@ def test_pure_env_loads_every_module_from_source() -> None:
     assert set(got["paths"].values()) == {"pure"}  # type: ignore[attr-defined]
 
 
-@pytest.mark.skipif(not BUILT, reason="no compiled build here (scripts/compile)")
+@pytest.mark.skipif(not FRESH, reason="no fresh compiled build here (scripts/compile makes one)")
 def test_compiled_build_is_used_when_present_and_fresh() -> None:
     got = _paths_in_child("0")
     assert got["compiled"] is True, got["status"]
