@@ -40,7 +40,7 @@ PARTS: list[tuple[str, str]] = [
     ("front: head parsing, response bytes, socket write", r"dsp/server/front"),
     ("decode + validate (msgspec)", r"dsp/openrtb/(decode|validate|request)"),
     ("response + notice tokens", r"dsp/bidding/respond|dsp/notices/tokens|dsp/openrtb/response"),
-    ("prepare: gates, context, eligibility", r"dsp/bidding/(gates|context|eligibility)"),
+    ("prepare: filters, context, eligibility", r"dsp/bidding/(filters|context|eligibility)"),
     ("choose: caps, pricing, money gate", r"dsp/bidding/pricing|dsp/budget/freqcap|dsp/money"),
     ("batch read: Redis + record assembly", r"dsp/features/|redis/|hiredis"),
     ("scoring (ONNX)", r"dsp/scoring/|onnxruntime"),

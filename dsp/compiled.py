@@ -36,7 +36,7 @@ HOT_PATH: tuple[str, ...] = (
     "dsp.money",
     "dsp.openrtb.validate",
     "dsp.openrtb.decode",
-    "dsp.bidding.gates",
+    "dsp.bidding.filters",
     "dsp.bidding.context",
     "dsp.bidding.eligibility",
     "dsp.bidding.pricing",
@@ -81,7 +81,7 @@ class _SourceOnlyFinder(importlib.abc.MetaPathFinder):
 
 
 def _built() -> bool:
-    return any(source_path(m).parent.glob(m.rsplit(".", 1)[1] + ".*.so") for m in HOT_PATH)
+    return any(PACKAGE_DIR.glob("hotpath__mypyc.*.so"))
 
 
 def decide(env: Mapping[str, str], manifest: Path, built: bool) -> tuple[bool, str]:

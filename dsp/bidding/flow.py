@@ -22,8 +22,9 @@ from dsp.bidding.decide import IdSource, Prepared, choose, prepare
 from dsp.bidding.ports import MoneyGate
 from dsp.bidding.respond import NoticeUrls, bid_response
 from dsp.clock import Deadline, monotonic, wall_time
-from dsp.config.snapshot import ExchangeProfile, Snapshot
+from dsp.config.snapshot import Snapshot
 from dsp.errors import DependencyUnavailable
+from dsp.exchanges.profile import ExchangeProfile
 from dsp.openrtb.nobid import NoBidReason
 from dsp.openrtb.request import BidRequest
 from dsp.openrtb.response import BidResponse

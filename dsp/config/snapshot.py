@@ -19,11 +19,10 @@ import msgspec
 from dsp.budget.spec import CampaignBudget, FrequencyCap
 from dsp.config.checks import cross_check
 from dsp.config.loader import RawConfig, load_dir
-from dsp.config.schema import CampaignFile, CurrencyFile, ExchangeFile
+from dsp.config.schema import CampaignFile, CurrencyFile
 from dsp.errors import ConfigInvalid
+from dsp.exchanges.profile import ExchangeProfile
 from dsp.money import MICROS_PER_UNIT, units_to_micros
-
-ExchangeProfile = ExchangeFile  # the exchange profile as the bid path uses it (already immutable)
 
 MTYPE = {"banner": 1, "video": 2, "audio": 3, "native": 4}
 
@@ -76,6 +75,7 @@ class CompiledCampaign(msgspec.Struct, frozen=True, gc=False):
     creative_cats: tuple[str, ...]
     budget: CampaignBudget
     landing_url: str | None = None  # /notice/click redirects here
+    max_scores: tuple[tuple[str, float], ...] = ()  # (score name, highest allowed) gates
 
 
 class Rates(msgspec.Struct, frozen=True):
@@ -195,7 +195,8 @@ def compile_campaign(c: CampaignFile) -> CompiledCampaign:
         banners=banners, by_kind=by_kind,
         adomains=frozenset(d for cr in creatives for d in cr.adomain),
         creative_cats=tuple(sorted({k for cr in creatives for k in cr.cat})),
-        budget=_budget(c), landing_url=c.landing_url)
+        budget=_budget(c), landing_url=c.landing_url,
+        max_scores=tuple(sorted(c.max_scores.items())))
 
 
 def _version(raw: RawConfig) -> str:
