@@ -160,13 +160,13 @@ def group_cpu_s(pgid: int) -> float:
 
 class Server:
     def __init__(self, name: str, cmd: list[str], port: int, workers: int = 1,
-                 env: dict[str, str] | None = None) -> None:
-        self.name, self.cmd, self.port, self.workers = name, cmd, port, workers
+                 env: dict[str, str] | None = None, cwd: Path = ROOT) -> None:
+        self.name, self.cmd, self.port, self.workers, self.cwd = name, cmd, port, workers, cwd
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Server:
-        self.proc = subprocess.Popen(self.cmd, cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL,
+        self.proc = subprocess.Popen(self.cmd, cwd=self.cwd, env=self.env, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, start_new_session=True)
         wait_ready(self.port)
         time.sleep(1.0 if self.workers == 1 else 3.0)  # let every worker bind and warm up
@@ -196,6 +196,9 @@ def main() -> int:
                     help="bid-path builds to measure (dsp.compiled): compiled,pure; pure rows are "
                          "named bidder-pure-Nw (DSP_PURE_PYTHON=1); compiled falls back to pure "
                          "when scripts/compile made no build (the start-up line says so)")
+    ap.add_argument("--baseline", type=Path, default=None,
+                    help="another checkout (e.g. `git worktree add /tmp/base main`): its `dsp serve` "
+                         "with 1 worker is measured in the same run as bidder-base-1w")
     ap.add_argument("--skip", default="", help="comma-separated: floor,ceiling,naive")
     ap.add_argument("--repeat", type=int, default=2,
                     help="runs per server and connection count; the best one is reported (the "
@@ -253,6 +256,14 @@ def main() -> int:
                                                      "--workers", str(w), "--redis-url", redis.url,
                                                      "--transport", transport, "--configs", str(configs),
                                                      "--log-level", "WARNING"], p, w, env=env))
+            if args.baseline is not None:
+                p = free_port()
+                servers.append(Server("bidder-base-1w", [PY, "-m", "dsp.cli", "serve", "--port", str(p),
+                                                         "--workers", "1", "--redis-url", redis.url,
+                                                         "--configs", str(configs), "--log-level", "WARNING"],
+                                      p, 1, env={"DSP_TOKEN_KEYS": "b1:" + "ab" * 16, "DSP_PURE_PYTHON": "1",
+                                                 "PYTHONPATH": str(args.baseline.resolve())},
+                                      cwd=args.baseline.resolve()))
             # Rounds: each round starts every server in turn (alone on the machine), warms it up
             # and measures every connection count; the best round per point is reported. Load
             # from other jobs on a shared machine then hits every server in some round, and no

@@ -8,8 +8,10 @@ Procedure (the same traffic as ``bench_bidpath``): a throwaway Redis seeded with
 seed``; known-user bodies that reach scoring; campaign budgets raised in a temporary config copy;
 ``dsp serve --workers 1`` on the HTTP front; wrk (one thread, ``--connections``) drives it for a
 2 s warm-up and then for the whole sampling window; ``py-spy record --nonblocking --format raw``
-samples the worker at ``--rate`` Hz (``--native`` adds C frames). Each sample is charged to one
-part of the bid path by the innermost frame that belongs to a known file (table ``PARTS``),
+samples the worker at ``--rate`` Hz (``--native`` adds C frames). The plain-Python build is
+profiled by default (``DSP_PURE_PYTHON=1``): py-spy cannot see inside mypyc's C functions.
+Each sample is charged to one part of the bid path by the innermost frame that belongs to a
+known file (table ``PARTS``),
 so a sample inside msgspec's C decoder counts as ``decode``, one in ``transport.write`` as
 ``front``. Samples with no Python frame of ours are the event loop's own (uvloop's C: epoll,
 socket reads, callback dispatch). The report gives each part's share of the samples and the
@@ -95,6 +97,9 @@ def main() -> int:
     ap.add_argument("--bodies", type=int, default=2000)
     ap.add_argument("--native", action="store_true", help="py-spy --native (C frames too)")
     ap.add_argument("--raw", type=Path, default=None, help="keep py-spy's raw output here")
+    ap.add_argument("--compiled", action="store_true",
+                    help="profile the mypyc build (its functions are C: py-spy charges their time to "
+                         "the nearest Python caller); default: the plain-Python build, which it can see")
     args = ap.parse_args()
     if not Path(args.py_spy).exists():
         print(f"profile_bidpath: py-spy not found at {args.py_spy} (see the module docstring)",
@@ -120,7 +125,8 @@ def main() -> int:
             srv = Server("bidder-1w", [PY, "-m", "dsp.cli", "serve", "--port", str(port), "--workers", "1",
                                        "--redis-url", redis.url, "--configs", str(configs),
                                        "--log-level", "WARNING"], port,
-                         env={"DSP_TOKEN_KEYS": "b1:" + "ab" * 16})
+                         env={"DSP_TOKEN_KEYS": "b1:" + "ab" * 16,
+                              "DSP_PURE_PYTHON": "0" if args.compiled else "1"})
             raw = args.raw or work / "prof.txt"
             with srv:
                 assert srv.proc is not None
