@@ -7,7 +7,9 @@ covers and their neighbours, on realistic bodies (``dsp.testing.traffic``, gener
 only bodies that reach scoring), with synthetic scores (a fixed cycle of p_intent/pd pairs, about
 half of them bid) and a money gate that admits everything:
 
-* ``head``     the HTTP front's head parsing (``dsp.server.front.parse_head``) of a wrk-like head;
+* ``head``     the HTTP front's head parsing (``dsp.server.front.parse_head``: llhttp via httptools)
+               of a wrk-like head; ``head-split`` is the bytes-splitting parser it replaced (kept
+               below for this comparison, same rules);
 * ``decode``   ``RequestDecoder.decode`` (msgspec + the semantic checks);
 * ``prepare``  gates, request context, eligibility;
 * ``choose``   caps, pricing, money gate, best per imp, reservation;
@@ -33,9 +35,46 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = ("head", "decode", "prepare", "choose", "respond", "write")
+REFERENCE = ("head-split",)  # not part of the total
 HEAD = (b"POST /bid/generic HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nContent-Type: application/json\r\n"
         b"Content-Length: 1234\r\nx-openrtb-version: 2.6")
 SCORES = ((0.05, 0.10), (0.004, math.nan), (0.02, 0.45), (0.03, 0.15), (0.012, 0.25), (0.2, 0.05))
+
+
+def split_parse_head(head: bytes) -> tuple[str, int, bool, bool, bytes | None] | None:
+    """The front's head parser before llhttp (``bytes.split``/``partition``), for comparison."""
+    lines = head.split(b"\r\n")
+    method, _, rest = lines[0].partition(b" ")
+    target, _, protocol = rest.partition(b" ")
+    if method != b"POST" or protocol != b"HTTP/1.1" or not target.startswith(b"/bid/"):
+        return None
+    name = target[5:].partition(b"?")[0]
+    if not name or name.translate(None, b"abcdefghijklmnopqrstuvwxyz0123456789_.-"):
+        return None
+    length, accept_gzip, close, version = -1, False, False, None
+    for line in lines[1:]:
+        key, colon, value = line.partition(b":")
+        if (not colon or not key or key[0] in (32, 9) or key[-1] in (32, 9)
+                or b"\r" in line or b"\n" in line or b"\x00" in line):
+            return None
+        key = key.lower()
+        value = value.strip(b" \t")
+        if key == b"content-length":
+            if length >= 0 or not value.isdigit() or len(value) > 12:
+                return None
+            length = int(value)
+        elif key == b"accept-encoding":
+            accept_gzip = b"gzip" in value.lower()
+        elif key == b"connection":
+            close = b"close" in value.lower()
+        elif key == b"x-openrtb-version":
+            version = value if value.isascii() and value.decode().isprintable() else None
+        elif key == b"content-encoding":
+            if value.lower() not in (b"", b"identity", b"gzip", b"x-gzip"):
+                return None
+        elif key in (b"transfer-encoding", b"expect", b"upgrade"):
+            return None
+    return name.decode(), max(length, 0), accept_gzip, close, version
 
 
 class _AdmitAll:
@@ -94,7 +133,7 @@ def child(n_bodies: int, repeat: int) -> dict[str, object]:
                            BidRecorder(Metrics(CollectorRegistry())), 256 * 1024)
     front = Front(endpoint, lambda: None)  # type: ignore[arg-type,return-value]  # .response() only
     audiences = [Audience("u", True, p, pd, {}) for p, pd in SCORES]
-    spent = dict.fromkeys(STEPS, 0.0)
+    spent = dict.fromkeys(STEPS + REFERENCE, 0.0)
     bids = 0
     clock = time.process_time
     for _ in range(repeat):
@@ -102,6 +141,10 @@ def child(n_bodies: int, repeat: int) -> dict[str, object]:
         for _ in bodies:
             parse_head(HEAD)
         spent["head"] += clock() - t
+        t = clock()
+        for _ in bodies:
+            split_parse_head(HEAD)
+        spent["head-split"] += clock() - t
         t = clock()
         reqs = [dec.decode(b) for b in bodies]
         spent["decode"] += clock() - t
@@ -157,9 +200,9 @@ def main() -> int:
     print(f"# {args.bodies} bodies × {args.repeat} passes, best of {args.rounds} rounds; bids {share:.0%}")
     print(f"# pure: {status['pure']}; compiled: {status['compiled']}")
     print(f"{'step':<10}{'pure µs':>10}{'compiled µs':>13}{'pure/compiled':>15}")
-    for k in (*STEPS, "total"):
-        p = sum(best["pure"].values()) if k == "total" else best["pure"][k]
-        c = sum(best["compiled"].values()) if k == "total" else best["compiled"][k]
+    for k in (*STEPS, "total", *REFERENCE):
+        p = sum(best["pure"][x] for x in STEPS) if k == "total" else best["pure"][k]
+        c = sum(best["compiled"][x] for x in STEPS) if k == "total" else best["compiled"][k]
         print(f"{k:<10}{p:>10.2f}{c:>13.2f}{p / c:>14.2f}x")
     return 0
 
