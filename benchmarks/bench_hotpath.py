@@ -14,7 +14,11 @@ half of them bid) and a money gate that admits everything:
 * ``prepare``  gates, request context, eligibility;
 * ``choose``   caps, pricing, money gate, best per imp, reservation;
 * ``respond``  ``bid_response`` (notice tokens, HMAC) + ``encode_response`` (bids only);
-* ``write``    the front's response bytes.
+* ``write``    the front's response bytes;
+* ``answer``   the whole ``BidEndpoint.answer`` (decode, the flow's ``run`` with its one await
+               answered at once by a resolver that cycles through the same scores, metrics tallies,
+               response encoding) awaited in a loop: the steps above plus the glue around them,
+               without the event loop, sockets, Redis or a Task (not part of the total).
 
 The parent runs two child processes per round, alternately: ``DSP_PURE_PYTHON=1`` (plain Python)
 and the compiled build (when ``scripts/compile`` made one), and reports each step's best round in
@@ -25,6 +29,7 @@ shared machine. Timing lives here, never in tests.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import math
 import os
@@ -32,10 +37,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = ("head", "decode", "prepare", "choose", "respond", "write")
-REFERENCE = ("head-split",)  # not part of the total
+REFERENCE = ("head-split", "answer")  # not part of the total
 HEAD = (b"POST /bid/generic HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nContent-Type: application/json\r\n"
         b"Content-Length: 1234\r\nx-openrtb-version: 2.6")
 SCORES = ((0.05, 0.10), (0.004, math.nan), (0.02, 0.45), (0.03, 0.15), (0.012, 0.25), (0.2, 0.05))
@@ -77,6 +83,24 @@ def split_parse_head(head: bytes) -> tuple[str, int, bool, bool, bytes | None] |
     return name.decode(), max(length, 0), accept_gzip, close, version
 
 
+class _CycleResolver:
+    """An AudienceSource that answers at once, cycling through :data:`SCORES`."""
+
+    def __init__(self, audiences: list[Any]) -> None:
+        self._audiences = audiences
+        self._i = 0
+
+    def unknown(self, user_key: str = "", caps: dict[str, bytes] | None = None) -> Any:
+        return self._audiences[0]
+
+    async def resolve(self, user_id: str, deadline: Any, intent_floor: float = 0.0) -> Any:
+        self._i += 1
+        return self._audiences[self._i % len(self._audiences)]
+
+    async def close(self) -> None:
+        return None
+
+
 class _AdmitAll:
     def pacing_multiplier(self, campaign_id: str) -> float:
         return 0.0
@@ -87,6 +111,13 @@ class _AdmitAll:
     def reserve(self, campaign_id: str, bid_id: str, price_micros: int, expires_at_s: float,
                 test: bool = False) -> bool:
         return True
+
+
+async def _answer_all(endpoint: Any, bodies: list[bytes]) -> None:
+    from dsp.clock import monotonic
+
+    for body in bodies:
+        await endpoint.answer("generic", body, False, monotonic())
 
 
 def child(n_bodies: int, repeat: int) -> dict[str, object]:
@@ -128,11 +159,11 @@ def child(n_bodies: int, repeat: int) -> dict[str, object]:
     from dsp.server.bid_endpoint import BidEndpoint
     from dsp.server.recorder import BidRecorder
 
+    audiences = [Audience("u", True, p, pd, {}) for p, pd in SCORES]
     endpoint = BidEndpoint(SnapshotHolder(ROOT / "bidder_configs", snap),
-                           BidFlow(None, money, notices, ids),  # type: ignore[arg-type]
+                           BidFlow(_CycleResolver(audiences), money, notices, ids),
                            BidRecorder(Metrics(CollectorRegistry())), 256 * 1024)
     front = Front(endpoint, lambda: None)  # type: ignore[arg-type,return-value]  # .response() only
-    audiences = [Audience("u", True, p, pd, {}) for p, pd in SCORES]
     spent = dict.fromkeys(STEPS + REFERENCE, 0.0)
     bids = 0
     clock = time.process_time
@@ -168,6 +199,9 @@ def child(n_bodies: int, repeat: int) -> dict[str, object]:
         for r in replies:
             front.response(r, b"2.6", False)
         spent["write"] += clock() - t
+        t = clock()
+        asyncio.run(_answer_all(endpoint, bodies))
+        spent["answer"] += clock() - t
     n = len(bodies) * repeat
     return {"status": compiled.STATUS, "bid_share": bids / len(bodies),
             "us": {k: v / n * 1e6 for k, v in spent.items()}}

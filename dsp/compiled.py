@@ -29,25 +29,19 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 
-#: Modules compiled by ``scripts/compile``: ``mypy --strict`` code on the per-request path. The
-#: pure decision steps first, then the per-request glue around them (decoder, flow, endpoint, the
-#: HTTP front, metric tallies, notice tokens, the micro-batcher and the audience resolver).
+#: Modules compiled by ``scripts/compile``: ``mypy --strict`` code on the per-request path whose
+#: work is on builtins (bytes, ints, floats, dicts): money arithmetic, the semantic checks, pricing,
+#: the HTTP front, the metric tallies, the micro-batcher. Measured and left out (``bench_hotpath``,
+#: docs/bidpath.md "Performance"): the filters, context, eligibility, decide, respond, tokens,
+#: decoder, flow, endpoint and resolver ran 5-20 % *slower* compiled — they mostly read and build
+#: msgspec Structs, which CPython 3.11's specialising interpreter does faster than mypyc's generic
+#: attribute access and keyword calls on non-native classes.
 HOT_PATH: tuple[str, ...] = (
     "dsp.money",
     "dsp.openrtb.validate",
-    "dsp.openrtb.decode",
-    "dsp.bidding.filters",
-    "dsp.bidding.context",
-    "dsp.bidding.eligibility",
     "dsp.bidding.pricing",
-    "dsp.bidding.decide",
-    "dsp.bidding.respond",
-    "dsp.notices.tokens",
-    "dsp.batching",
-    "dsp.bidding.audience",
-    "dsp.bidding.flow",
     "dsp.server.recorder",
-    "dsp.server.bid_endpoint",
+    "dsp.batching",
     "dsp.server.front",
 )
 PACKAGE_DIR = Path(__file__).resolve().parent
