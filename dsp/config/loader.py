@@ -16,7 +16,8 @@ from typing import Any, TypeVar
 import msgspec
 import yaml
 
-from dsp.config.schema import CampaignFile, CurrencyFile
+from dsp.config.learned import FunnelFile, Learned, ShadingFile
+from dsp.config.schema import CampaignFile, CurrencyFile, PrivacyFile
 from dsp.errors import ConfigProblem
 from dsp.exchanges.profile import ExchangeProfile
 
@@ -31,6 +32,8 @@ class RawConfig(msgspec.Struct, frozen=True):
     currencies: CurrencyFile
     campaign_files: dict[str, str]
     exchange_files: dict[str, str]
+    learned: Learned = Learned.empty()
+    privacy: PrivacyFile = PrivacyFile()
 
 
 def _split_msgspec_error(message: str) -> tuple[str, str]:
@@ -154,6 +157,11 @@ def load_dir(root: Path) -> tuple[RawConfig | None, list[ConfigProblem]]:
     if cur_path.exists():
         data = read_yaml(cur_path, problems)
         currencies = convert_collecting(data or {}, CurrencyFile, str(cur_path), problems)
+    privacy: PrivacyFile | None = PrivacyFile()
+    privacy_path = root / "privacy.yaml"
+    if privacy_path.exists():
+        data = read_yaml(privacy_path, problems)
+        privacy = convert_collecting(data or {}, PrivacyFile, str(privacy_path), problems)
     campaign_files: dict[str, str] = {}
     for c, path in campaigns:
         if c.id in campaign_files:
@@ -166,8 +174,25 @@ def load_dir(root: Path) -> tuple[RawConfig | None, list[ConfigProblem]]:
             problems.append(ConfigProblem(path, "name", f"exchange name {e.name!r} is also used by "
                                                         f"{exchange_files[e.name]}"))
         exchange_files.setdefault(e.name, path)
-    if problems or currencies is None:
+    learned = _load_learned(root / "learned", problems)
+    if problems or currencies is None or privacy is None:
         return None, problems
     raw = RawConfig(tuple(c for c, _ in campaigns), tuple(e for e, _ in exchanges), currencies,
-                    campaign_files, exchange_files)
+                    campaign_files, exchange_files, learned, privacy)
     return raw, problems
+
+
+def _load_learned(folder: Path, problems: list[ConfigProblem]) -> Learned:
+    """``learned/funnel.yaml`` and ``learned/shading.json``, when present (both optional)."""
+    funnel: FunnelFile | None = None
+    shading: ShadingFile | None = None
+    path = folder / "funnel.yaml"
+    if path.exists():
+        funnel = convert_collecting(read_yaml(path, problems) or {}, FunnelFile, str(path), problems)
+    path = folder / "shading.json"
+    if path.exists():
+        try:
+            shading = msgspec.json.decode(path.read_bytes(), type=ShadingFile)
+        except (msgspec.ValidationError, msgspec.DecodeError, OSError) as exc:
+            problems.append(ConfigProblem(str(path), "", str(exc)))
+    return Learned.of(funnel, shading)
