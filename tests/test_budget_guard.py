@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 
 from dsp.budget.keys import campaign_day, day_key, pacing_key
 from dsp.budget.outcomes import OutcomeStore
-from dsp.budget.pacing import PacingPlan
+from dsp.budget.pacing import PacingPlan, PacingSettings
 from dsp.budget.runtime import MoneyRuntime, MoneySettings
 from dsp.budget.spec import CampaignBudget
 from dsp.observability.metrics import Metrics
@@ -125,6 +125,23 @@ async def test_when_the_guard_binds_the_lowest_values_are_dropped_first(redis_ur
     late = won[len(won) // 2:]
     assert late and sum(late) / len(late) > 70_000  # the uniform mean is 50,500
     assert rt.admit("g1", 1_000) == NoBidReason.PACING_THROTTLED
+    await rt.stop()
+    await client.aclose()
+
+
+async def test_lambda_rises_on_the_demand_the_guard_held_back(redis_url: str) -> None:
+    # Spend is held at the plan by the guard, so spend alone would tell λ nothing; the controller
+    # sees the demand (spend / (1 - refused share)) and shades the price: the plan is then bought
+    # at a lower price wherever the market still sells at it.
+    clock = _early_clock()
+    client = aioredis.Redis.from_url(redis_url)
+    settings = MoneySettings(tick_s=0.05, lease_ttl_s=3.0, brake_grace_s=1.0, redis_timeout_s=0.5,
+                             first_check_s=0.0, settle_grace_s=0.0, lease_horizon_s=1.0,
+                             pacing=PacingSettings(interval_s=0.25))
+    rt = MoneyRuntime(client, Metrics(), [_spec()], settings=settings, clock=lambda: clock[0])
+    await rt.tick()
+    await _burst([rt], OutcomeStore(client), clock, 2.0)
+    assert rt.pacing_multiplier("g1") > 1.0
     await rt.stop()
     await client.aclose()
 

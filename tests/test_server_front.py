@@ -278,9 +278,16 @@ def test_parse_head_contract() -> None:
                     b"POST /bid/generic HTTP/1.1\r\nContent-Length: 1e3",
                     b"POST /bid/generic HTTP/1.1\r\nContent-Length : 3",
                     b"POST /bid/generic HTTP/1.1\r\nExpect: 100-continue",
-                    b"POST /bid/generic HTTP/1.1\r\nNoColon"):
+                    b"POST /bid/generic HTTP/1.1\r\nNoColon",
+                    b"POST /bid/generic HTTP/1.1\r\nx-openrtb-version: 2.6\x7f",
+                    b"POST /bid/generic HTTP/1.1\r\nHost: a\r\n folded",
+                    b"POST /bid/generic HTTP/1.1\r\nHost: a\nX: bare-lf",
+                    b"POST /bid/generic HTTP/1.1\r\nHost: a\rX: bare-cr",
+                    b"POST /bid/generic HTTP/1.1\r\nHo st: a",
+                    b"POST /bid/generic HTTP/1.1\r\nHost: a\x01b",
+                    b"POST /bid/generic HTTP/1.1\r\nHost: a\x00"):
         assert parse_head(refused) is None, refused
-    bad_version = parse_head(b"POST /bid/generic HTTP/1.1\r\nx-openrtb-version: 2.6\x7f")
+    bad_version = parse_head(b"POST /bid/generic HTTP/1.1\r\nx-openrtb-version: 2.6\x80")
     assert bad_version is not None and bad_version.version is None
 
 

@@ -90,7 +90,20 @@ def serve_worker(settings: Settings, log_level: str = "INFO") -> None:
     from dsp.observability.logging import configure_json_logging
 
     configure_json_logging(log_level)
+    _log_build()
     uvloop.run(_serve_until_signalled(settings))
+
+
+def _log_build() -> None:
+    """Say which build of the bid path this worker runs: mypyc-compiled or plain Python."""
+    import logging
+
+    from dsp import compiled
+    from dsp.server.app import build_app  # noqa: F401  (imports the whole bid path)
+
+    log = logging.getLogger("dsp.serve")
+    log.info("bid path: %s", compiled.STATUS, extra={"fields": {
+        "build": "compiled" if compiled.COMPILED else "pure", "modules": compiled.loaded_paths()}})
 
 
 async def _serve_until_signalled(settings: Settings) -> None:
@@ -147,8 +160,10 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     if not _check_config(settings):
         return 2
-    print(f"dsp serve: http://{settings.host}:{settings.port} with {settings.workers} worker(s)",
-          file=sys.stderr)
+    from dsp import compiled
+
+    print(f"dsp serve: http://{settings.host}:{settings.port} with {settings.workers} worker(s); "
+          f"bid path {compiled.STATUS}", file=sys.stderr)
     if CLOCK_OFFSET_S:
         print(f"dsp serve: WARNING wall clock shifted by {CLOCK_OFFSET_S:+.0f} s ({CLOCK_OFFSET_ENV});"
               " rehearsals and tests only", file=sys.stderr)
