@@ -1,6 +1,8 @@
 """``dsp config``: validate, diff, preview and reload the bidder configuration.
 
     dsp config validate [--configs DIR]                 every problem, with file and path (exit 2)
+    dsp config schema [--out DIR]                       write the editor JSON Schemas (campaign,
+                                                        exchange, currency) into DIR/<kind>.json
     dsp config diff --from OLD_DIR [--configs DIR]      field-level changes between two trees
     dsp config preview --from OLD_DIR [--configs DIR]   replay the corpus and story fixtures through
                                                         both and show how each campaign's bids change
@@ -26,6 +28,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     v = sub.add_parser("validate", help="validate a config tree; list every problem")
     v.add_argument("--configs", default=DEFAULT_CONFIGS)
     v.set_defaults(func=_validate)
+    s = sub.add_parser("schema", help="write JSON Schemas of the config files (for editors)")
+    s.add_argument("--out", default=None, help="folder (default: <configs>/schema)")
+    s.add_argument("--configs", default=DEFAULT_CONFIGS)
+    s.set_defaults(func=_schema)
     d = sub.add_parser("diff", help="what changed between two config trees")
     d.add_argument("--from", dest="old", required=True, help="the current (baseline) config tree")
     d.add_argument("--configs", default=DEFAULT_CONFIGS, help="the edited config tree")
@@ -73,6 +79,15 @@ def _validate(args: argparse.Namespace) -> int:
     for name, e in sorted(snap.exchanges.items()):
         print(f"  exchange {name}: {e.currency}, at={e.auction_type}, tmax {e.tmax_default_ms} ms "
               f"- {e.round_trip_allowance_ms} ms allowance, lax_numbers={e.lax_numbers}")
+    return 0
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from dsp.config.jsonschema import write_schemas
+
+    out = Path(args.out) if args.out else Path(args.configs) / "schema"
+    for path in write_schemas(out):
+        print(f"wrote {path}")
     return 0
 
 

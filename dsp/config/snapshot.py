@@ -222,6 +222,6 @@ def compile_snapshot(raw: RawConfig) -> Snapshot:
 def load_snapshot(root: Path) -> Snapshot:
     """Load, validate and compile ``root``; raise ConfigInvalid listing every problem found."""
     raw, problems = load_dir(root)
-    if raw is None:
-        raise ConfigInvalid(problems)
+    if problems:
+        raise ConfigInvalid(problems + cross_check(raw))
     return compile_snapshot(raw)
