@@ -89,3 +89,21 @@ def test_dashboard_queries_only_use_exported_metrics() -> None:
             "dsp_batch_size", "dsp_redis_errors", "dsp_deadline_misses", "dsp_wins", "dsp_spend_micros",
             "dsp_pacing_multiplier", "dsp_ledger_drift_micros"}
     assert must <= covered, sorted(must - covered)
+
+
+def test_render_validates_before_configs_ship(tmp_path: Path) -> None:
+    """The render runs ``dsp config validate`` first: a tree failing the fair-lending gate renders
+    nothing (empty stdout, non-zero exit), so ``| kubectl apply -f -`` applies nothing."""
+    import shutil
+
+    bad = tmp_path / "configs"
+    shutil.copytree(REPO / "bidder_configs", bad)
+    path = bad / "campaigns" / "quickloan-prime.yaml"
+    path.write_text(path.read_text().replace("intent_min: 0.004", "intent_min: 0.01"))
+    script = str(REPO / "deploy" / "k8s" / "render.py")
+    failed = subprocess.run([sys.executable, script, "--configs", str(bad)], capture_output=True,
+                            text=True, check=False)
+    assert failed.returncode == 2 and failed.stdout == ""
+    assert "adverse-impact ratio by age band" in failed.stderr
+    ok = subprocess.run([sys.executable, script], capture_output=True, text=True, check=False)
+    assert ok.returncode == 0 and "kind: ConfigMap" in ok.stdout
