@@ -22,6 +22,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("models", "dsp.cli.models", "train, evaluate and benchmark the ONNX models"),
     ("budget", "dsp.cli.budget", "inspect and set campaign budgets in Redis"),
     ("replay", "dsp.cli.replay", "replay market-price logs through pricing and pacing"),
+    ("forecast", "dsp.cli.forecast", "forecast a config change on the logged traffic (old vs new)"),
 )
 
 
