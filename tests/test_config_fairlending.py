@@ -25,8 +25,10 @@ def test_selection_mirrors_the_bid_path_pricing() -> None:
     pd = rng.uniform(0.0, 0.5, 2_000)
     for c in snap.campaigns:
         sel = selected(c, p_intent, pd)
-        expected = [price(c, float(a), float(b), pacing_lambda=0.0, floor_cpm_micros=0,
-                          auction_type=2, shading=1.0).reason is None
+        # the score gates (rows intent_min and pd_max of dsp.bidding.filters), then pricing
+        expected = [a >= c.intent_min and b <= c.pd_max
+                    and price(c, float(a), float(b), pacing_lambda=0.0, floor_cpm_micros=0,
+                              auction_type=2, shading=1.0).stopped is None
                     for a, b in zip(p_intent, pd, strict=True)]
         assert sel.tolist() == expected
         assert 0 < sel.sum() < sel.shape[0]

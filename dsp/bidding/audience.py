@@ -38,6 +38,7 @@ class Audience(msgspec.Struct, gc=False, frozen=True):
     p_intent: float
     pd: float
     caps: dict[str, bytes]
+    features: FloatArray | None = None  # the model input row (known users), for the event log
 
 
 class Predictor(Protocol):
@@ -167,7 +168,7 @@ class AudienceResolver:
             pd_list: Sequence[float] = pd.tolist()
             for k, i in enumerate(known):
                 r = records[i]
-                out[i] = Audience(r.user_key, True, pi_list[k], pd_list[k], r.caps)
+                out[i] = Audience(r.user_key, True, pi_list[k], pd_list[k], r.caps, r.features)
         return out
 
     async def close(self) -> None:

@@ -18,7 +18,7 @@ import msgspec
 
 from dsp.batching import DeadlineExceeded
 from dsp.bidding.audience import Audience, AudienceSource
-from dsp.bidding.decide import IdSource, Prepared, choose, prepare
+from dsp.bidding.decide import Chosen, IdSource, Prepared, choose, prepare
 from dsp.bidding.ports import MoneyGate
 from dsp.bidding.respond import NoticeUrls, bid_response
 from dsp.clock import Deadline, monotonic, wall_time
@@ -36,6 +36,10 @@ class Decision(msgspec.Struct, gc=False):
     reason: NoBidReason | None = None
     campaigns: tuple[str, ...] = ()
     pricing_s: float = 0.0  # time spent pricing and building the response (when timed)
+    # What the decision was made from, for the event log (None where the flow stopped earlier).
+    prep: Prepared | None = None
+    audience: Audience | None = None
+    chosen: list[Chosen] | None = None
 
 
 class BidFlow:
@@ -70,14 +74,16 @@ class BidFlow:
             return Decision(reason=prep)
         audience = await self.audience(prep, deadline)
         if not isinstance(audience, Audience):
-            return Decision(reason=audience)
+            return Decision(reason=audience, prep=prep)
         if deadline.expired():
-            return Decision(reason=NoBidReason.DEADLINE)
+            return Decision(reason=NoBidReason.DEADLINE, prep=prep, audience=audience)
         t0 = monotonic() if timed else 0.0
         chosen = choose(prep, audience, self._money, snapshot, self._ids)
         if not isinstance(chosen, list):
-            return Decision(reason=chosen, pricing_s=monotonic() - t0 if timed else 0.0)
+            return Decision(reason=chosen, pricing_s=monotonic() - t0 if timed else 0.0,
+                            prep=prep, audience=audience)
         response = bid_response(prep, chosen, self._notices, audience.user_key)
         return Decision(response=response,
                         campaigns=tuple(ch.candidate.campaign.id for ch in chosen),
-                        pricing_s=monotonic() - t0 if timed else 0.0)
+                        pricing_s=monotonic() - t0 if timed else 0.0,
+                        prep=prep, audience=audience, chosen=chosen)

@@ -35,6 +35,10 @@ class Price(msgspec.Struct, gc=False):
     bid_cpm_micros: int
     stopped: Filter | None
     detail: str = ""
+    shading: float = 1.0  # first price: the factor applied to the unshaded bid
+    pacing_lambda: float = 0.0
+    explore: bool = False  # placed by the exploration policy
+    propensity: float = 1.0  # probability that the policy places this bid (exploration: its share)
 
 
 def impression_value(c: CompiledCampaign, p_intent: float, pd: float) -> float:
@@ -50,7 +54,8 @@ def price(c: CompiledCampaign, p_intent: float, pd: float, *, pacing_lambda: flo
     value = round_half_away(impression_value(c, p_intent, pd) * _CPM_MICROS_PER_UNIT_PER_IMP)
     if value <= 0:
         return Price(value, 0, VALUE, "expected value is not positive")
-    bid = min(c.max_cpm_micros, round_half_away(value / (1.0 + max(pacing_lambda, 0.0))))
+    lam = max(pacing_lambda, 0.0)
+    bid = min(c.max_cpm_micros, round_half_away(value / (1.0 + lam)))
     if auction_type == 1:
         shaded = round_half_away(bid * shading)
         if shaded < floor_cpm_micros <= bid:
@@ -59,4 +64,4 @@ def price(c: CompiledCampaign, p_intent: float, pd: float, *, pacing_lambda: flo
     if bid < floor_cpm_micros or bid <= 0:
         return Price(value, bid, FLOOR,
                      f"bid {bid / 1e6:.4f} below floor {floor_cpm_micros / 1e6:.4f} CPM")
-    return Price(value, bid, None)
+    return Price(value, bid, None, shading=shading if auction_type == 1 else 1.0, pacing_lambda=lam)
