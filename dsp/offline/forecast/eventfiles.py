@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import numpy as np
 import numpy.typing as npt
 
@@ -148,44 +147,19 @@ def _outcomes(con: Any, root: Path, days: DayRange) -> Outcomes:
         ts_us=np.array([int(g[10]) for g in got], dtype=np.int64))
 
 
-def write_events(root: Path, events: Sequence[Event], part: str) -> list[Path]:
-    """Write ``events`` as Parquet in the log's layout (``kind=/date=/hour=/part-<part>.parquet``),
-    write-then-rename. Used to convert foreign logs into the event format."""
-    import datetime as dt
+def write_events(root: Path, events: Sequence[Event], part: str) -> int:
+    """Write ``events`` in the log's layout (one file per kind and hour, named ``part-<part>``),
+    through the sink's own writer (:func:`dsp.offline.eventlog.parquet.write_events`)."""
+    from dsp.offline.eventlog.parquet import partition_of
+    from dsp.offline.eventlog.parquet import write_events as write_file
 
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    _MAPS = {"scores": pa.map_(pa.string(), pa.float64()),
-             "model_versions": pa.map_(pa.string(), pa.string())}
-
-    groups: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    groups: dict[tuple[str, str, int], list[Event]] = {}
     for e in events:
-        rec = msgspec.structs.asdict(e)
-        rec["kind"] = kind_of(e)
-        rec["event_id"] = e.event_id
-        when = dt.datetime.fromtimestamp(e.ts_us / 1e6, dt.UTC)
-        groups.setdefault((rec["kind"], when.strftime("%Y-%m-%d"), when.hour), []).append(rec)
-    written: list[Path] = []
-    for (kind, date, hour), recs in sorted(groups.items()):
-        folder = root / f"kind={kind}" / f"date={date}" / f"hour={hour:02d}"
-        folder.mkdir(parents=True, exist_ok=True)
-        cols = {k for r in recs for k in r if k != "kind"}
-        arrays = {}
-        for k in sorted(cols):
-            values = [r.get(k) for r in recs]
-            if k in _MAPS:
-                arrays[k] = pa.array([list(v.items()) if v else [] for v in values], type=_MAPS[k])
-            else:
-                arrays[k] = pa.array(values)
-        table = pa.table(arrays)
-        path = folder / f"part-{part}.parquet"
-        tmp = folder / f".part-{part}.parquet.tmp"
-        pq.write_table(table, tmp)
-        tmp.rename(path)
-        written.append(path)
-    return written
-
+        date, hour = partition_of(e.ts_us)
+        groups.setdefault((kind_of(e), date, hour), []).append(e)
+    for (kind, date, hour), group in sorted(groups.items()):
+        write_file(root, kind, date, hour, f"part-{part}", group)
+    return len(groups)
 
 
 def log_policy(snap: Snapshot, rows: Sequence[Row], price_micros: npt.NDArray[np.float64],
