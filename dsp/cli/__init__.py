@@ -25,6 +25,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("events", "dsp.cli.events", "move the event log from Redis streams into Parquet files"),
     ("report", "dsp.cli.report", "bids, wins, spend, clicks and funded loans from the event log"),
     ("forecast", "dsp.cli.forecast", "forecast a config change on the logged traffic (old vs new)"),
+    ("console", "dsp.cli.console", "the campaign console in the browser (its own port)"),
 )
 
 
