@@ -12,11 +12,11 @@ treats each loss as a right-censored observation at its bid (``price > bid``)::
     P(win | b)          = 1 − S(b)
     E[pay · 1{win} | b] = Σ_{t_k <= b} t_k · (S(t_{k−1}) − S(t_k))   (second price: pay the market)
 
-Above the highest bid the log ever placed, ``S`` is unknown (every bid up there would be an
-extrapolation). :meth:`Landscape.coverage` says up to where the curve is identified; the forecast
-counts bids beyond it and reports them, and past ``max_price_micros`` (a known cap of the market,
-when there is one) the price is certainly below the bid. Between the last identified point and the
-cap the remaining mass ``S(top)`` is spread evenly (a stated assumption, not a fit).
+Above the highest bid the log ever placed, ``S`` is unknown (every bid up there is an
+extrapolation). :meth:`Landscape.coverage` says up to where the curve is identified. Beyond it the
+survival keeps decaying at the hazard measured over the top quarter of the identified range (an
+exponential tail: a stated assumption, not a fit), and past ``max_price_micros`` (a known cap of
+the market, when there is one) the price is certainly below the bid.
 
 Amounts are micros of one impression, in any single currency; ``tick_micros`` is the price grid
 (a loss at bid ``b`` means the price is at least the next grid point above ``b``).
@@ -44,6 +44,23 @@ class Landscape(msgspec.Struct, frozen=True):
     def coverage(self) -> float:
         return self.top_micros
 
+    def tail_hazard(self) -> float:
+        """Hazard per micro over the top quarter of the identified range (at least the hazard
+        that would empty the remaining mass by the cap, so the tail is never flatter)."""
+        t = np.asarray(self.times)
+        s = np.asarray(self.survival)
+        cap = max(self.max_price_micros, self.top_micros + 1.0)
+        floor_h = 1.0 / (cap - self.top_micros)
+        if t.size < 2 or s[-1] <= 0:
+            return floor_h
+        lo = 0.75 * self.top_micros
+        k = int(np.searchsorted(t, lo, side="right"))
+        s_lo = float(s[k - 1]) if k > 0 else 1.0
+        span = self.top_micros - (float(t[k - 1]) if k > 0 else 0.0)
+        if span <= 0 or s_lo <= s[-1]:
+            return floor_h
+        return max(float(np.log(s_lo / s[-1]) / span), floor_h)
+
     def _arrays(self) -> tuple[F64, F64, F64]:
         t = np.asarray(self.times, dtype=np.float64)
         s = np.asarray(self.survival, dtype=np.float64)
@@ -64,16 +81,24 @@ class Landscape(msgspec.Struct, frozen=True):
         s_at = np.where(k > 0, s[np.maximum(k - 1, 0)], 1.0)
         pay = np.where(k > 0, cum_pay[np.maximum(k - 1, 0)], 0.0)
         pay2 = np.where(k > 0, cum_pay2[np.maximum(k - 1, 0)], 0.0)
-        # Beyond the identified range: the mass S(top) is spread evenly over (top, max_price].
+        # Beyond the identified range the survival decays with the hazard seen over the top
+        # quarter of that range (an exponential tail); the market's cap holds what is left.
         top, cap = self.top_micros, max(self.max_price_micros, self.top_micros + 1.0)
-        s_top = s[-1]
-        over = np.clip((b - top) / (cap - top), 0.0, 1.0)
-        extra_mass = s_top * over
+        s_top = float(s[-1])
+        h = self.tail_hazard()
+        over = b > top
         hi = np.minimum(b, cap)
-        mid = (top + np.where(b > top, hi, top)) / 2.0
-        p_win = (1.0 - s_at) + np.where(b > top, extra_mass, 0.0)
-        pay = pay + np.where(b > top, extra_mass * mid, 0.0)
-        pay2 = pay2 + np.where(b > top, extra_mass * mid * mid, 0.0)
+        dx = np.maximum(hi - top, 0.0)
+        decay = np.exp(-h * dx)
+        inv = 1.0 / h
+        tail_p = s_top * (1.0 - decay)
+        tail_pay = s_top * ((top + inv) - (hi + inv) * decay)
+        tail_pay2 = s_top * ((top * top + 2 * top * inv + 2 * inv * inv)
+                             - (hi * hi + 2 * hi * inv + 2 * inv * inv) * decay)
+        at_cap = np.where(b >= cap, s_top * np.exp(-h * (cap - top)), 0.0)
+        p_win = (1.0 - s_at) + np.where(over, tail_p + at_cap, 0.0)
+        pay = pay + np.where(over, tail_pay + at_cap * cap, 0.0)
+        pay2 = pay2 + np.where(over, tail_pay2 + at_cap * cap * cap, 0.0)
         return p_win, pay, pay2
 
 
