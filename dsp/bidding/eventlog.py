@@ -9,8 +9,9 @@ hash and one :class:`~dsp.events.schema.BidEvent` appended to the writer's buffe
 default 1%) also keeps its sanitized body (:mod:`dsp.events.sanitize`), its outcome and scores,
 no-bids included, so a forecast can replay real traffic.
 
-Requests that stop before the flow has a context (invalid bodies, unknown exchanges) are not
-sampled: they cannot be replayed.
+Every decoded request may be sampled, including those no campaign was eligible for (a config
+change may make them eligible: a forecast needs them). Invalid bodies and unknown exchanges are
+not sampled: they cannot be replayed.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from typing import Protocol
 from dsp.bidding.audience import Audience
 from dsp.bidding.decide import Chosen, Prepared
 from dsp.bidding.flow import Decision
+from dsp.clock import wall_time
 from dsp.events.sanitize import sanitize_request
 from dsp.events.schema import BidEvent, Event, SampleEvent, keyed_user_hash
+from dsp.openrtb.request import BidRequest
 
 
 class EventAppender(Protocol):
@@ -33,10 +36,13 @@ class EventAppender(Protocol):
 
 
 def _scores(audience: Audience | None) -> dict[str, float]:
+    """Every named score of the scoring plan (``p_intent``, ``pd`` and any other model's).
+    NaN (the risk model skipped below every intent floor) is kept: it says "not scored"."""
     if audience is None:
         return {}
-    # NaN (risk model skipped below every intent floor) is kept: it says "not scored".
-    return {"intent": audience.p_intent, "risk": audience.pd}
+    if audience.scores:
+        return audience.scores
+    return {"p_intent": audience.p_intent, "pd": audience.pd}
 
 
 class BidEventLog:
@@ -57,18 +63,18 @@ class BidEventLog:
         self.sample_rate = sample_rate
         self.samples = 0
 
-    def record(self, body: bytes, decision: Decision, config_version: str) -> None:
-        """Log ``decision`` (made from ``body``). Cheap when nothing was bid and not sampled."""
+    def record(self, body: bytes, req: BidRequest, exchange: str, decision: Decision,
+               config_version: str) -> None:
+        """Log ``decision`` (made from ``body``, decoded as ``req``). Cheap when nothing was bid
+        and the request is not sampled."""
         prep = decision.prep
-        if prep is None:
-            return
         chosen = decision.chosen
         user_hash = ""
-        if chosen:
+        if chosen and prep is not None:
             user_hash = keyed_user_hash(prep.ctx.user_id, self._hash_key)
             self._bids(prep, chosen, decision.audience, user_hash, config_version)
         if self.sample_rate and self._random() < self.sample_rate:
-            self._sample(body, decision, prep, user_hash, config_version)
+            self._sample(body, req, exchange, decision, user_hash, config_version)
 
     def _bids(self, prep: Prepared, chosen: list[Chosen], audience: Audience | None,
               user_hash: str, config_version: str) -> None:
@@ -101,21 +107,24 @@ class BidEventLog:
                 model_versions=self._model_versions, config_version=config_version,
                 explore=ch.price.explore, propensity=ch.price.propensity))
 
-    def _sample(self, body: bytes, decision: Decision, prep: Prepared, user_hash: str,
-                config_version: str) -> None:
+    def _sample(self, body: bytes, req: BidRequest, exchange: str, decision: Decision,
+                user_hash: str, config_version: str) -> None:
         clean = sanitize_request(body, self._hash_key)
         if clean is None:
             return
-        ctx = prep.ctx
+        prep = decision.prep
+        now_s = prep.ctx.now_s if prep is not None else wall_time()
+        if prep is not None and not user_hash:
+            user_hash = keyed_user_hash(prep.ctx.user_id, self._hash_key)
         self.samples += 1
         audience = decision.audience
         self._writer.append(SampleEvent(
-            ts_us=int(ctx.now_s * 1_000_000), exchange=ctx.exchange, test=ctx.test,
-            sample_id=f"{self._prefix}{self.samples:x}", request_id=prep.req.id, body=clean,
+            ts_us=int(now_s * 1_000_000), exchange=exchange, test=req.test == 1,
+            sample_id=f"{self._prefix}{self.samples:x}", request_id=req.id, body=clean,
             sample_rate=self.sample_rate,
             outcome="bid" if decision.response is not None else "nobid",
             reason=decision.reason.value if decision.reason is not None else "",
-            user_hash=user_hash or keyed_user_hash(ctx.user_id, self._hash_key),
+            user_hash=user_hash,
             user_known=audience is not None and audience.known, scores=_scores(audience),
             bid_ids=[ch.bid_id for ch in decision.chosen] if decision.chosen else [],
             config_version=config_version))

@@ -46,7 +46,8 @@ if TYPE_CHECKING:
     from dsp.bidding.audience import Audience
     from dsp.bidding.context import RequestContext
     from dsp.bidding.eligibility import Candidate
-    from dsp.config.snapshot import CompiledCampaign, CompiledCreative, ExchangeProfile, Rates
+    from dsp.config.snapshot import CompiledCampaign, CompiledCreative, Rates
+    from dsp.exchanges.profile import ExchangeProfile
     from dsp.openrtb.request import BidRequest
 
 Stage = Literal["request", "campaign", "creative", "deal", "price", "money"]
@@ -186,6 +187,23 @@ def _risk(cand: Candidate, audience: Audience, ctx: RequestContext) -> bool:
     return not audience.pd <= cand.campaign.pd_max
 
 
+def _max_scores(cand: Candidate, audience: Audience, ctx: RequestContext) -> bool:
+    # A score the plan did not produce (or a NaN: not scored) does not gate.
+    if not cand.campaign.max_scores:
+        return False
+    scores = audience.scores
+    for name, highest in cand.campaign.max_scores:
+        value = scores.get(name)
+        if value is not None and value > highest:
+            return True
+    return False
+
+
+def _max_scores_detail(cand: Candidate, audience: Audience, ctx: RequestContext) -> str:
+    return ", ".join(f"{n}={audience.scores.get(n, float('nan')):.4f} (max {m})"
+                     for n, m in cand.campaign.max_scores)
+
+
 def _scores_detail(cand: Candidate, audience: Audience, ctx: RequestContext) -> str:
     c = cand.campaign
     return f"pd={audience.pd:.4f} (max {c.pd_max}), p_intent={audience.p_intent:.4f} (min {c.intent_min})"
@@ -240,6 +258,7 @@ FILTERS: tuple[Filter, ...] = _ranked(
     Filter("frequency_cap", "price", R.FREQUENCY_CAPPED, _freq, lambda *_: "frequency cap reached"),
     Filter("intent_min", "price", R.INTENT_TOO_LOW, _intent, _scores_detail),
     Filter("pd_max", "price", R.RISK_TOO_HIGH, _risk, _scores_detail),
+    Filter("max_scores", "price", R.SCORE_TOO_HIGH, _max_scores, _max_scores_detail),
     Filter("value", "money", R.VALUE_NOT_POSITIVE, None, lambda *_: "expected value is not positive"),
     Filter("floor", "money", R.BELOW_FLOOR, None, lambda *_: "bid below the floor"),
     Filter("budget_schedule", "money", R.OUT_OF_SCHEDULE, None, lambda *_: "money gate: not bidding now"),

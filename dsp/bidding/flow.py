@@ -14,6 +14,8 @@ MODEL_ERROR no-bid; a deadline that runs out anywhere is a DEADLINE no-bid, neve
 
 from __future__ import annotations
 
+import random
+
 import msgspec
 
 from dsp.batching import DeadlineExceeded
@@ -22,8 +24,9 @@ from dsp.bidding.decide import Chosen, IdSource, Prepared, choose, prepare
 from dsp.bidding.ports import MoneyGate
 from dsp.bidding.respond import NoticeUrls, bid_response
 from dsp.clock import Deadline, monotonic, wall_time
-from dsp.config.snapshot import ExchangeProfile, Snapshot
+from dsp.config.snapshot import Snapshot
 from dsp.errors import DependencyUnavailable
+from dsp.exchanges.profile import ExchangeProfile
 from dsp.openrtb.nobid import NoBidReason
 from dsp.openrtb.request import BidRequest
 from dsp.openrtb.response import BidResponse
@@ -45,7 +48,7 @@ class Decision(msgspec.Struct, gc=False):
 class BidFlow:
     """The bid path's orchestration. Holds its collaborators; no per-request state."""
 
-    __slots__ = ("_ids", "_money", "_notices", "_resolver")
+    __slots__ = ("_draw", "_ids", "_money", "_notices", "_resolver")
 
     def __init__(self, resolver: AudienceSource, money: MoneyGate, notices: NoticeUrls,
                  ids: IdSource) -> None:
@@ -53,6 +56,7 @@ class BidFlow:
         self._money = money
         self._notices = notices
         self._ids = ids
+        self._draw = random.Random().random  # exploration draws (campaign learning.explore_share)
 
     async def audience(self, prep: Prepared, deadline: Deadline) -> Audience | NoBidReason:
         """The request's one await: resolve and score the user (or the population for nobody)."""
@@ -72,6 +76,8 @@ class BidFlow:
         prep = prepare(req, profile, snapshot, wall_time())
         if not isinstance(prep, Prepared):
             return Decision(reason=prep)
+        if prep.may_explore:
+            prep.explore_u = self._draw()
         audience = await self.audience(prep, deadline)
         if not isinstance(audience, Audience):
             return Decision(reason=audience, prep=prep)

@@ -53,6 +53,7 @@ def bid_response(prep: Prepared, chosen: list[Chosen], notices: NoticeUrls,
                  user_key: str) -> BidResponse:
     """The 200 response for ``chosen`` (one bid per imp), in ``prep.currency``."""
     wanted = prep.profile.notices
+    v25 = prep.profile.openrtb_version == "2.5"  # mtype is a 2.6 field: not in 2.5 answers
     bids: list[Bid] = []
     for ch in chosen:
         cand = ch.candidate
@@ -64,7 +65,7 @@ def bid_response(prep: Prepared, chosen: list[Chosen], notices: NoticeUrls,
         bids.append(Bid(
             id=ch.bid_id, impid=cand.imp.id, price=micros_to_units(ch.price_cpm_micros),
             adm=cr.markup, adomain=list(cr.adomain), crid=cr.id, cid=cand.campaign.id,
-            cat=list(cr.cat), w=w, h=h, mtype=cr.mtype,
+            cat=list(cr.cat), w=w, h=h, mtype=None if v25 else cr.mtype,
             dealid=cand.deal.id if cand.deal is not None else None,
             nurl=nurl if "nurl" in wanted else None, burl=burl if "burl" in wanted else None,
             lurl=lurl if "lurl" in wanted else None))

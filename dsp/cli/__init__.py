@@ -34,12 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="dsp", description="Real-time bidding DSP for consumer-lending acquisition.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module_name, help_text in COMMANDS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue  # command not built yet in this checkout
+        module = importlib.import_module(module_name)  # a missing module fails loudly, never skipped
         command_parser = sub.add_parser(name, help=help_text, description=help_text)
         module.configure(command_parser)
     return parser

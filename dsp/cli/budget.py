@@ -20,9 +20,8 @@ from collections.abc import Callable
 from typing import Any
 
 from dsp.budget.keys import campaign_day, day_key, total_key
+from dsp.features.connect import DEFAULT_REDIS_URL
 from dsp.money import micros_to_units, units_to_micros
-
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -44,20 +43,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def _guarded(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
-        import redis
+        from dsp.features.connect import RedisError
 
         try:
             return fn(args)
-        except redis.RedisError as exc:
+        except RedisError as exc:
             print(f"dsp budget: Redis at {args.redis}: {exc}", file=sys.stderr)
             return 1
     return run
 
 
 def _client(url: str) -> Any:
-    import redis
+    from dsp.features.connect import sync_client
 
-    return redis.Redis.from_url(url, socket_timeout=5)
+    return sync_client(url, timeout_s=5)
 
 
 def _day(args: argparse.Namespace) -> int:

@@ -47,19 +47,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run_sink(args: argparse.Namespace) -> int:
-    import redis
     from prometheus_client import start_http_server
-    from redis.cluster import RedisCluster
 
     from dsp.events.reader import StreamReader
+    from dsp.features.connect import RedisError, sync_client
     from dsp.observability.metrics import SinkMetrics
     from dsp.offline.eventlog.sink import EventSink
 
     if args.count < 1 or args.shards < 1:
         print("dsp events sink: --count and --shards must be positive", file=sys.stderr)
         return 2
-    client = (RedisCluster.from_url(args.redis_url) if args.redis_cluster
-              else redis.Redis.from_url(args.redis_url))
+    client = sync_client(args.redis_url, cluster=args.redis_cluster, timeout_s=30.0)
     metrics = SinkMetrics()
     if args.metrics_port:
         start_http_server(args.metrics_port, addr="127.0.0.1", registry=metrics.registry)
@@ -76,7 +74,7 @@ def run_sink(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     try:
         totals = sink.run(drain=args.drain, should_stop=lambda: stop)
-    except redis.RedisError as exc:
+    except RedisError as exc:
         print(f"dsp events sink: redis: {exc}", file=sys.stderr)
         return 1
     finally:

@@ -31,6 +31,7 @@ from dsp.config.schema import (
     ExchangeFile,
     FrequencyCapCfg,
     Funnel,
+    Learning,
     Pacing,
     Schedule,
     Targeting,
@@ -39,7 +40,7 @@ from dsp.config.schema import (
 KINDS: dict[str, type[msgspec.Struct]] = {
     "campaign": CampaignFile, "exchange": ExchangeFile, "currency": CurrencyFile}
 STRUCTS: tuple[type[msgspec.Struct], ...] = (
-    CampaignFile, Funnel, Budget, Pacing, Schedule, FrequencyCapCfg, Targeting, Creative,
+    CampaignFile, Funnel, Budget, Pacing, Schedule, FrequencyCapCfg, Targeting, Creative, Learning,
     ExchangeFile, CurrencyFile)
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 _CUR = "currency units of the campaign's `currency` (e.g. 4.50 = $4.50), not micros"
@@ -56,6 +57,16 @@ FIELD_DOCS: dict[str, tuple[str, Any]] = {
                             "fair-lending gate checks its effect per sex and age band.", 0.30),
     "CampaignFile.intent_min": ("Skip users whose lending intent (probability that one impression "
                                 "leads to an application) is below this (0-1).", 0.01),
+    "CampaignFile.max_scores": ("Gate scores of the scoring plan (models/plan.json): no bid when "
+                                "the named score is above the limit (0-1).", {"fraud": 0.5}),
+    "CampaignFile.learning": ("What the campaign takes from the event log (learned funnel rates, "
+                              "learned shading, exploration); all off by default.", None),
+    "Learning.funnel": ("Price with the funnel rates re-estimated from the log (shrunk toward the "
+                        "funnel constants) when an estimate exists.", False),
+    "Learning.shading": ("First-price shading: `learned` (bid landscape), `fixed` (the exchange's "
+                         "factor) or `exchange` (whatever the profile says).", "exchange"),
+    "Learning.explore_share": ("Share (0-0.2) of requests where the campaign would not bid on "
+                               "which it bids at the floor anyway, for unbiased retraining.", 0.01),
     "CampaignFile.funnel": ("Funnel constants of the value formula: value of an impression = "
                             "p_intent · apply_rate · p_approve · NPV.", None),
     "CampaignFile.budget": ("Daily (and optional lifetime) budget.", None),
@@ -122,25 +133,29 @@ FIELD_DOCS: dict[str, tuple[str, Any]] = {
     "Creative.h": ("Height, in pixels (banners).", 250),
     "Creative.bundle": ("Advertiser app bundle or store id (checked against the request's bapp).",
                         "com.quickloan.app"),
-    "ExchangeFile.name": ("Route name: bids arrive at POST /bid/<name>.", "generic"),
-    "ExchangeFile.openrtb_version": ("OpenRTB version the exchange speaks (where fields live).",
+    "ExchangeProfile.name": ("Route name: bids arrive at POST /bid/<name>.", "generic"),
+    "ExchangeProfile.alias_of": ("Start from this profile and override only the keys given here "
+                                 "(one level: an alias of an alias is an error).", "bidswitch"),
+    "ExchangeProfile.shading": ("First-price bids: `fixed` (first_price_shading) or `learned` "
+                                "(the learned bid landscape in bidder_configs/learned/).", "fixed"),
+    "ExchangeProfile.openrtb_version": ("OpenRTB version the exchange speaks (where fields live).",
                                      "2.6"),
-    "ExchangeFile.currency": ("Default currency of floors and bids (ISO-4217).", "USD"),
-    "ExchangeFile.auction_type": ("Auction type when the request has no `at`: 1 first price, "
+    "ExchangeProfile.currency": ("Default currency of floors and bids (ISO-4217).", "USD"),
+    "ExchangeProfile.auction_type": ("Auction type when the request has no `at`: 1 first price, "
                                   "2 second price.", 2),
-    "ExchangeFile.tmax_default_ms": ("Response deadline when the request has no tmax, in "
+    "ExchangeProfile.tmax_default_ms": ("Response deadline when the request has no tmax, in "
                                      "milliseconds.", 120),
-    "ExchangeFile.round_trip_allowance_ms": ("Network round trip subtracted from tmax, in "
+    "ExchangeProfile.round_trip_allowance_ms": ("Network round trip subtracted from tmax, in "
                                              "milliseconds.", 20),
-    "ExchangeFile.safety_margin_ms": ("Extra margin subtracted from tmax, in milliseconds.", 5),
-    "ExchangeFile.seat": ("Our seat id at this exchange (matched against wseat).", "lender-dsp"),
-    "ExchangeFile.lax_numbers": ("Accept numbers sent as strings (\"w\": \"320\").", False),
-    "ExchangeFile.nobid_body": ("No-bid as 200 with {id, nbr} instead of 204.", False),
-    "ExchangeFile.first_price_shading": ("Factor (0-1] applied to the bid in first-price "
+    "ExchangeProfile.safety_margin_ms": ("Extra margin subtracted from tmax, in milliseconds.", 5),
+    "ExchangeProfile.seat": ("Our seat id at this exchange (matched against wseat).", "lender-dsp"),
+    "ExchangeProfile.lax_numbers": ("Accept numbers sent as strings (\"w\": \"320\").", False),
+    "ExchangeProfile.nobid_body": ("No-bid as 200 with {id, nbr} instead of 204.", False),
+    "ExchangeProfile.first_price_shading": ("Factor (0-1] applied to the bid in first-price "
                                          "auctions.", 0.85),
-    "ExchangeFile.notices": ("Notices the exchange sends; billing follows burl when listed, "
+    "ExchangeProfile.notices": ("Notices the exchange sends; billing follows burl when listed, "
                              "else nurl.", ["nurl", "burl", "lurl"]),
-    "ExchangeFile.notice_ttl_s": ("How long a bid's notice token stays valid, in seconds.", 3600),
+    "ExchangeProfile.notice_ttl_s": ("How long a bid's notice token stays valid, in seconds.", 3600),
     "CurrencyFile.base": ("Base currency (ISO-4217); budgets compare in it.", "USD"),
     "CurrencyFile.rates": ("Value of one unit of each currency in the base currency "
                            "(rates[base] = 1).", {"USD": 1.0, "EUR": 1.08}),

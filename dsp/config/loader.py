@@ -21,8 +21,10 @@ from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 import msgspec
 import yaml
 
-from dsp.config.schema import CampaignFile, CurrencyFile, ExchangeFile
+from dsp.config.learned import FunnelFile, Learned, ShadingFile
+from dsp.config.schema import CampaignFile, CurrencyFile
 from dsp.errors import ConfigProblem
+from dsp.exchanges.profile import ExchangeProfile
 
 T = TypeVar("T", bound=msgspec.Struct)
 
@@ -31,10 +33,11 @@ class RawConfig(msgspec.Struct, frozen=True):
     """Everything read from one config directory, before compilation. ``files`` maps ids to paths."""
 
     campaigns: tuple[CampaignFile, ...]
-    exchanges: tuple[ExchangeFile, ...]
+    exchanges: tuple[ExchangeProfile, ...]
     currencies: CurrencyFile
     campaign_files: dict[str, str]
     exchange_files: dict[str, str]
+    learned: Learned = Learned.empty()
     # Set when some files did not parse: cross-file checks must not blame their absence.
     unparsed_exchanges: frozenset[str] = frozenset()
     currencies_parsed: bool = True
@@ -151,11 +154,9 @@ def read_yaml(path: Path, problems: list[ConfigProblem]) -> Any:
     return None
 
 
-def _load_kind(folder: Path, kind: type[T], problems: list[ConfigProblem],
-               unparsed: set[str] | None = None) -> list[tuple[T, str]]:
-    """Every file of one kind that converts; problems for the rest. ``unparsed`` collects the
-    ``name`` (else the file stem) of files that did not convert."""
-    out: list[tuple[T, str]] = []
+def _read_kind(folder: Path, problems: list[ConfigProblem]) -> list[tuple[Any, str]]:
+    """(parsed YAML, path) of every file in ``folder``; empty or unparseable files are problems."""
+    out: list[tuple[Any, str]] = []
     if not folder.is_dir():
         problems.append(ConfigProblem(str(folder), "", "directory is missing"))
         return out
@@ -163,12 +164,48 @@ def _load_kind(folder: Path, kind: type[T], problems: list[ConfigProblem],
         data = read_yaml(path, problems)
         if data is None and not path.read_bytes().strip():
             problems.append(ConfigProblem(str(path), "", "file is empty"))
-        obj = convert_collecting(data, kind, str(path), problems) if data is not None else None
+            continue
+        if data is not None:
+            out.append((data, str(path)))
+    return out
+
+
+def _convert_all(files: list[tuple[Any, str]], kind: type[T], problems: list[ConfigProblem],
+                 unparsed: set[str] | None = None) -> list[tuple[T, str]]:
+    """Every file that converts; problems for the rest. ``unparsed`` collects the ``name`` (else
+    the file stem) of files that did not convert."""
+    out: list[tuple[T, str]] = []
+    for data, path in files:
+        obj = convert_collecting(data, kind, path, problems)
         if obj is not None:
-            out.append((obj, str(path)))
+            out.append((obj, path))
         elif unparsed is not None:
             name = data.get("name") if isinstance(data, dict) else None
-            unparsed.add(name if isinstance(name, str) else path.stem)
+            unparsed.add(name if isinstance(name, str) else Path(path).stem)
+    return out
+
+
+def resolve_aliases(files: list[tuple[Any, str]], problems: list[ConfigProblem]) -> list[tuple[Any, str]]:
+    """Merge each ``alias_of`` profile over its parent's file (key by key, the alias wins).
+
+    The parent must be a plain profile in the same folder; a missing parent or an alias of an
+    alias is a problem of the alias's file (the alias is then left out)."""
+    by_name = {d.get("name"): d for d, _ in files if isinstance(d, dict)}
+    out: list[tuple[Any, str]] = []
+    for data, path in files:
+        parent_name = data.get("alias_of") if isinstance(data, dict) else None
+        if parent_name is None:
+            out.append((data, path))
+            continue
+        parent = by_name.get(parent_name)
+        if parent is None:
+            problems.append(ConfigProblem(path, "alias_of", f"no exchange profile named {parent_name!r}"))
+            continue
+        if parent.get("alias_of") is not None:
+            problems.append(ConfigProblem(path, "alias_of", f"{parent_name!r} is itself an alias; "
+                                                            "alias the plain profile instead"))
+            continue
+        out.append(({**parent, **data}, path))
     return out
 
 
@@ -178,9 +215,10 @@ def load_dir(root: Path) -> tuple[RawConfig, list[ConfigProblem]]:
     The config may be used only when ``problems`` is empty; a partial one exists so that the
     cross-file checks can run on whatever parsed."""
     problems: list[ConfigProblem] = []
-    campaigns = _load_kind(root / "campaigns", CampaignFile, problems)
+    campaigns = _convert_all(_read_kind(root / "campaigns", problems), CampaignFile, problems)
     unparsed: set[str] = set()
-    exchanges = _load_kind(root / "exchanges", ExchangeFile, problems, unparsed)
+    exchanges = _convert_all(resolve_aliases(_read_kind(root / "exchanges", problems), problems),
+                             ExchangeProfile, problems, unparsed)
     cur_path = root / "currencies.yaml"
     currencies: CurrencyFile | None = CurrencyFile(rates={"USD": 1.0})
     if cur_path.exists():
@@ -198,8 +236,26 @@ def load_dir(root: Path) -> tuple[RawConfig, list[ConfigProblem]]:
             problems.append(ConfigProblem(path, "name", f"exchange name {e.name!r} is also used by "
                                                         f"{exchange_files[e.name]}"))
         exchange_files.setdefault(e.name, path)
+    learned = _load_learned(root / "learned", problems)
     first_campaigns = tuple(c for c, path in campaigns if campaign_files[c.id] == path)
     first_exchanges = tuple(e for e, path in exchanges if exchange_files[e.name] == path)
     raw = RawConfig(first_campaigns, first_exchanges, currencies or CurrencyFile(rates={"USD": 1.0}),
-                    campaign_files, exchange_files, frozenset(unparsed), currencies is not None)
+                    campaign_files, exchange_files, learned, frozenset(unparsed),
+                    currencies is not None)
     return raw, problems
+
+
+def _load_learned(folder: Path, problems: list[ConfigProblem]) -> Learned:
+    """``learned/funnel.yaml`` and ``learned/shading.json``, when present (both optional)."""
+    funnel: FunnelFile | None = None
+    shading: ShadingFile | None = None
+    path = folder / "funnel.yaml"
+    if path.exists():
+        funnel = convert_collecting(read_yaml(path, problems) or {}, FunnelFile, str(path), problems)
+    path = folder / "shading.json"
+    if path.exists():
+        try:
+            shading = msgspec.json.decode(path.read_bytes(), type=ShadingFile)
+        except (msgspec.ValidationError, msgspec.DecodeError, OSError) as exc:
+            problems.append(ConfigProblem(str(path), "", str(exc)))
+    return Learned.of(funnel, shading)

@@ -3,7 +3,8 @@
 Three kinds of human-edited YAML live under ``bidder_configs/``:
 
 * ``campaigns/*.yaml`` — one :class:`CampaignFile` each, owned by marketing;
-* ``exchanges/*.yaml`` — one :class:`ExchangeFile` each, owned by engineering;
+* ``exchanges/*.yaml`` — one :class:`dsp.exchanges.profile.ExchangeProfile` each, owned by
+  engineering (``alias_of`` merges a parent profile's file under the alias's keys);
 * ``currencies.yaml`` — :class:`CurrencyFile`, the conversion rates.
 
 Money in these files is in currency units (what a marketer types: ``max_cpm: 4.50``); the snapshot
@@ -17,6 +18,8 @@ from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta
+
+from dsp.exchanges.profile import ExchangeProfile
 
 Probability = Annotated[float, Meta(ge=0.0, le=1.0)]
 PositiveMoney = Annotated[float, Meta(gt=0.0)]
@@ -92,6 +95,23 @@ class Creative(_Cfg, frozen=True, kw_only=True):
     bundle: str | None = None  # advertiser app bundle/store id, matched against bapp
 
 
+class Learning(_Cfg, frozen=True, kw_only=True):
+    """What this campaign takes from the event log (``bidder_configs/learned/``, written by
+    ``dsp models funnel`` / ``dsp models shading``). Everything is off by default.
+
+    ``funnel``: price with the re-estimated ``apply_rate`` and ``p_approve`` (Beta-shrunk toward
+    the ``funnel`` constants above) when an estimate exists. ``shading``: first-price shading
+    from the learned bid landscape (``learned``), the exchange's fixed factor (``fixed``) or
+    whatever the exchange profile says (``exchange``). ``explore_share``: the share of the
+    requests where this campaign would not bid (intent or value too low) on which it bids at the
+    floor anyway, so retraining sees outcomes the policy would otherwise never observe (each such
+    bid is logged with ``explore`` and its propensity; at most 0.2)."""
+
+    funnel: bool = False
+    shading: Literal["exchange", "fixed", "learned"] = "exchange"
+    explore_share: Annotated[float, Meta(ge=0.0, le=0.2)] = 0.0
+
+
 class CampaignFile(_Cfg, frozen=True, kw_only=True):
     """One campaign (``bidder_configs/campaigns/<id>.yaml``)."""
 
@@ -101,6 +121,7 @@ class CampaignFile(_Cfg, frozen=True, kw_only=True):
     max_cpm: PositiveMoney
     pd_max: Probability
     intent_min: Probability
+    max_scores: dict[str, Probability] = {}  # gate scores of the scoring plan: no bid above
     funnel: Funnel
     budget: Budget
     creatives: Annotated[list[Creative], Meta(min_length=1)]
@@ -112,24 +133,11 @@ class CampaignFile(_Cfg, frozen=True, kw_only=True):
     gdpr_without_consent: Literal["contextual", "nobid"] = "nobid"
     enabled: bool = True
     landing_url: str | None = None  # where /notice/click redirects (http/https); no clicks without it
+    learning: Learning = Learning()
 
 
-class ExchangeFile(_Cfg, frozen=True, kw_only=True):
-    """One exchange profile (``bidder_configs/exchanges/<name>.yaml``): data, not code."""
-
-    name: Ident
-    openrtb_version: Literal["2.5", "2.6"] = "2.6"
-    currency: CurrencyCode = "USD"
-    auction_type: Literal[1, 2] = 2  # used when the request has no ``at``
-    tmax_default_ms: Annotated[int, Meta(gt=0)] = 120
-    round_trip_allowance_ms: Annotated[int, Meta(ge=0)] = 20
-    safety_margin_ms: Annotated[int, Meta(ge=0)] = 5
-    seat: str | None = None
-    lax_numbers: bool = False
-    nobid_body: bool = False  # True: answer 200 + {"id", "nbr"} instead of 204
-    first_price_shading: Annotated[float, Meta(gt=0.0, le=1.0)] = 0.85
-    notices: tuple[Literal["nurl", "burl", "lurl"], ...] = ("nurl", "burl", "lurl")
-    notice_ttl_s: Annotated[int, Meta(gt=0)] = 3600
+#: One exchange profile file; the schema is owned by the exchanges package.
+ExchangeFile = ExchangeProfile
 
 
 class CurrencyFile(_Cfg, frozen=True, kw_only=True):

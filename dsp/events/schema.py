@@ -85,7 +85,9 @@ class BidEvent(Event, tag="bid", kw_only=True):
 class WinEvent(Event, tag="win", kw_only=True):
     """A win notice (nurl). ``price_micros`` is the clearing price of one impression converted
     into the campaign ``currency`` at ``rate`` (campaign units per auction-currency unit);
-    ``bills`` says whether this notice commits spend on this exchange (the profile's notice)."""
+    ``bills`` says whether this notice commits spend on this exchange (the profile's notice);
+    ``committed_micros`` is what the ledger committed for it (0 when it does not bill, or when the
+    ledger refused it: ``result`` early | late | out_of_order | ignored)."""
 
     bid_id: str
     price_micros: int
@@ -95,6 +97,8 @@ class WinEvent(Event, tag="win", kw_only=True):
     rate: float = 1.0
     bid_price_micros: int = 0
     bills: bool = False
+    committed_micros: int = 0
+    result: str = "ok"
 
     @property
     def event_id(self) -> str:

@@ -194,6 +194,9 @@ class NoticeService:
         known = token.campaign_id in self._budgets
         label = result if known or result == "duplicate" else "unknown"
         if result != "duplicate" and event is not None:
+            if isinstance(event, WinEvent):  # BillEvent too
+                event.committed_micros = committed
+                event.result = result
             self._emit(event)
         self.metrics.notices.labels(kind=name, result=label).inc()
         if committed:

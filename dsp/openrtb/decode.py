@@ -6,13 +6,14 @@
 Two msgspec decoders are built once: a strict one (``generic`` and most exchanges) and a lax one
 (``strict=False``: numeric strings such as ``"728"`` are accepted for numeric fields) for exchange
 profiles with ``lax_numbers: true``. After decoding, 2.5 ``ext`` locations are copied to their 2.6
-places (the 2.6 value wins when both are present) and the semantic checks of
-:mod:`dsp.openrtb.validate` run.
+places (the 2.6 value wins when both are present), the exchange's own hook runs if it has one,
+and the semantic checks of :mod:`dsp.openrtb.validate` run.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import msgspec
 
@@ -84,8 +85,12 @@ class RequestDecoder:
         self._strict = msgspec.json.Decoder(BidRequest)
         self._lax = msgspec.json.Decoder(BidRequest, strict=False)
 
-    def decode(self, body: bytes, *, lax_numbers: bool = False) -> BidRequest:
-        """Decode, normalise and check one request. Raises :class:`InvalidRequest` naming the path."""
+    def decode(self, body: bytes, *, lax_numbers: bool = False,
+               hook: Callable[[BidRequest], None] | None = None) -> BidRequest:
+        """Decode, normalise and check one request. Raises :class:`InvalidRequest` naming the path.
+
+        ``hook`` (an exchange's ``normalise_request``, see dsp.exchanges.hooks) runs after the
+        generic normalisation and before the semantic checks."""
         try:
             req = (self._lax if lax_numbers else self._strict).decode(body)
         except msgspec.ValidationError as exc:
@@ -95,5 +100,7 @@ class RequestDecoder:
             raise InvalidRequest(f"malformed JSON: {exc}", "") from None
         _check_duplicate_companionad(body, req)
         normalise(req)
+        if hook is not None:
+            hook(req)
         check_request(req)
         return req

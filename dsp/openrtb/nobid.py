@@ -25,6 +25,7 @@ class NoBidReason(enum.Enum):
     NO_MATCHING_CREATIVE = "no_matching_creative"
     USER_UNKNOWN = "user_unknown"
     RISK_TOO_HIGH = "risk_too_high"
+    SCORE_TOO_HIGH = "score_too_high"  # a gate score of the scoring plan above a campaign's max
     INTENT_TOO_LOW = "intent_too_low"
     VALUE_NOT_POSITIVE = "value_not_positive"
     BELOW_FLOOR = "below_floor"

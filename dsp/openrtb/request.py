@@ -206,6 +206,20 @@ class Source(_S):
     ext: SourceExt | None = None
 
 
+class Udi(_S):
+    """Smaato's 2.x-era unique device ids (``ext.udi``): the advertising id arrives here instead
+    of ``device.ifa`` (the Smaato hook in :mod:`dsp.exchanges.smaato` moves it)."""
+
+    idfa: str | None = None
+    googleadid: str | None = None
+
+
+class RequestExt(_S):
+    """Request-level ``ext`` keys some exchange hook reads; everything else is skipped."""
+
+    udi: Udi | None = None
+
+
 class BidRequest(_S):
     """The request. ``imp`` must be non-empty; ``tmax`` (ms) non-negative when present."""
 
@@ -228,3 +242,4 @@ class BidRequest(_S):
     bapp: list[str] | None = None
     source: Source | None = None
     regs: Regs | None = None
+    ext: RequestExt | None = None

@@ -3,10 +3,11 @@
     app = build_app(settings, metrics)       # web.run_app(app) or an AppRunner
 
 Every resource is owned by one cleanup context that starts it before ``yield`` and stops it after
-(``Services.open``): the Redis client, the ONNX runners (loaded and checked against the feature
-contract at start-up), the audience micro-batcher, the money runtime (budget leases, pacing), the
-notice service, the config reloader (SIGHUP, ``POST /admin/reload``, periodic file check) and the
-Redis health probe behind ``/readyz`` and the once-a-second flush of the bid-path metric tallies.
+(``Services.open``): the Redis client, the scoring plan's ONNX runners (``models/plan.json``,
+loaded and checked against the feature contract at start-up; ``/readyz`` probes each), the
+audience micro-batcher, the money runtime (budget leases, pacing), the notice service, the config
+reloader (SIGHUP, ``POST /admin/reload``, periodic file check), the Redis health probe behind
+``/readyz`` and the once-a-second flush of the bid-path metric tallies.
 """
 
 from __future__ import annotations
@@ -24,12 +25,9 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
-import redis.asyncio as aioredis
 from aiohttp import web
-from redis.asyncio.cluster import RedisCluster
 
-from dsp.bidding.audience import AudienceResolver, AudienceSource, ModelScorer
+from dsp.bidding.audience import AudienceResolver, AudienceSource
 from dsp.bidding.decide import IdSource
 from dsp.bidding.eventlog import BidEventLog
 from dsp.bidding.flow import BidFlow
@@ -42,13 +40,14 @@ from dsp.config.reloader import SnapshotHolder
 from dsp.config.snapshot import Snapshot
 from dsp.events.schema import ConfigEvent
 from dsp.events.writer import EventStats, EventWriter
-from dsp.features.contract import DEFAULTS
+from dsp.features.connect import AnyAsyncRedis, async_client
 from dsp.features.store import FeatureStore
 from dsp.notices.service import NoticeService
 from dsp.notices.tokens import TokenSigner
 from dsp.observability.logging import DecisionLog
 from dsp.observability.metrics import Metrics
-from dsp.scoring.model import ModelRunner, load_models
+from dsp.scoring.model import ModelRunner
+from dsp.scoring.plan import load_plan
 from dsp.server.bid_endpoint import BidEndpoint
 from dsp.server.metrics_route import add_metrics_route
 from dsp.server.notice_routes import add_notice_routes
@@ -60,24 +59,18 @@ log = logging.getLogger(__name__)
 SERVICES: web.AppKey[Services] = web.AppKey("services")
 ADMIN_TOKEN_ENV = "DSP_ADMIN_TOKEN"  # when set, POST /admin/reload needs "Authorization: Bearer <token>"
 
-AnyRedis = aioredis.Redis | RedisCluster
+AnyRedis = AnyAsyncRedis
 METRICS_FLUSH_S = 1.0
 
 
 def connect_redis(s: Settings, url: str = "", cluster: bool | None = None) -> AnyRedis:
-    """One client per process (connections are made lazily). Every key the bidder touches is
-    designed for Redis Cluster (hash tags); with ``redis_cluster`` the cluster client routes them.
-    The feature store, budget scripts and notice stores work with both clients (tested on a
-    cluster in tests/test_*_cluster.py)."""
-    url = url or s.redis_url
-    if s.redis_cluster if cluster is None else cluster:
-        return RedisCluster.from_url(url, decode_responses=False,
-                                     socket_connect_timeout=1.0, socket_timeout=1.0)
-    return aioredis.Redis.from_url(url, decode_responses=False,
-                                   socket_connect_timeout=1.0, socket_timeout=1.0)
+    """One client per process (:func:`dsp.features.connect.async_client`; lazily connected).
+    ``url``/``cluster`` override the settings' Redis (the event log's own Redis)."""
+    return async_client(url or s.redis_url, cluster=s.redis_cluster if cluster is None else cluster)
 
 
-#: Builds the audience source from (redis client, intent runner, risk runner, population scores);
+#: Builds the audience source from (redis client, intent runner, risk runner, population scores)
+#: for benchmarks that compare against a per-request baseline;
 #: the default is the micro-batched AudienceResolver (benchmarks swap in a per-request one).
 AudienceFactory = Callable[[AnyRedis, ModelRunner, ModelRunner, tuple[float, float]], AudienceSource]
 
@@ -90,30 +83,30 @@ class Services:
                  make_audience: AudienceFactory | None = None) -> None:
         s = settings
         self.settings = settings
+        self._scoring_thread: ThreadPoolExecutor | None = None
         self.metrics = metrics
         self.holder = holder
         self.recorder = BidRecorder(metrics)
         self.redis = connect_redis(s)
-        runners = load_models(Path(s.models_dir))  # ModelContractError aborts start-up
-        intent, risk = runners["intent"], runners["risk"]
-        defaults = np.asarray(DEFAULTS, dtype=np.float32).reshape(1, -1)
-        population = (float(intent.predict(defaults)[0]), float(risk.predict(defaults)[0]))
-        self.models_ok = True
+        if s.score_in_thread and make_audience is None:
+            self._scoring_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnx")
+        # The scoring plan (models/plan.json) and every model it names; ModelContractError aborts
+        # start-up.
+        self.scorer, runners = load_plan(Path(s.models_dir), self._scoring_thread)
+        population = self.scorer.population()
         self.redis_ok = False
         snap = holder.current
         self.money = MoneyRuntime(self.redis, metrics, snap.budgets)
         self.resolver: AudienceSource
         self.features = FeatureStore(self.redis)
-        self._scoring_thread: ThreadPoolExecutor | None = None
         if make_audience is not None:
-            self.resolver = make_audience(self.redis, intent, risk, population)
+            self.resolver = make_audience(self.redis, runners["intent"], runners["risk"],
+                                          (population["p_intent"], population["pd"]))
         else:
-            if s.score_in_thread:
-                self._scoring_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnx")
             self.resolver = AudienceResolver(
-                self.features, ModelScorer(intent, risk, self._scoring_thread), population,
-                max_batch_size=min(intent.config.max_batch_size, risk.config.max_batch_size),
-                max_wait_us=max(intent.config.max_wait_us, risk.config.max_wait_us),
+                self.features, self.scorer, population,
+                max_batch_size=min(r.config.max_batch_size for r in runners.values()),
+                max_wait_us=max(r.config.max_wait_us for r in runners.values()),
                 max_in_flight=s.batches_in_flight, on_batch=self.recorder.batch,
                 on_redis_error=self.recorder.redis_error,
                 on_stage=self.recorder.stage)
@@ -242,9 +235,11 @@ async def _healthz(_request: web.Request) -> web.Response:
 
 async def _readyz(request: web.Request) -> web.Response:
     svc = request.app[SERVICES]
-    checks = {"redis": svc.redis_ok, "models": svc.models_ok, "config": svc.holder.current is not None}
+    models = svc.scorer.probe()  # every model of the plan answers the defaults row (~50 µs each)
+    checks = {"redis": svc.redis_ok, "models": all(models.values()),
+              "config": svc.holder.current is not None}
     status = 200 if all(checks.values()) else 503
-    return web.json_response({"ready": status == 200, "checks": checks,
+    return web.json_response({"ready": status == 200, "checks": checks, "models": models,
                               "config_version": svc.holder.current.version}, status=status)
 
 

@@ -10,7 +10,9 @@ flow becomes a no-bid (INTERNAL_ERROR) and is logged.
 Two transports call it: :mod:`dsp.server.front` (the lean HTTP/1.1 front that serves bid traffic
 in production) and :meth:`BidEndpoint.handle_exchange` (an aiohttp handler: the same route on the
 aiohttp application, used for connections the front hands over and by ``--transport aiohttp``).
-Both echo ``x-openrtb-version`` when the request had one.
+Both echo ``x-openrtb-version`` when the request had one, else send the exchange profile's
+``openrtb_version``. The exchange's hooks (:mod:`dsp.exchanges.hooks`) run around the flow:
+``normalise_request`` inside decoding, ``decorate_response`` before encoding a bid.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from dsp.bidding.respond import nobid_response
 from dsp.clock import Deadline, monotonic
 from dsp.config.reloader import SnapshotHolder
 from dsp.errors import InvalidRequest
+from dsp.exchanges.hooks import ExchangeHooks, hooks_for
 from dsp.observability.logging import DecisionLog
 from dsp.openrtb.decode import RequestDecoder
 from dsp.openrtb.nobid import NoBidReason
@@ -51,14 +54,19 @@ class BodyTooLarge(Exception):
 
 
 class BidReply(NamedTuple):
-    """What to send: ``status``, ``body`` (JSON; empty for 204) and whether ``body`` is gzipped."""
+    """What to send: ``status``, ``body`` (JSON; empty for 204), whether ``body`` is gzipped, and
+    the OpenRTB version we speak to this exchange (the ``x-openrtb-version`` header when the
+    request carried none; None for answers before the exchange is known)."""
 
     status: int
     body: bytes = b""
     gzipped: bool = False
+    version: bytes | None = None
 
 
 NO_CONTENT = BidReply(204)
+_NO_CONTENT = {v: BidReply(204, version=v.encode()) for v in ("2.5", "2.6")}
+_VERSION = {v: v.encode() for v in ("2.5", "2.6")}
 
 
 def gunzip_limited(body: bytes, limit: int) -> bytes:
@@ -82,11 +90,14 @@ def error_reply(status: int, message: str, path: str = "") -> BidReply:
 class BidEndpoint:
     """Holds the per-process collaborators of the bid route."""
 
-    __slots__ = ("_decisions", "_decoder", "_events", "_flow", "_holder", "_rec", "max_body_bytes")
+    __slots__ = ("_decisions", "_decoder", "_events", "_flow", "_holder", "_hooks", "_rec",
+                 "max_body_bytes")
 
     def __init__(self, holder: SnapshotHolder, flow: BidFlow, recorder: BidRecorder,
                  max_body_bytes: int, decisions: DecisionLog | None = None,
+                 hooks: dict[str, ExchangeHooks] | None = None,
                  events: BidEventLog | None = None) -> None:
+        self._hooks = hooks  # None: the registry dsp.exchanges.hooks.HOOKS (tests pass their own)
         self._decisions = decisions
         self._events = events
         self._holder = holder
@@ -114,7 +125,9 @@ class BidEndpoint:
             if body[:2] == _GZIP_MAGIC:
                 body = gunzip_limited(body, self.max_body_bytes)
             t_dec = monotonic() if sampled else 0.0
-            req = self._decoder.decode(body, lax_numbers=profile.lax_numbers)
+            hooks = hooks_for(profile, self._hooks)
+            req = self._decoder.decode(body, lax_numbers=profile.lax_numbers,
+                                       hook=hooks.normalise_request)
             if sampled:
                 rec.stage("decode", monotonic() - t_dec)
         except InvalidRequest as exc:
@@ -138,24 +151,27 @@ class BidEndpoint:
             response = decision.response
             if self._events is not None:
                 try:
-                    self._events.record(body, decision, snapshot.version)
+                    self._events.record(body, req, exchange, decision, snapshot.version)
                 except Exception:  # the log must never cost a bid
                     log.exception("event log failed")
             if self._decisions is not None and self._decisions.should_sample():
                 self._log_decision(exchange, req.id, decision, monotonic() - t0)
             if response is not None:
+                if hooks.decorate_response is not None:
+                    hooks.decorate_response(response, req, profile)
                 for campaign in decision.campaigns:
                     rec.bid(exchange, campaign)
                 rec.request(exchange, "bid", monotonic() - t0)
-                return _json_reply(encode_response(response), accept_gzip)
+                return _json_reply(encode_response(response), accept_gzip, profile.openrtb_version)
             reason = decision.reason or NoBidReason.INTERNAL_ERROR
         finally:
             rec.inflight -= 1
         rec.nobid(exchange, reason)
         rec.request(exchange, "nobid", monotonic() - t0)
         if profile.nobid_body:
-            return _json_reply(encode_response(nobid_response(req.id, reason)), accept_gzip)
-        return NO_CONTENT
+            return _json_reply(encode_response(nobid_response(req.id, reason)), accept_gzip,
+                               profile.openrtb_version)
+        return _NO_CONTENT[profile.openrtb_version]
 
     def _log_decision(self, exchange: str, request_id: str, decision: Decision, elapsed_s: float) -> None:
         assert self._decisions is not None
@@ -195,6 +211,7 @@ class BidEndpoint:
             else:
                 accept_gzip = "gzip" in request.headers.get("Accept-Encoding", "")
                 reply = await self.answer(exchange, body, accept_gzip, t0)
+        version = version or (reply.version.decode() if reply.version else None)
         headers = {VERSION_HEADER: version} if version else {}
         if reply.gzipped:
             headers["Content-Encoding"] = "gzip"
@@ -204,7 +221,7 @@ class BidEndpoint:
                             headers=headers)
 
 
-def _json_reply(payload: bytes, accept_gzip: bool) -> BidReply:
+def _json_reply(payload: bytes, accept_gzip: bool, version: str) -> BidReply:
     if accept_gzip:
-        return BidReply(200, gzip.compress(payload, compresslevel=1), True)
-    return BidReply(200, payload)
+        return BidReply(200, gzip.compress(payload, compresslevel=1), True, _VERSION[version])
+    return BidReply(200, payload, False, _VERSION[version])

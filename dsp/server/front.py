@@ -185,6 +185,7 @@ class Front:
             parts.append(_JSON_HEAD % len(body))
             if reply.gzipped:
                 parts.append(b"\r\nContent-Encoding: gzip")
+        version = version or reply.version  # the request's, else the exchange profile's
         if version is not None:
             parts.append(b"\r\nx-openrtb-version: " + version)
         parts.append(b"\r\nConnection: close\r\n\r\n" if close else b"\r\n\r\n")

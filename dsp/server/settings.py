@@ -20,6 +20,8 @@ import secrets
 
 import msgspec
 
+from dsp.features.connect import DEFAULT_REDIS_URL
+
 TOKEN_KEYS_ENV = "DSP_TOKEN_KEYS"
 PUBLIC_URL_ENV = "DSP_PUBLIC_URL"
 EVENTS_HASH_KEY_ENV = "DSP_EVENTS_HASH_KEY"
@@ -32,7 +34,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = 1
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: str = DEFAULT_REDIS_URL
     redis_cluster: bool = False  # True: redis_url names a seed node of a Redis Cluster
     configs_dir: str = "bidder_configs"
     models_dir: str = "models"

@@ -16,7 +16,8 @@ import msgspec
 from dsp.bidding.audience import Audience
 from dsp.bidding.decide import IdSource, Prepared, Priced, choose, prepare
 from dsp.bidding.eligibility import Drop
-from dsp.config.snapshot import ExchangeProfile, Snapshot
+from dsp.config.snapshot import Snapshot
+from dsp.exchanges.profile import ExchangeProfile
 from dsp.openrtb.request import BidRequest
 from dsp.testing.fakes import AdmitAll
 
