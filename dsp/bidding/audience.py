@@ -24,7 +24,7 @@ import msgspec
 import numpy as np
 
 from dsp.batching import MicroBatcher
-from dsp.bidding.ports import FeatureSource, Scorer, StagedScorer
+from dsp.bidding.ports import FeatureSource, FloatArray, Scorer, StagedScorer
 from dsp.clock import Deadline, monotonic
 from dsp.errors import DependencyUnavailable
 from dsp.scoring.plan import PlanScorer, Predictor, two_model_plan
@@ -43,6 +43,7 @@ class Audience(msgspec.Struct, gc=False, frozen=True):
     pd: float
     caps: dict[str, bytes]
     scores: dict[str, float] = {}
+    features: FloatArray | None = None  # the model input row (known users), for the event log
 
 
 def ModelScorer(intent: Predictor, risk: Predictor, executor: Executor | None = None) -> PlanScorer:
@@ -131,7 +132,7 @@ class AudienceResolver:
                 r = records[i]
                 named = {**{n: v[k] for n, v in extra.items()}, "p_intent": pi_list[k],
                          "pd": pd_list[k]} if extra else {}
-                out[i] = Audience(r.user_key, True, pi_list[k], pd_list[k], r.caps, named)
+                out[i] = Audience(r.user_key, True, pi_list[k], pd_list[k], r.caps, named, r.features)
         return out
 
     async def close(self) -> None:

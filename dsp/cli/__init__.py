@@ -22,6 +22,8 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("models", "dsp.cli.models", "train, evaluate and benchmark the ONNX models"),
     ("budget", "dsp.cli.budget", "inspect and set campaign budgets in Redis"),
     ("replay", "dsp.cli.replay", "replay market-price logs through pricing and pacing"),
+    ("events", "dsp.cli.events", "move the event log from Redis streams into Parquet files"),
+    ("report", "dsp.cli.report", "bids, wins, spend, clicks and funded loans from the event log"),
 )
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from dsp.clock import CLOCK_OFFSET_ENV, CLOCK_OFFSET_S
 from dsp.features.connect import DEFAULT_REDIS_URL
-from dsp.server.settings import TRANSPORTS, Settings, token_keys_from_env
+from dsp.server.settings import TRANSPORTS, Settings, events_hash_key_from_env, token_keys_from_env
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -53,6 +53,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         default=os.environ.get("DSP_TRANSPORT", "front"),
                         help="front (default): the lean HTTP/1.1 front answers bid requests and hands "
                              "other requests to aiohttp; aiohttp: aiohttp serves everything")
+    parser.add_argument("--no-events", action="store_true",
+                        default=os.environ.get("DSP_EVENTS", "1") in ("0", "false", "off"),
+                        help="do not write the event log (bids, outcomes, request sample); it is on "
+                             "by default, in the Redis named by --redis-url")
+    parser.add_argument("--events-redis-url", default=os.environ.get("DSP_EVENTS_REDIS_URL", ""),
+                        help="write the event streams to this Redis instead of --redis-url")
+    parser.add_argument("--events-redis-cluster", action="store_true",
+                        help="--events-redis-url is a seed node of a Redis Cluster")
+    parser.add_argument("--events-sample-rate", type=float,
+                        default=float(os.environ.get("DSP_EVENTS_SAMPLE_RATE", "0.01")),
+                        help="share of bid requests kept as request samples (default 0.01)")
     parser.add_argument("--log-level", default=os.environ.get("DSP_LOG_LEVEL", "INFO"))
     parser.set_defaults(func=run)
 
@@ -65,7 +76,11 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
                     public_url=args.public_url, max_body_bytes=args.max_body_bytes,
                     token_keys=keys, token_active=active, score_in_thread=args.score_thread,
                     batches_in_flight=max(1, args.batches_in_flight),
-                    gc_tuning=not args.no_gc_tuning, transport=args.transport)
+                    gc_tuning=not args.no_gc_tuning, transport=args.transport,
+                    events_enabled=not args.no_events, events_redis_url=args.events_redis_url,
+                    events_redis_cluster=args.events_redis_cluster,
+                    events_sample_rate=min(1.0, max(0.0, args.events_sample_rate)),
+                    events_hash_key=events_hash_key_from_env())
 
 
 def serve_worker(settings: Settings, log_level: str = "INFO") -> None:

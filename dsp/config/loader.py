@@ -17,6 +17,7 @@ import msgspec
 import yaml
 
 from dsp.config.schema import CampaignFile, CurrencyFile
+from dsp.config.learned import FunnelFile, Learned, ShadingFile
 from dsp.errors import ConfigProblem
 from dsp.exchanges.profile import ExchangeProfile
 
@@ -31,6 +32,7 @@ class RawConfig(msgspec.Struct, frozen=True):
     currencies: CurrencyFile
     campaign_files: dict[str, str]
     exchange_files: dict[str, str]
+    learned: Learned = Learned.empty()
 
 
 def _split_msgspec_error(message: str) -> tuple[str, str]:
@@ -166,8 +168,25 @@ def load_dir(root: Path) -> tuple[RawConfig | None, list[ConfigProblem]]:
             problems.append(ConfigProblem(path, "name", f"exchange name {e.name!r} is also used by "
                                                         f"{exchange_files[e.name]}"))
         exchange_files.setdefault(e.name, path)
+    learned = _load_learned(root / "learned", problems)
     if problems or currencies is None:
         return None, problems
     raw = RawConfig(tuple(c for c, _ in campaigns), tuple(e for e, _ in exchanges), currencies,
-                    campaign_files, exchange_files)
+                    campaign_files, exchange_files, learned)
     return raw, problems
+
+
+def _load_learned(folder: Path, problems: list[ConfigProblem]) -> Learned:
+    """``learned/funnel.yaml`` and ``learned/shading.json``, when present (both optional)."""
+    funnel: FunnelFile | None = None
+    shading: ShadingFile | None = None
+    path = folder / "funnel.yaml"
+    if path.exists():
+        funnel = convert_collecting(read_yaml(path, problems) or {}, FunnelFile, str(path), problems)
+    path = folder / "shading.json"
+    if path.exists():
+        try:
+            shading = msgspec.json.decode(path.read_bytes(), type=ShadingFile)
+        except (msgspec.ValidationError, msgspec.DecodeError, OSError) as exc:
+            problems.append(ConfigProblem(str(path), "", str(exc)))
+    return Learned.of(funnel, shading)

@@ -105,6 +105,23 @@ class Creative(_Cfg, frozen=True, kw_only=True):
     bundle: str | None = None  # advertiser app bundle/store id, matched against bapp
 
 
+class Learning(_Cfg, frozen=True, kw_only=True):
+    """What this campaign takes from the event log (``bidder_configs/learned/``, written by
+    ``dsp models funnel`` / ``dsp models shading``). Everything is off by default.
+
+    ``funnel``: price with the re-estimated ``apply_rate`` and ``p_approve`` (Beta-shrunk toward
+    the ``funnel`` constants above) when an estimate exists. ``shading``: first-price shading
+    from the learned bid landscape (``learned``), the exchange's fixed factor (``fixed``) or
+    whatever the exchange profile says (``exchange``). ``explore_share``: the share of the
+    requests where this campaign would not bid (intent or value too low) on which it bids at the
+    floor anyway, so retraining sees outcomes the policy would otherwise never observe (each such
+    bid is logged with ``explore`` and its propensity; at most 0.2)."""
+
+    funnel: bool = False
+    shading: Literal["exchange", "fixed", "learned"] = "exchange"
+    explore_share: Annotated[float, Meta(ge=0.0, le=0.2)] = 0.0
+
+
 class CampaignFile(_Cfg, frozen=True, kw_only=True):
     """One campaign (``bidder_configs/campaigns/<id>.yaml``)."""
 
@@ -126,6 +143,7 @@ class CampaignFile(_Cfg, frozen=True, kw_only=True):
     gdpr_without_consent: Literal["contextual", "nobid"] = "nobid"
     enabled: bool = True
     landing_url: str | None = None  # where /notice/click redirects (http/https); no clicks without it
+    learning: Learning = Learning()
 
 
 #: One exchange profile file; the schema is owned by the exchanges package.

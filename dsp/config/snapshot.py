@@ -18,6 +18,7 @@ import msgspec
 
 from dsp.budget.spec import CampaignBudget, FrequencyCap
 from dsp.config.checks import cross_check
+from dsp.config.learned import Learned, ShadingTable
 from dsp.config.loader import RawConfig, load_dir
 from dsp.config.schema import CampaignFile, CurrencyFile
 from dsp.errors import ConfigInvalid
@@ -76,6 +77,9 @@ class CompiledCampaign(msgspec.Struct, frozen=True, gc=False):
     budget: CampaignBudget
     landing_url: str | None = None  # /notice/click redirects here
     max_scores: tuple[tuple[str, float], ...] = ()  # (score name, highest allowed) gates
+    shading_mode: str = "exchange"  # first price: exchange | fixed | learned (learning.shading)
+    explore_share: float = 0.0  # learning.explore_share
+    funnel_learned: bool = False  # apply_rate / p_approve come from learned/funnel.yaml
 
 
 class Rates(msgspec.Struct, frozen=True):
@@ -105,6 +109,16 @@ class Snapshot(msgspec.Struct, frozen=True):
     rates: Rates
     budgets: tuple[CampaignBudget, ...]
     files: dict[str, str]  # campaign id / exchange name -> file
+    shading: dict[tuple[str, str, str], ShadingTable] = {}  # (exchange, format, currency) -> table
+
+    def shading_table(self, c: CompiledCampaign, profile: ExchangeProfile,
+                      fmt: str) -> ShadingTable | None:
+        """The learned first-price table this campaign uses on this exchange and format, if it
+        opted in (campaign ``learning.shading``, else the exchange's ``shading``) and one exists."""
+        mode = profile.shading if c.shading_mode == "exchange" else c.shading_mode
+        if mode != "learned" or not self.shading:
+            return None
+        return self.shading.get((profile.name, fmt, c.currency))
 
     def campaigns_for(self, exchange: str) -> tuple[CompiledCampaign, ...]:
         return self.by_exchange.get(exchange, ())
@@ -168,7 +182,10 @@ def _budget(c: CampaignFile) -> CampaignBudget:
         active_until_s=None if end is None else float((end + 1) * 86400 - offset_s))
 
 
-def compile_campaign(c: CampaignFile) -> CompiledCampaign:
+def compile_campaign(c: CampaignFile, learned: Learned | None = None) -> CompiledCampaign:
+    """Compile one campaign; ``learned`` funnel rates replace the configured ones when the
+    campaign opts in (``learning.funnel``) and an estimate exists."""
+    funnel = learned.funnel.get(c.id) if learned is not None and c.learning.funnel else None
     creatives = [CompiledCreative(cr.id, cr.format, MTYPE[cr.format], cr.w, cr.h,
                                   tuple(cr.adomain), tuple(cr.cat), cr.markup,
                                   iab_keys(cr.cat), cr.bundle) for cr in c.creatives]
@@ -182,7 +199,8 @@ def compile_campaign(c: CampaignFile) -> CompiledCampaign:
     return CompiledCampaign(
         id=c.id, name=c.name or c.id, currency=c.currency,
         max_cpm_micros=units_to_micros(c.max_cpm), pd_max=c.pd_max, intent_min=c.intent_min,
-        apply_rate=c.funnel.apply_rate, p_approve=c.funnel.p_approve, margin=c.funnel.margin,
+        apply_rate=funnel.apply_rate if funnel else c.funnel.apply_rate,
+        p_approve=funnel.p_approve if funnel else c.funnel.p_approve, margin=c.funnel.margin,
         lgd=c.funnel.lgd, ead=c.funnel.ead, cost=c.funnel.cost,
         requires_user=c.requires_user, gdpr_contextual=c.gdpr_without_consent == "contextual",
         exchanges=frozenset(t.exchanges) if t.exchanges is not None else None,
@@ -199,11 +217,15 @@ def compile_campaign(c: CampaignFile) -> CompiledCampaign:
         adomains=frozenset(d for cr in creatives for d in cr.adomain),
         creative_cats=tuple(sorted({k for cr in creatives for k in cr.cat})),
         budget=_budget(c), landing_url=c.landing_url,
-        max_scores=tuple(sorted(c.max_scores.items())))
+        max_scores=tuple(sorted(c.max_scores.items())),
+        shading_mode=c.learning.shading, explore_share=c.learning.explore_share,
+        funnel_learned=funnel is not None)
 
 
 def _version(raw: RawConfig) -> str:
-    payload = msgspec.json.encode([raw.campaigns, raw.exchanges, raw.currencies])
+    payload = msgspec.json.encode([raw.campaigns, raw.exchanges, raw.currencies,
+                                   sorted(raw.learned.funnel.items()),
+                                   [t for _, t in sorted(raw.learned.shading.items())]])
     return hashlib.sha256(payload).hexdigest()[:12]
 
 
@@ -212,7 +234,7 @@ def compile_snapshot(raw: RawConfig) -> Snapshot:
     problems = cross_check(raw)
     if problems:
         raise ConfigInvalid(problems)
-    campaigns = tuple(compile_campaign(c) for c in raw.campaigns if c.enabled)
+    campaigns = tuple(compile_campaign(c, raw.learned) for c in raw.campaigns if c.enabled)
     exchanges = {e.name: e for e in raw.exchanges}
     by_exchange = {name: tuple(c for c in campaigns if c.exchanges is None or name in c.exchanges)
                    for name in exchanges}
@@ -220,7 +242,7 @@ def compile_snapshot(raw: RawConfig) -> Snapshot:
     rates = Rates(cur.base, {cur.base: 1.0, **cur.rates})
     files = {**raw.campaign_files, **raw.exchange_files}
     return Snapshot(_version(raw), exchanges, campaigns, by_exchange, rates,
-                    tuple(c.budget for c in campaigns), files)
+                    tuple(c.budget for c in campaigns), files, raw.learned.shading)
 
 
 def load_snapshot(root: Path) -> Snapshot:

@@ -40,6 +40,9 @@ class ExchangeProfile(msgspec.Struct, forbid_unknown_fields=True, frozen=True, k
     lax_numbers: bool = False
     nobid_body: bool = False  # True: answer 200 + {"id", "nbr"} instead of 204
     first_price_shading: Annotated[float, Meta(gt=0.0, le=1.0)] = 0.85
+    # "learned": first-price bids from the learned landscape (bidder_configs/learned/shading.json)
+    # where one exists for (exchange, format, currency); the fixed factor above otherwise.
+    shading: Literal["fixed", "learned"] = "fixed"
     notices: tuple[Literal["nurl", "burl", "lurl"], ...] = ("nurl", "burl", "lurl")
     notice_ttl_s: Annotated[int, Meta(gt=0)] = 3600
 

@@ -19,6 +19,8 @@ import logging
 import os
 import secrets
 import signal
+import socket
+import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,13 +29,17 @@ from aiohttp import web
 
 from dsp.bidding.audience import AudienceResolver, AudienceSource
 from dsp.bidding.decide import IdSource
+from dsp.bidding.eventlog import BidEventLog
 from dsp.bidding.flow import BidFlow
 from dsp.bidding.respond import NoticeUrls
 from dsp.budget.freqcap import CapRecorder
 from dsp.budget.outcomes import OutcomeStore
 from dsp.budget.runtime import MoneyRuntime
+from dsp.config.diff import diff_snapshots
 from dsp.config.reloader import SnapshotHolder
 from dsp.config.snapshot import Snapshot
+from dsp.events.schema import ConfigEvent
+from dsp.events.writer import EventStats, EventWriter
 from dsp.features.connect import AnyAsyncRedis, async_client
 from dsp.features.store import FeatureStore
 from dsp.notices.service import NoticeService
@@ -57,9 +63,10 @@ AnyRedis = AnyAsyncRedis
 METRICS_FLUSH_S = 1.0
 
 
-def connect_redis(s: Settings) -> AnyRedis:
-    """One client per process (:func:`dsp.features.connect.async_client`; lazily connected)."""
-    return async_client(s.redis_url, cluster=s.redis_cluster)
+def connect_redis(s: Settings, url: str = "", cluster: bool | None = None) -> AnyRedis:
+    """One client per process (:func:`dsp.features.connect.async_client`; lazily connected).
+    ``url``/``cluster`` override the settings' Redis (the event log's own Redis)."""
+    return async_client(url or s.redis_url, cluster=s.redis_cluster if cluster is None else cluster)
 
 
 #: Builds the audience source from (redis client, intent runner, risk runner, population scores)
@@ -106,17 +113,36 @@ class Services:
         signer = TokenSigner(s.token_keys, s.token_active)
         ids = IdSource(f"{secrets.token_hex(3)}{os.getpid():x}-")
         flow = BidFlow(self.resolver, self.money, NoticeUrls(signer, s.base_url), ids)
+        # The event log: on by default, in the same Redis unless --events-redis-url says otherwise.
+        self.events: EventWriter | None = None
+        self._events_redis: AnyRedis | None = None
+        event_log: BidEventLog | None = None
+        if s.events_enabled:
+            if s.events_redis_url:
+                self._events_redis = connect_redis(s, s.events_redis_url, s.events_redis_cluster)
+            self.events = EventWriter(self._events_redis or self.redis, stats=EventStats(metrics),
+                                      shards=s.events_shards, max_buffer=s.events_max_buffer,
+                                      tick_s=s.events_tick_s)
+            event_log = BidEventLog(
+                self.events, s.user_hash_key, sample_rate=s.events_sample_rate,
+                model_versions={name: r.config.version for name, r in runners.items()})
         self.endpoint = BidEndpoint(holder, flow, self.recorder, s.max_body_bytes,
-                                    DecisionLog(sample_rate=s.decision_sample_rate, metrics=metrics))
+                                    DecisionLog(sample_rate=s.decision_sample_rate, metrics=metrics),
+                                    events=event_log)
+        self._loaded = snap
         self.notices = NoticeService(
             signer, OutcomeStore(self.redis), CapRecorder(self.redis), metrics, snap.budgets,
             # Read through the holder so a reload changes landing pages and billing styles too.
             landing_url_for=lambda cid: holder.current.landing_url(cid),
-            bills_on_for=lambda token: holder.current.bills_on(token.exchange))
+            bills_on_for=lambda token: holder.current.bills_on(token.exchange),
+            events=self.events)
         holder.subscribe(self._on_snapshot)
         self._tasks: list[asyncio.Task[None]] = []
 
     async def open(self) -> None:
+        if self.events is not None:
+            self.events.start()
+            self._config_event("start", "", self._loaded, self._loaded, ok=True, problems=0)
         await self._ping()
         try:
             await asyncio.wait_for(self.money.start(), timeout=5.0)
@@ -142,9 +168,23 @@ class Services:
             await asyncio.sleep(self.settings.health_check_s)
             await self._ping()
 
-    def reload(self, trigger: str) -> dict[str, object]:
+    def _config_event(self, trigger: str, actor: str, old: Snapshot, new: Snapshot, *, ok: bool,
+                      problems: int) -> None:
+        if self.events is None:
+            return
+        now_us = int(time.time() * 1_000_000)
+        changed = [str(c)[:200] for c in diff_snapshots(old, new)[:100]] if old is not new else []
+        self.events.append(ConfigEvent(
+            ts_us=now_us, config_id=f"{socket.gethostname()}:{os.getpid()}:{now_us}",
+            config_version=new.version, previous_version=old.version if old is not new else "",
+            trigger=trigger, actor=actor, changed=changed, ok=ok, problems=problems))
+
+    def reload(self, trigger: str, actor: str = "") -> dict[str, object]:
         """Reload the config now; keeps the last good snapshot on failure. Returns a summary."""
+        before = self.holder.current
         result = self.holder.reload()
+        self._config_event(trigger, actor, before, self.holder.current, ok=result.ok,
+                           problems=len(result.problems))
         self.metrics.config_reloads.labels("ok" if result.ok else "failed").inc()
         if result.ok:
             log.info("config reloaded", extra={"fields": {"trigger": trigger, "version": result.version,
@@ -177,6 +217,10 @@ class Services:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.resolver.close()
+        if self.events is not None:
+            await self.events.stop()
+        if self._events_redis is not None:
+            await self._events_redis.aclose()
         await self.features.aclose()
         if self._scoring_thread is not None:
             self._scoring_thread.shutdown(wait=False)

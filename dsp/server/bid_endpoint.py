@@ -28,6 +28,7 @@ import msgspec
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
+from dsp.bidding.eventlog import BidEventLog
 from dsp.bidding.flow import BidFlow, Decision
 from dsp.bidding.respond import nobid_response
 from dsp.clock import Deadline, monotonic
@@ -89,13 +90,16 @@ def error_reply(status: int, message: str, path: str = "") -> BidReply:
 class BidEndpoint:
     """Holds the per-process collaborators of the bid route."""
 
-    __slots__ = ("_decisions", "_decoder", "_flow", "_holder", "_hooks", "_rec", "max_body_bytes")
+    __slots__ = ("_decisions", "_decoder", "_events", "_flow", "_holder", "_hooks", "_rec",
+                 "max_body_bytes")
 
     def __init__(self, holder: SnapshotHolder, flow: BidFlow, recorder: BidRecorder,
                  max_body_bytes: int, decisions: DecisionLog | None = None,
-                 hooks: dict[str, ExchangeHooks] | None = None) -> None:
+                 hooks: dict[str, ExchangeHooks] | None = None,
+                 events: BidEventLog | None = None) -> None:
         self._hooks = hooks  # None: the registry dsp.exchanges.hooks.HOOKS (tests pass their own)
         self._decisions = decisions
+        self._events = events
         self._holder = holder
         self._flow = flow
         self._rec = recorder
@@ -145,6 +149,11 @@ class BidEndpoint:
             reason = NoBidReason.INTERNAL_ERROR
         else:
             response = decision.response
+            if self._events is not None:
+                try:
+                    self._events.record(body, req, exchange, decision, snapshot.version)
+                except Exception:  # the log must never cost a bid
+                    log.exception("event log failed")
             if self._decisions is not None and self._decisions.should_sample():
                 self._log_decision(exchange, req.id, decision, monotonic() - t0)
             if response is not None:

@@ -4,7 +4,7 @@ Routes (GET or POST; POST parameters may be in the query string or a form body):
 
     /notice/win?t=<token>&p=${AUCTION_PRICE}     200 "<result>"
     /notice/bill?t=<token>&p=${AUCTION_PRICE}    200 "<result>"
-    /notice/loss?t=<token>&r=${AUCTION_LOSS}     200 "<result>"
+    /notice/loss?t=<token>&r=${AUCTION_LOSS}&m=${AUCTION_MIN_TO_WIN}  200 "<result>"
     /notice/click?t=<token>                      302 to the campaign's landing page
     POST /conversion   {"token": ..., "event": "submitted|approved|funded", "amount": 1234.5}
 
@@ -70,7 +70,7 @@ def add_notice_routes(app: web.Application, service: NoticeService) -> None:
 
     async def loss(request: web.Request) -> NoticeOutcome:
         p = await _params(request)
-        return await service.loss(p.get("t"), p.get("r"))
+        return await service.loss(p.get("t"), p.get("r"), p.get("m"))
 
     async def click(request: web.Request) -> NoticeOutcome:
         p = await _params(request)

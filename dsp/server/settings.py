@@ -7,10 +7,14 @@ picklable). Secrets come from the environment only:
   unset: a random key is made at start-up and shared by this server's workers (notices then do
   not survive a restart — fine for a demo, not for production).
 * ``DSP_PUBLIC_URL`` — the base URL exchanges use for notices (default ``http://HOST:PORT``).
+* ``DSP_EVENTS_HASH_KEY`` — hex key (≥ 16 bytes) of the keyed user hash in the event log; unset:
+  derived from the active notice-token key (stable while that key is).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import secrets
 
@@ -20,6 +24,7 @@ from dsp.features.connect import DEFAULT_REDIS_URL
 
 TOKEN_KEYS_ENV = "DSP_TOKEN_KEYS"
 PUBLIC_URL_ENV = "DSP_PUBLIC_URL"
+EVENTS_HASH_KEY_ENV = "DSP_EVENTS_HASH_KEY"
 
 
 TRANSPORTS = ("front", "aiohttp")  # dsp serve --transport
@@ -49,6 +54,23 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     keepalive_timeout_s: float = 75.0  # idle keep-alive connections close after this
     request_timeout_s: float = 10.0  # a request head/body still incomplete this long is dropped
     shutdown_grace_s: float = 10.0  # SIGTERM: in-flight requests get this long to answer
+    events_enabled: bool = True  # bids, outcomes, config loads and a request sample -> streams
+    events_redis_url: str = ""  # "" = the redis_url above
+    events_redis_cluster: bool = False
+    events_sample_rate: float = 0.01  # share of all bid requests kept as request samples
+    events_hash_key: bytes = b""  # keyed user hash (DSP_EVENTS_HASH_KEY); b"" = derived
+    events_shards: int = 16
+    events_tick_s: float = 0.02  # one pipelined flush per tick
+    events_max_buffer: int = 200_000  # events held while Redis is slow; beyond: dropped, counted
+
+    @property
+    def user_hash_key(self) -> bytes:
+        """The event log's user-hash key: the configured one, else one derived from the active
+        notice-token key (so every worker of a deployment hashes alike)."""
+        if self.events_hash_key:
+            return self.events_hash_key
+        base = self.token_keys.get(self.token_active, b"dsp-unkeyed")
+        return hmac.new(base, b"dsp events user hash", hashlib.sha256).digest()[:32]
 
     @property
     def base_url(self) -> str:
@@ -72,6 +94,17 @@ def parse_token_keys(text: str) -> tuple[dict[str, bytes], str]:
         keys[kid] = key
         active = active or kid
     return keys, active
+
+
+def events_hash_key_from_env() -> bytes:
+    """``DSP_EVENTS_HASH_KEY`` as bytes (b"" when unset). Raises ValueError when malformed."""
+    text = os.environ.get(EVENTS_HASH_KEY_ENV, "").strip()
+    if not text:
+        return b""
+    key = bytes.fromhex(text)
+    if not 16 <= len(key) <= 64:
+        raise ValueError(f"{EVENTS_HASH_KEY_ENV}: key must be 16 to 64 bytes")
+    return key
 
 
 def token_keys_from_env() -> tuple[dict[str, bytes], str]:
