@@ -44,9 +44,7 @@ def is_loopback(host: str) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
-    from dsp.console.app import ConsoleSettings, build_console
+    from dsp.console.app import ConsoleSettings, build_console, serve
     from dsp.errors import ConfigInvalid
 
     token = os.environ.get("DSP_CONSOLE_TOKEN") or None
@@ -65,8 +63,8 @@ def run(args: argparse.Namespace) -> int:
     shown = f"[{args.host}]" if ":" in args.host else args.host
     suffix = "?token=<DSP_CONSOLE_TOKEN>" if token else ""
 
-    def announce(_: str) -> None:
+    def announce() -> None:
         print(f"dsp console: http://{shown}:{args.port}/{suffix}", flush=True)
 
-    web.run_app(app, host=args.host, port=args.port, print=announce, access_log=None)
+    serve(app, args.host, args.port, announce)
     return 0

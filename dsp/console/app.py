@@ -23,6 +23,7 @@ import asyncio
 import datetime as dt
 import hmac
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -280,3 +281,8 @@ def build_console(settings: ConsoleSettings) -> web.Application:
     app.router.add_get("/forecast", forecast_page)
     app.cleanup_ctx.append(_lifecycle)
     return app
+
+
+def serve(app: web.Application, host: str, port: int, announce: Callable[[], None]) -> None:
+    """Run the console until SIGINT/SIGTERM; ``announce`` is called once it listens."""
+    web.run_app(app, host=host, port=port, print=lambda _msg: announce(), access_log=None)

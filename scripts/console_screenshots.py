@@ -1,6 +1,6 @@
 """Screenshots of every console view for docs/marketing.md, on a synthetic two-day event log.
 
-    .venv/bin/python -m dsp.testing.screens docs/img
+    .venv/bin/python scripts/console_screenshots.py docs/img
 
 The log is what the demo campaigns would have logged serving 8,000 requests (all sampled) over
 yesterday and today on a synthetic market (log-normal prices around $4 CPM, 2% CTR, a few
@@ -31,7 +31,7 @@ from dsp.testing.browser import Browser
 from dsp.testing.redis_server import free_port
 from dsp.testing.users import desktop_banner_request
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 DAY_US = 86_400_000_000
 
 
