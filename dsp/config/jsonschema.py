@@ -98,6 +98,12 @@ FIELD_DOCS: dict[str, tuple[str, Any]] = {
     "Pacing.mode": ("`even`: the same spend every hour; `curve`: spend follows `curve`.", "even"),
     "Pacing.curve": ("24 relative hourly weights (local hours 0-23) when mode is `curve`; they "
                      "are normalised, so only ratios matter.", [1.0] * 24),
+    "Pacing.guard": ("Plan guard: spend plus open bids never run ahead of the plan by more than "
+                     "`allowance`; false leaves only the budget and the λ controller.", True),
+    "Pacing.allowance": (f"How far spend may run ahead of the plan, in {_CUR}; default 0.1% of "
+                         "the daily budget (at least one impression at max_cpm).", 0.5),
+    "Pacing.catch_up_max": ("After under-delivery, what is left is re-spread over the rest of "
+                            "the day at most this multiple of the planned rate (1-10).", 1.5),
     "Schedule.start": ("First day (YYYY-MM-DD, inclusive; quote it).", "2026-01-01"),
     "Schedule.end": ("Last day (YYYY-MM-DD, inclusive; quote it).", "2027-12-31"),
     "Schedule.hours": ("Local hours (0-23, see utc_offset_minutes) when the campaign may bid; "
