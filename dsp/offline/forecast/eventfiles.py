@@ -4,7 +4,8 @@ Parquet layout of docs/events.md), and write events in that layout (for converte
     rows, outcomes = read_log(Path("events"), fit_days=None, replay_days=None)
 
 * ``rows``: the ``sample`` events (time order), each a :class:`~dsp.offline.forecast.simulate.Row`
-  with the logged ``intent`` and ``risk`` scores and the weight ``1 / sample_rate``;
+  with the logged named scores (``p_intent``, ``pd`` and any gate score) and the weight
+  ``1 / sample_rate``;
 * ``outcomes``: one row per ``bid`` with its win (or bill) price, loss and click — the censored
   observations the landscape is fitted on. Test traffic is left out; each event counts once.
 
@@ -36,6 +37,7 @@ from dsp.offline.forecast.market import Outcomes, TruthMarket
 from dsp.offline.forecast.simulate import BidRecord, Row, simulate
 
 DayRange = tuple[int, int] | None
+P_INTENT, PD = "p_intent", "pd"  # the value formula's named scores (models/*/config.json "score")
 _US_PER_DAY = 86_400 * 1_000_000
 
 
@@ -71,10 +73,10 @@ def read_log(root: Path, *, fit_days: DayRange = None, replay_days: DayRange = N
                   FROM read_parquet('{sample}', hive_partitioning = true, union_by_name = true))
                 WHERE n = 1 AND NOT coalesce(test, false){_where_days(replay_days)}
                 ORDER BY ts_us, event_id"""):
-            sc = dict(scores) if scores else {}
-            rows.append(Row(int(ts), str(exchange), bytes(body), float(sc.get("intent", 0.0)),
-                            float(sc.get("risk", 0.0)), bool(known),
-                            1.0 / float(rate) if rate else 1.0))
+            sc = {str(k): float(v) for k, v in dict(scores).items()} if scores else {}
+            rows.append(Row(int(ts), str(exchange), bytes(body), sc.get(P_INTENT, 0.0),
+                            sc.get(PD, float("nan")), bool(known),
+                            1.0 / float(rate) if rate else 1.0, sc))
     return rows, _outcomes(con, root, fit_days), _start_lambdas(con, root, replay_days)
 
 
@@ -126,7 +128,7 @@ def _outcomes(con: Any, root: Path, days: DayRange) -> Outcomes:
                coalesce(bl.price_micros, wn.price_micros) AS price,
                (bl.bid_id IS NOT NULL OR wn.bid_id IS NOT NULL) AS won,
                ls.bid_id IS NOT NULL AS lost, ck.bid_id IS NOT NULL AS clicked,
-               coalesce(b.scores['intent'], 0.0), b.ts_us
+               coalesce(b.scores['p_intent'], 0.0), b.ts_us
         FROM b
         LEFT JOIN {win} wn ON wn.bid_id = b.bid_id
         LEFT JOIN {bill} bl ON bl.bid_id = b.bid_id
@@ -176,7 +178,7 @@ def log_policy(snap: Snapshot, rows: Sequence[Row], price_micros: npt.NDArray[np
     events: list[Event] = [
         SampleEvent(ts_us=r.ts_us, exchange=r.exchange, sample_id=f"{part}-s{i}", body=r.body,
                     sample_rate=1.0 / r.weight, outcome="nobid", user_known=r.user_known,
-                    scores={"intent": r.p_intent, "risk": r.pd})
+                    scores={P_INTENT: r.p_intent, PD: r.pd})
         for i, r in enumerate(rows)]
     for n, rec in enumerate(recs):
         ts, bid_id, cur = rows[rec.row].ts_us, f"{part}-b{n}", currency[rec.campaign]
@@ -188,7 +190,7 @@ def log_policy(snap: Snapshot, rows: Sequence[Row], price_micros: npt.NDArray[np
                                bid_cpm_micros=round(rec.bid_micros * 1000),
                                bid_price_micros=bid_price, currency=cur, auction_type=2,
                                pacing_lambda=rec.pacing_lambda,
-                               scores={"intent": rec.p_intent}))
+                               scores={P_INTENT: rec.p_intent}))
         if rec.bid_micros >= price_micros[rec.row]:
             events.append(WinEvent(ts_us=ts + 1, exchange=ex, campaign=cid, bid_id=bid_id,
                                    price_micros=int(price_micros[rec.row]),

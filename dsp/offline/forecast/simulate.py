@@ -48,6 +48,7 @@ class Row(msgspec.Struct, frozen=True, gc=False):
     pd: float
     user_known: bool
     weight: float = 1.0  # 1 / sample rate
+    scores: dict[str, float] = {}  # every named score logged (gate scores included)
 
 
 class Settled(msgspec.Struct, frozen=True, gc=False):
@@ -88,13 +89,15 @@ class CampaignTotals(msgspec.Struct):
 
 
 class _Pacer:
-    __slots__ = ("ctrl", "daily_micros", "floor", "lam_n", "lam_sum", "plan", "remaining",
-                 "values", "window")
+    __slots__ = ("ctrl", "daily_micros", "floor", "hour_weights", "lam_n", "lam_sum", "plan",
+                 "remaining", "values", "window")
 
-    def __init__(self, daily_micros: int, plan: PacingPlan, settings: PacingSettings,
-                 lam0: float) -> None:
+    def __init__(self, daily_micros: int, plan: PacingPlan, curve: Sequence[float],
+                 settings: PacingSettings, lam0: float) -> None:
         self.daily_micros = daily_micros
         self.plan = plan
+        total = float(sum(curve)) or 1.0
+        self.hour_weights = [w / total for w in curve]
         self.ctrl = PacingController(settings, initial_lambda=lam0)
         self.remaining = float(daily_micros)
         self.window = 0.0
@@ -113,8 +116,8 @@ class SimMoney:
         self.pacers: dict[str, _Pacer] = {}
         for b in snapshot.budgets:
             self.pacers[b.campaign_id] = _Pacer(
-                b.daily_budget_micros, PacingPlan(b.pacing_curve, b.utc_offset_minutes), settings,
-                initial_lambda.get(b.campaign_id, 0.0))
+                b.daily_budget_micros, PacingPlan(b.pacing_curve, b.utc_offset_minutes),
+                b.pacing_curve, settings, initial_lambda.get(b.campaign_id, 0.0))
 
     def start_day(self, carry: bool) -> None:
         for p in self.pacers.values():
@@ -172,7 +175,7 @@ def simulate(snapshot: Snapshot, rows: Sequence[Row], market: Market, *,
             for j in range(len(day_rows) - 1, -1, -1):
                 r = rows[day_rows[j]]
                 hour = int(p.plan.seconds_into_day(r.ts_us / 1e6) // 3600)
-                acc += r.weight * p.plan._weights[hour]
+                acc += r.weight * p.hour_weights[hour]
                 suffix[j] = acc
             left_weight[cid] = suffix
         out_at: dict[str, int] = {}
@@ -224,7 +227,8 @@ def _bid_one(snapshot: Snapshot, decoder: RequestDecoder, decoded: dict[bytes, o
     prep = prepare(req, profile, snapshot, r.ts_us / 1e6)  # type: ignore[arg-type]
     if not isinstance(prep, Prepared):
         return
-    audience = Audience("u:{fc}" if r.user_known else "", r.user_known, r.p_intent, r.pd, {})
+    audience = Audience("u:{fc}" if r.user_known else "", r.user_known, r.p_intent, r.pd, {},
+                        r.scores)
     chosen = choose(prep, audience, money, snapshot, ids)
     if isinstance(chosen, NoBidReason):
         return
