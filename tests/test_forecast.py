@@ -3,6 +3,7 @@ through the old and an edited tree; refusal on a thin log; the landscape's censo
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 from pathlib import Path
@@ -110,3 +111,62 @@ def test_censored_fit_is_not_the_naive_fit() -> None:
     naive = (price[won] <= 75).mean()
     assert naive == pytest.approx(62.5 / 75, abs=0.02) and p[2] < naive - 0.05
     assert msgspec.json.decode(msgspec.json.encode(land)).keys() >= {"times", "survival"}
+
+
+async def test_forecast_on_a_real_bidders_log(redis_url: str, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """The real bidder serves 600 users (every request sampled), the exchange answers with
+    notices, the sink writes the log; ``dsp forecast`` reads it and forecasts both campaigns."""
+    from urllib.parse import urlsplit
+
+    import redis as sync_redis
+    from aiohttp.test_utils import TestClient, TestServer
+    from prometheus_client import CollectorRegistry
+
+    from dsp.events.reader import StreamReader
+    from dsp.features.writer import write_rows
+    from dsp.observability.metrics import Metrics
+    from dsp.offline.eventlog.sink import EventSink
+    from dsp.openrtb.response import BidResponse
+    from dsp.server.app import build_app
+    from dsp.server.settings import Settings
+    from dsp.testing.users import interested_user_row
+
+    users = [f"fc-user-{i}" for i in range(600)]
+    r = sync_redis.Redis.from_url(redis_url)
+    write_rows(r, users, np.repeat(interested_user_row(), len(users), axis=0))
+    r.close()
+    settings = Settings(redis_url=redis_url, configs_dir=str(CONFIGS), models_dir=str(ROOT / "models"),
+                        public_url="http://bidder.test", token_keys={"k1": b"0123456789abcdef0123456789"},
+                        token_active="k1", reload_check_s=3600, events_sample_rate=1.0)
+    rng = np.random.default_rng(5)
+
+    def path(url: str, **macros: str) -> str:
+        for k, v in macros.items():
+            url = url.replace("${" + k + "}", v)
+        parts = urlsplit(url)
+        return f"{parts.path}?{parts.query}"
+
+    async with TestClient(TestServer(build_app(settings, Metrics(CollectorRegistry())))) as c:
+        for uid in users:
+            resp = await c.post("/bid/generic", json=desktop_banner_request(f"r-{uid}", uid),
+                                headers={"x-openrtb-version": "2.6"})
+            if resp.status != 200:
+                continue
+            bid = msgspec.json.decode(await resp.read(), type=BidResponse).seatbid[0].bid[0]
+            market = float(np.exp(rng.normal(np.log(3.0), 0.5)))  # CPM
+            if market <= bid.price:
+                await c.get(path(bid.nurl or "", AUCTION_PRICE=f"{market:.4f}"))
+                await c.get(path(bid.burl or "", AUCTION_PRICE=f"{market:.4f}"))
+            else:
+                await c.get(path(bid.lurl or "", AUCTION_LOSS="102", AUCTION_MIN_TO_WIN=""))
+        await asyncio.sleep(0.2)
+    events = tmp_path / "events"
+    EventSink(StreamReader(sync_redis.Redis.from_url(redis_url), "fc"), events).run(drain=True)
+    assert main(["forecast", "--from", str(CONFIGS), "--events", str(events), "--json"]) == 0
+    fc = json.loads(capsys.readouterr().out)
+    assert fc["samples"] == 600 and fc["outcomes"] >= 200
+    ql = next(c for c in fc["campaigns"] if c["campaign"] == "quickloan-prime")
+    assert ql["status"] == "ok"
+    assert ql["old"]["wins"]["mean"] == pytest.approx(ql["new"]["wins"]["mean"])  # same config
+    assert 0 < ql["old"]["wins"]["mean"] <= ql["old"]["bids"]
