@@ -101,11 +101,16 @@ def _show(args: argparse.Namespace) -> int:
     print(f"  spent      {units('spent', raw)}")
     print(f"  leased out {units('out', raw)}")
     print(f"  free       {micros_to_units(budget - out - spent):,.6f}")
+    if "plan" in raw:  # the plan guard: spend + open bids may reach plan + allowance now
+        plan_micros = int(float(raw["plan"]))
+        print(f"  plan guard {micros_to_units(plan_micros):,.6f} + allowance {units('allow', raw)}")
     for field, value in sorted(raw.items()):
         if field.startswith("lease:"):
             lid = field[6:]
             left_s = (int(raw.get(f"lexp:{lid}", "0")) - now_ms) / 1000
-            print(f"  lease {lid}  {micros_to_units(int(value)):,.6f}  expires in {left_s:.1f} s")
+            held = micros_to_units(int(raw.get(f"resv:{lid}", "0")))
+            print(f"  lease {lid}  {micros_to_units(int(value)):,.6f}  (open bids {held:,.6f})"
+                  f"  expires in {left_s:.1f} s")
     if total:
         print(f"  lifetime budget {units('budget', total) if 'budget' in total else '-'}"
               f"  spent {units('spent', total)}")

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dsp.clock import CLOCK_OFFSET_ENV, CLOCK_OFFSET_S
 from dsp.features.connect import DEFAULT_REDIS_URL
 from dsp.server.settings import TRANSPORTS, Settings, events_hash_key_from_env, token_keys_from_env
 
@@ -148,6 +149,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     print(f"dsp serve: http://{settings.host}:{settings.port} with {settings.workers} worker(s)",
           file=sys.stderr)
+    if CLOCK_OFFSET_S:
+        print(f"dsp serve: WARNING wall clock shifted by {CLOCK_OFFSET_S:+.0f} s ({CLOCK_OFFSET_ENV});"
+              " rehearsals and tests only", file=sys.stderr)
     if settings.workers == 1:
         # One process needs no cross-process aggregation: in-memory collectors cost about a third
         # of the file-backed multiprocess ones (~4 vs ~9 µs per request), so drop the setting

@@ -55,8 +55,18 @@ class Budget(_Cfg, frozen=True, kw_only=True):
 
 
 class Pacing(_Cfg, frozen=True, kw_only=True):
+    """How the day's budget is spread (docs/money.md, "Pacing" and "Pacing guarantee")."""
+
     mode: Literal["even", "curve"] = "even"
     curve: list[Annotated[float, Meta(ge=0.0)]] | None = None
+    # Plan guard: spend + open reservations never run ahead of the plan by more than
+    # ``allowance`` (currency units; default 0.1 % of the daily budget, at least one impression
+    # at max_cpm). ``guard: false`` leaves only the budget and the λ controller.
+    guard: bool = True
+    allowance: NonNegMoney | None = None
+    # Catch-up after under-delivery: what is left is re-spread over what is left of the plan, at
+    # most this multiple of the planned rate (1 = never faster than planned).
+    catch_up_max: Annotated[float, Meta(ge=1.0, le=10.0)] = 1.5
 
 
 class Schedule(_Cfg, frozen=True, kw_only=True):

@@ -175,6 +175,9 @@ def _budget(c: CampaignFile) -> CampaignBudget:
         daily_budget_micros=units_to_micros(c.budget.daily),
         total_budget_micros=units_to_micros(c.budget.total) if c.budget.total is not None else None,
         pacing_curve=curve, utc_offset_minutes=c.schedule.utc_offset_minutes, frequency_cap=cap,
+        plan_guard=c.pacing.guard, catch_up_max=c.pacing.catch_up_max,
+        allowance_micros=None if c.pacing.allowance is None else units_to_micros(c.pacing.allowance),
+        max_price_micros=-(-units_to_micros(c.max_cpm) // 1000),
         active_from_s=None if start is None else float(start * 86400 - offset_s),
         active_until_s=None if end is None else float((end + 1) * 86400 - offset_s))
 

@@ -61,6 +61,23 @@ class Metrics:
         self.ledger_drift_micros = Gauge("dsp_ledger_drift_micros",
                                          "leased - (committed + reserved + available)",
                                          ["campaign"], registry=r, multiprocess_mode="max")
+        self.pacing_throttle = Gauge("dsp_pacing_throttle",
+                                     "Share of the lowest-value traffic the pacing throttle turns away",
+                                     ["campaign"], registry=r, multiprocess_mode="livemax")
+        # Every worker reads the same values from Redis (its last LEASE call): the most recent
+        # live one is the campaign's. All in micros of the campaign currency, today (local day).
+        self.budget_spent_micros = Gauge("dsp_budget_spent_micros",
+                                         "Committed spend of the campaign's current day",
+                                         ["campaign"], registry=r,
+                                         multiprocess_mode="livemostrecent")
+        self.budget_plan_micros = Gauge("dsp_budget_plan_micros",
+                                        "Plan-to-date: the day's budget times the plan's elapsed share",
+                                        ["campaign"], registry=r,
+                                        multiprocess_mode="livemostrecent")
+        self.budget_guard_micros = Gauge("dsp_budget_guard_micros",
+                                         "Plan guard: spend + open reservations may reach this now",
+                                         ["campaign"], registry=r,
+                                         multiprocess_mode="livemostrecent")
         self.budget_brake = Gauge("dsp_budget_brake", "1 while the emergency brake is on",
                                   registry=r, multiprocess_mode="max")
         self.config_reloads = Counter("dsp_config_reloads", "Config reloads", ["result"],

@@ -62,8 +62,10 @@ def settings(lease_ttl_s: float) -> MoneySettings:
 
 
 def budget(args: argparse.Namespace) -> CampaignBudget:
+    """The simulated campaign: spends as fast as the leases allow (no plan guard), so the
+    multi-process tests exercise the leases' overspend bound at full speed."""
     return CampaignBudget(campaign_id=args.campaign, daily_budget_micros=args.daily_micros,
-                          max_lease_micros=args.max_lease_micros,
+                          max_lease_micros=args.max_lease_micros, plan_guard=False,
                           frequency_cap=FrequencyCap(max_impressions=1000, window_s=3600))
 
 
