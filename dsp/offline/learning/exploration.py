@@ -42,7 +42,7 @@ from dsp.offline.taiwan import load_taiwan, split_indices
 from dsp.offline.training.metrics import evaluate, roc_auc
 from dsp.offline.training.risk import TEST_FRACTION
 
-BID_SHARE = 0.30  # the serving policy bids on the top 30% of users by intent score
+BID_SHARE = 0.15  # the serving policy bids on the top 15% of users by intent score
 MARKET_MEDIAN_CPM_MICROS = 2_000_000
 MARKET_SIGMA = 0.6
 EXPLORE_CPM_MICROS = 4_000_000  # wins about 87% of the time (market 87th percentile)
@@ -112,7 +112,7 @@ def _arm(name: str, rows: int, positives: int, y: np.ndarray, p: np.ndarray) -> 
     return Arm(name, rows, positives, roc_auc(y, p), log_loss(y, p), cal.ece)
 
 
-def run(work: Path, *, users: int = 400_000, holdout_users: int = 200_000, seed: int = 7,
+def run(work: Path, *, users: int = 1_000_000, holdout_users: int = 200_000, seed: int = 7,
         shares: tuple[float, ...] = (0.0, 0.01, 0.05), data_dir: Path | None = None,
         models_dir: Path = Path("models")) -> dict[str, Any]:
     from dsp.scoring.model import load_model

@@ -135,8 +135,9 @@ def render(results: list[CampaignResult]) -> str:
     s_l = sum(r.surplus_learned for r in results)
     pay = sum(r.cpm_learned * r.wins_learned for r in results)
     pay_u = sum(r.cpm_unshaded * r.wins_unshaded for r in results)
+    pay_f = sum(r.cpm_fixed * r.wins_fixed for r in results)
     lines.append(f"| **all** | | {s_f:,.0f} | {s_l:,.0f} | **{100 * (s_l / s_f - 1):+.1f}%** | "
                  f"{pay_u / sum(r.wins_unshaded for r in results):.1f} | "
-                 f"{sum(r.cpm_fixed * r.wins_fixed for r in results) / sum(r.wins_fixed for r in results):.1f} | "
+                 f"{pay_f / sum(r.wins_fixed for r in results):.1f} | "
                  f"{pay / sum(r.wins_learned for r in results):.1f} | | |")
     return "\n".join(lines)
