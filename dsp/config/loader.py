@@ -22,7 +22,7 @@ import msgspec
 import yaml
 
 from dsp.config.learned import FunnelFile, Learned, ShadingFile
-from dsp.config.schema import CampaignFile, CurrencyFile
+from dsp.config.schema import CampaignFile, CurrencyFile, PrivacyFile
 from dsp.errors import ConfigProblem
 from dsp.exchanges.profile import ExchangeProfile
 
@@ -38,6 +38,7 @@ class RawConfig(msgspec.Struct, frozen=True):
     campaign_files: dict[str, str]
     exchange_files: dict[str, str]
     learned: Learned = Learned.empty()
+    privacy: PrivacyFile = PrivacyFile()
     # Set when some files did not parse: cross-file checks must not blame their absence.
     unparsed_exchanges: frozenset[str] = frozenset()
     currencies_parsed: bool = True
@@ -224,6 +225,11 @@ def load_dir(root: Path) -> tuple[RawConfig, list[ConfigProblem]]:
     if cur_path.exists():
         data = read_yaml(cur_path, problems)
         currencies = convert_collecting(data or {}, CurrencyFile, str(cur_path), problems)
+    privacy: PrivacyFile | None = PrivacyFile()
+    privacy_path = root / "privacy.yaml"
+    if privacy_path.exists():
+        data = read_yaml(privacy_path, problems)
+        privacy = convert_collecting(data or {}, PrivacyFile, str(privacy_path), problems)
     campaign_files: dict[str, str] = {}
     for c, path in campaigns:
         if c.id in campaign_files:
@@ -240,8 +246,8 @@ def load_dir(root: Path) -> tuple[RawConfig, list[ConfigProblem]]:
     first_campaigns = tuple(c for c, path in campaigns if campaign_files[c.id] == path)
     first_exchanges = tuple(e for e, path in exchanges if exchange_files[e.name] == path)
     raw = RawConfig(first_campaigns, first_exchanges, currencies or CurrencyFile(rates={"USD": 1.0}),
-                    campaign_files, exchange_files, learned, frozenset(unparsed),
-                    currencies is not None)
+                    campaign_files, exchange_files, learned, privacy or PrivacyFile(),
+                    frozenset(unparsed), currencies is not None)
     return raw, problems
 
 

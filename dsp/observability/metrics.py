@@ -36,6 +36,8 @@ class Metrics:
                                 ["exchange", "outcome"], registry=r)  # outcome: bid|nobid|invalid
         self.bids = Counter("dsp_bids", "Bids returned", ["exchange", "campaign"], registry=r)
         self.nobids = Counter("dsp_nobids", "No-bids by reason", ["exchange", "reason"], registry=r)
+        self.privacy = Counter("dsp_privacy_decisions", "Consent-signal outcomes of bid requests "
+                               "(malformed strings included)", ["exchange", "outcome"], registry=r)
         self.request_latency = Histogram("dsp_request_latency_seconds",
                                          "Whole bid request, received to answered",
                                          ["exchange"], buckets=LATENCY_BUCKETS_S, registry=r)
