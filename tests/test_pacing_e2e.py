@@ -104,7 +104,7 @@ def test_a_worker_killed_mid_burst_neither_resets_nor_breaks_the_guard(
         port = int(url.rsplit(":", 1)[1])
         parent = _parent_of(port)
         killed: list[int] = []
-        states: list[bytes | None] = []
+        states: list[bytes | str | None] = []
 
         async def kill_one() -> None:
             await asyncio.sleep(BURST_S / 3)
