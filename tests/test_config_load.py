@@ -28,7 +28,7 @@ def test_demo_fixture_config_compiles() -> None:
     assert {"quickloan-prime", "cashbridge-starter"} <= ids
     assert "generic" in snap.exchanges and any(e.lax_numbers for e in snap.exchanges.values())
     ql = next(c for c in snap.campaigns if c.id == "quickloan-prime")
-    assert (ql.pd_max, ql.intent_min, ql.max_cpm_micros) == (0.30, 0.01, 6_000_000)
+    assert (ql.pd_max, ql.intent_min, ql.max_cpm_micros) == (0.30, 0.004, 6_000_000)
     assert ql.banners[(300, 250)].cat == ("IAB13-2",)
     budget = next(b for b in snap.budgets if b.campaign_id == "quickloan-prime")
     assert budget.daily_budget_micros == 500_000_000 and len(budget.pacing_curve) == 24
