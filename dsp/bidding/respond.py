@@ -4,7 +4,7 @@ Notice URLs (the endpoints belong to dsp.server.notice_routes)::
 
     nurl  {base_url}/notice/win?t=<token>&p=${AUCTION_PRICE}
     burl  {base_url}/notice/bill?t=<token>&p=${AUCTION_PRICE}
-    lurl  {base_url}/notice/loss?t=<token>&r=${AUCTION_LOSS}&m=${AUCTION_MIN_TO_WIN}
+    lurl  {base_url}/notice/loss?t=<token>&p=${AUCTION_PRICE}&r=${AUCTION_LOSS}&m=${AUCTION_MIN_TO_WIN}
 
 One token per bid (same in all three URLs): campaign, imp, our bid in account-currency micros per
 impression, hashed user key, expiry; signed with :class:`dsp.notices.tokens.TokenSigner`.
@@ -46,7 +46,8 @@ class NoticeUrls:
         base = self._base
         return (f"{base}/notice/win?t={token}&p=${{AUCTION_PRICE}}",
                 f"{base}/notice/bill?t={token}&p=${{AUCTION_PRICE}}",
-                f"{base}/notice/loss?t={token}&r=${{AUCTION_LOSS}}&m=${{AUCTION_MIN_TO_WIN}}")
+                f"{base}/notice/loss?t={token}&p=${{AUCTION_PRICE}}&r=${{AUCTION_LOSS}}"
+                f"&m=${{AUCTION_MIN_TO_WIN}}")
 
 
 def bid_response(prep: Prepared, chosen: list[Chosen], notices: NoticeUrls,
