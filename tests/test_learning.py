@@ -196,7 +196,8 @@ def test_funnel_estimates_from_the_log_shrink_toward_the_prior(tmp_path: Path) -
     assert est["apply_rate"]["estimate"] == pytest.approx(want)
     assert est["apply_rate"]["observed"] == pytest.approx(apps / intent_sum)
     # no approvals were logged: 0 of `apps`, pulled toward the prior by 20 pseudo-applications
-    assert est["p_approve"]["estimate"] == pytest.approx(0.5 * PRIOR_APPLICATIONS / (apps + PRIOR_APPLICATIONS))
+    want_p = 0.5 * PRIOR_APPLICATIONS / (apps + PRIOR_APPLICATIONS)
+    assert est["p_approve"]["estimate"] == pytest.approx(want_p)
     assert est["applications"] == apps
 
 
