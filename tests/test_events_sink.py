@@ -133,6 +133,7 @@ def _sink_cmd(redis_url: str, out: Path, *extra: str) -> list[str]:
             "--events", str(out), "--consumer", "killed", "--count", "1", *extra]
 
 
+@pytest.mark.timeout(900)  # four sink processes start; slow on a busy machine
 async def test_sink_sigkilled_mid_batch_restarts_and_files_hold_each_event_once(
         redis_url: str, tmp_path: Path) -> None:
     n = 20_000
