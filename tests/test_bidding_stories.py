@@ -94,9 +94,10 @@ def test_story(path: Path, snapshot: Snapshot) -> None:
             assert "mtype" not in got  # a 2.6 field
         else:
             assert got["mtype"] in (1, 2, 3, 4)
-        for url, kind in (("nurl", "win"), ("burl", "bill"), ("lurl", "loss")):
+        for url, kind, macro in (("nurl", "win", "${AUCTION_PRICE}"), ("burl", "bill", "${AUCTION_PRICE}"),
+                                 ("lurl", "loss", "${AUCTION_LOSS}")):
             assert got[url].startswith(f"http://bidder.test/notice/{kind}?t=")
-            assert "${AUCTION_PRICE}" in got[url]
+            assert macro in got[url]
         token = signer.verify(got["nurl"].split("t=", 1)[1].split("&", 1)[0], now_s=_now(story))
         assert token.campaign_id == want["campaign"] and token.imp_id == want["impid"]
     if expect.get("test"):

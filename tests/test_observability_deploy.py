@@ -92,3 +92,21 @@ def test_dashboard_queries_only_use_exported_metrics() -> None:
             "dsp_events_written", "dsp_events_dropped", "dsp_sink_oldest_unread_seconds",
             "dsp_sink_lag_entries", "dsp_sink_events", "dsp_sink_files", "dsp_sink_partition_files"}
     assert must <= covered, sorted(must - covered)
+
+
+def test_render_validates_before_configs_ship(tmp_path: Path) -> None:
+    """The render runs ``dsp config validate`` first: a tree failing the fair-lending gate renders
+    nothing (empty stdout, non-zero exit), so ``| kubectl apply -f -`` applies nothing."""
+    import shutil
+
+    bad = tmp_path / "configs"
+    shutil.copytree(REPO / "bidder_configs", bad)
+    path = bad / "campaigns" / "quickloan-prime.yaml"
+    path.write_text(path.read_text().replace("intent_min: 0.004", "intent_min: 0.01"))
+    script = str(REPO / "deploy" / "k8s" / "render.py")
+    failed = subprocess.run([sys.executable, script, "--configs", str(bad)], capture_output=True,
+                            text=True, check=False)
+    assert failed.returncode == 2 and failed.stdout == ""
+    assert "adverse-impact ratio by age band" in failed.stderr
+    ok = subprocess.run([sys.executable, script], capture_output=True, text=True, check=False)
+    assert ok.returncode == 0 and "kind: ConfigMap" in ok.stdout

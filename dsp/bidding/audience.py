@@ -27,6 +27,7 @@ from dsp.batching import MicroBatcher
 from dsp.bidding.ports import FeatureSource, FloatArray, Scorer, StagedScorer
 from dsp.clock import Deadline, monotonic
 from dsp.errors import DependencyUnavailable
+from dsp.features.contract import FEATURE_INDEX
 from dsp.scoring.plan import PlanScorer, Predictor, two_model_plan
 
 
@@ -65,15 +66,37 @@ class AudienceSource(Protocol):
     async def close(self) -> None: ...
 
 
+Caps = tuple[tuple[int, float], ...]  # (feature column, highest value the models may see)
+_LENDER_FEATURES = ("lenders_applied_30d", "lenders_applied_90d")
+
+
+def stacking_caps(threshold_30d: float | None, threshold_90d: float | None) -> Caps:
+    """Multi-lending: applications to other lenders raise intent up to a threshold, no further.
+
+    Past it the user is stacking loans (a risk sign, not more intent), so the intent model sees
+    the count clipped at the threshold: bids stop rising with it. Example with threshold 3: a
+    user with 9 applications in 30 days is scored as one with 3."""
+    out = []
+    for name, cap in zip(_LENDER_FEATURES, (threshold_30d, threshold_90d), strict=True):
+        if cap is not None:
+            out.append((FEATURE_INDEX[name], float(cap)))
+    return tuple(out)
+
+
 class AudienceResolver:
-    """Resolves and scores users through one shared micro-batch per event-loop tick."""
+    """Resolves and scores users through one shared micro-batch per event-loop tick.
+
+    ``caps`` (called once per batch, so a config reload applies at once) clips feature columns
+    before scoring: see :func:`stacking_caps`."""
 
     def __init__(self, features: FeatureSource, scorer: Scorer,
                  population: tuple[float, float] | Mapping[str, float], *,
                  max_batch_size: int = 128, max_wait_us: int = 0, max_in_flight: int = 1,
                  on_batch: Callable[[int], None] | None = None,
                  on_redis_error: Callable[[DependencyUnavailable], None] | None = None,
-                 on_stage: Callable[[str, float], None] | None = None) -> None:
+                 on_stage: Callable[[str, float], None] | None = None,
+                 caps: Callable[[], Caps] | None = None) -> None:
+        self._caps = caps
         self._features = features
         self._scorer = scorer
         pop = (dict(population) if isinstance(population, Mapping)
@@ -116,6 +139,9 @@ class AudienceResolver:
         out = [self.unknown(r.user_key, r.caps) for r in records]
         if known:
             rows = np.stack([records[i].features for i in known]).astype(np.float32, copy=False)
+            if self._caps is not None:
+                for col, cap in self._caps():
+                    np.minimum(rows[:, col], cap, out=rows[:, col])
             t1 = monotonic()
             staged = self._staged
             if staged is not None:

@@ -20,6 +20,7 @@ from dsp.bidding.eligibility import Candidate, Drop, eligible
 from dsp.bidding.filters import RESERVATION, Filter, checks, outcome, response_currency
 from dsp.bidding.ports import MoneyGate
 from dsp.bidding.pricing import Price, explore_price, price
+from dsp.bidding.quality import quality_gate
 from dsp.config.snapshot import Snapshot
 from dsp.exchanges.profile import ExchangeProfile
 from dsp.openrtb.nobid import NoBidReason
@@ -85,19 +86,33 @@ _PRICE_CHECKS = checks("price")
 def prepare(req: BidRequest, profile: ExchangeProfile, snapshot: Snapshot, now_s: float,
             trace: list[Drop] | None = None) -> Prepared | NoBidReason:
     """Request gates, request context and eligible candidates. No I/O."""
+    return prepare_in_context(req, profile, snapshot, now_s, trace)[1]
+
+
+def prepare_in_context(req: BidRequest, profile: ExchangeProfile, snapshot: Snapshot, now_s: float,
+                       trace: list[Drop] | None = None
+                       ) -> tuple[RequestContext | None, Prepared | NoBidReason]:
+    """:func:`prepare`, also returning the request context when one was built (the flow counts
+    its privacy outcome even when no campaign is left)."""
     rates = snapshot.rates
     for check, row in _REQUEST_CHECKS:
         if check(req, profile, rates):
             if trace is not None:
                 trace.append(Drop("*", -1, row.reason, row.explain(req, profile, rates), row.name))
-            return row.reason
+            return None, row.reason
+    quality = quality_gate(req, profile, snapshot.traffic)
+    if isinstance(quality, tuple):  # an outcome row of the request stage (filters table)
+        row = outcome("request", quality[0])
+        if trace is not None:
+            trace.append(Drop("*", -1, row.reason, quality[1], row.name))
+        return None, row.reason
     currency = response_currency(req, profile, rates) or profile.currency
-    ctx = request_context(req, profile.name, profile.auction_type, now_s)
+    ctx = request_context(req, profile.name, profile.auction_type, now_s, snapshot.privacy, quality)
     candidates, fallback = eligible(snapshot.campaigns_for(profile.name), req.imp, ctx,
                                     rates, profile.seat, trace)
     if not candidates:
-        return fallback.reason
-    return Prepared(req, profile, ctx, currency, candidates, fallback)
+        return ctx, fallback.reason
+    return ctx, Prepared(req, profile, ctx, currency, candidates, fallback)
 
 
 def choose(prep: Prepared, audience: Audience, money: MoneyGate, snapshot: Snapshot,

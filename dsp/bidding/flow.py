@@ -20,7 +20,7 @@ import msgspec
 
 from dsp.batching import DeadlineExceeded
 from dsp.bidding.audience import Audience, AudienceSource
-from dsp.bidding.decide import Chosen, IdSource, Prepared, choose, prepare
+from dsp.bidding.decide import Chosen, IdSource, Prepared, choose, prepare_in_context
 from dsp.bidding.ports import MoneyGate
 from dsp.bidding.respond import NoticeUrls, bid_response
 from dsp.clock import Deadline, monotonic, wall_time
@@ -30,6 +30,7 @@ from dsp.exchanges.profile import ExchangeProfile
 from dsp.openrtb.nobid import NoBidReason
 from dsp.openrtb.request import BidRequest
 from dsp.openrtb.response import BidResponse
+from dsp.privacy.policy import Privacy
 
 
 class Decision(msgspec.Struct, gc=False):
@@ -39,6 +40,7 @@ class Decision(msgspec.Struct, gc=False):
     reason: NoBidReason | None = None
     campaigns: tuple[str, ...] = ()
     pricing_s: float = 0.0  # time spent pricing and building the response (when timed)
+    privacy: Privacy | None = None  # the consent signals' outcome (None: not looked at)
     # What the decision was made from, for the event log (None where the flow stopped earlier).
     prep: Prepared | None = None
     audience: Audience | None = None
@@ -73,23 +75,25 @@ class BidFlow:
                   deadline: Deadline, *, timed: bool = False) -> Decision:
         if deadline.expired():
             return Decision(reason=NoBidReason.DEADLINE)
-        prep = prepare(req, profile, snapshot, wall_time())
+        ctx, prep = prepare_in_context(req, profile, snapshot, wall_time())
+        privacy = ctx.privacy.outcome if ctx is not None else None
         if not isinstance(prep, Prepared):
-            return Decision(reason=prep)
+            return Decision(reason=prep, privacy=privacy)
         if prep.may_explore:
             prep.explore_u = self._draw()
         audience = await self.audience(prep, deadline)
         if not isinstance(audience, Audience):
-            return Decision(reason=audience, prep=prep)
+            return Decision(reason=audience, prep=prep, privacy=privacy)
         if deadline.expired():
-            return Decision(reason=NoBidReason.DEADLINE, prep=prep, audience=audience)
+            return Decision(reason=NoBidReason.DEADLINE, prep=prep, audience=audience,
+                            privacy=privacy)
         t0 = monotonic() if timed else 0.0
         chosen = choose(prep, audience, self._money, snapshot, self._ids)
         if not isinstance(chosen, list):
             return Decision(reason=chosen, pricing_s=monotonic() - t0 if timed else 0.0,
-                            prep=prep, audience=audience)
+                            prep=prep, audience=audience, privacy=privacy)
         response = bid_response(prep, chosen, self._notices, audience.user_key)
         return Decision(response=response,
                         campaigns=tuple(ch.candidate.campaign.id for ch in chosen),
                         pricing_s=monotonic() - t0 if timed else 0.0,
-                        prep=prep, audience=audience, chosen=chosen)
+                        prep=prep, audience=audience, chosen=chosen, privacy=privacy)

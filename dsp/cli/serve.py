@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dsp.cli.common import add_redis_url
 from dsp.clock import CLOCK_OFFSET_ENV, CLOCK_OFFSET_S
-from dsp.features.connect import DEFAULT_REDIS_URL
 from dsp.server.settings import TRANSPORTS, Settings, events_hash_key_from_env, token_keys_from_env
 
 
@@ -31,7 +31,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=int(os.environ.get("DSP_PORT", "8080")))
     parser.add_argument("--workers", type=int, default=int(os.environ.get("DSP_WORKERS", "1")),
                         help="processes sharing the port (one per core)")
-    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", DEFAULT_REDIS_URL))
+    add_redis_url(parser)
     parser.add_argument("--redis-cluster", action="store_true",
                         default=os.environ.get("DSP_REDIS_CLUSTER", "") not in ("", "0", "false"),
                         help="--redis-url is a seed node of a Redis Cluster (env DSP_REDIS_CLUSTER=1)")
@@ -90,7 +90,20 @@ def serve_worker(settings: Settings, log_level: str = "INFO") -> None:
     from dsp.observability.logging import configure_json_logging
 
     configure_json_logging(log_level)
+    _log_build()
     uvloop.run(_serve_until_signalled(settings))
+
+
+def _log_build() -> None:
+    """Say which build of the bid path this worker runs: mypyc-compiled or plain Python."""
+    import logging
+
+    from dsp import compiled
+    from dsp.server.app import build_app  # noqa: F401  (imports the whole bid path)
+
+    log = logging.getLogger("dsp.serve")
+    log.info("bid path: %s", compiled.STATUS, extra={"fields": {
+        "build": "compiled" if compiled.COMPILED else "pure", "modules": compiled.loaded_paths()}})
 
 
 async def _serve_until_signalled(settings: Settings) -> None:
@@ -147,8 +160,10 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     if not _check_config(settings):
         return 2
-    print(f"dsp serve: http://{settings.host}:{settings.port} with {settings.workers} worker(s)",
-          file=sys.stderr)
+    from dsp import compiled
+
+    print(f"dsp serve: http://{settings.host}:{settings.port} with {settings.workers} worker(s); "
+          f"bid path {compiled.STATUS}", file=sys.stderr)
     if CLOCK_OFFSET_S:
         print(f"dsp serve: WARNING wall clock shifted by {CLOCK_OFFSET_S:+.0f} s ({CLOCK_OFFSET_ENV});"
               " rehearsals and tests only", file=sys.stderr)

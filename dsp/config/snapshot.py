@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -20,10 +21,14 @@ from dsp.budget.spec import CampaignBudget, FrequencyCap
 from dsp.config.checks import cross_check
 from dsp.config.learned import Learned, ShadingTable
 from dsp.config.loader import RawConfig, load_dir
-from dsp.config.schema import CampaignFile, CurrencyFile
+from dsp.config.schema import CampaignFile, CurrencyFile, NativeSpec, SupplyRules, Targeting, VideoSpec
+from dsp.config.traffic import load_traffic
 from dsp.errors import ConfigInvalid
 from dsp.exchanges.profile import ExchangeProfile
 from dsp.money import MICROS_PER_UNIT, units_to_micros
+from dsp.openrtb.geo import country_alpha3, normalise_domain
+from dsp.privacy.policy import PrivacyPolicy
+from dsp.traffic.rules import TrafficRules
 
 MTYPE = {"banner": 1, "video": 2, "audio": 3, "native": 4}
 
@@ -39,6 +44,8 @@ class CompiledCreative(msgspec.Struct, frozen=True, gc=False):
     markup: str
     cat_keys: frozenset[str]  # cat plus IAB tier-1 parents, for bcat matching
     bundle: str | None = None  # the advertiser's app bundle, matched against bapp
+    video: VideoSpec | None = None  # video creatives: what the per-request VAST is built from
+    native: NativeSpec | None = None  # native creatives: the assets a response is built from
 
 
 class CompiledCampaign(msgspec.Struct, frozen=True, gc=False):
@@ -80,6 +87,40 @@ class CompiledCampaign(msgspec.Struct, frozen=True, gc=False):
     shading_mode: str = "exchange"  # first price: exchange | fixed | learned (learning.shading)
     explore_share: float = 0.0  # learning.explore_share
     funnel_learned: bool = False  # apply_rate / p_approve come from learned/funnel.yaml
+    placement: Placement | None = None  # regions, metros, domain and bundle lists (None: any)
+    supply: SupplyRules = SupplyRules()
+    videos: tuple[CompiledCreative, ...] = ()  # every video creative, in file order
+    natives: tuple[CompiledCreative, ...] = ()  # every native creative, in file order
+
+
+class Placement(msgspec.Struct, frozen=True, gc=False):
+    """Region, metro and placement targeting, compiled to canonical sets (None: any)."""
+
+    regions: frozenset[str] | None = None  # "US-CA"
+    exclude_regions: frozenset[str] = frozenset()
+    metros: frozenset[str] | None = None
+    domains: frozenset[str] | None = None  # allow list (sites); apps then need app_bundles
+    exclude_domains: frozenset[str] = frozenset()
+    bundles: frozenset[str] | None = None  # allow list (apps), lower case
+    exclude_bundles: frozenset[str] = frozenset()
+
+    @property
+    def allow_lists(self) -> bool:
+        return self.domains is not None or self.bundles is not None
+
+
+def _placement(t: Targeting) -> Placement | None:
+    def opt(values: list[str] | None, norm: Callable[[str], str]) -> frozenset[str] | None:
+        return None if values is None else frozenset(norm(v) for v in values)
+
+    p = Placement(
+        regions=opt(t.regions, str.upper), exclude_regions=opt(t.exclude_regions, str.upper) or frozenset(),
+        metros=opt(t.metros, str.strip),
+        domains=opt(t.domains, normalise_domain),
+        exclude_domains=opt(t.exclude_domains, normalise_domain) or frozenset(),
+        bundles=opt(t.app_bundles, lambda b: b.strip().lower()),
+        exclude_bundles=opt(t.exclude_app_bundles, lambda b: b.strip().lower()) or frozenset())
+    return None if p == Placement() else p
 
 
 class Rates(msgspec.Struct, frozen=True):
@@ -110,6 +151,8 @@ class Snapshot(msgspec.Struct, frozen=True):
     budgets: tuple[CampaignBudget, ...]
     files: dict[str, str]  # campaign id / exchange name -> file
     shading: dict[tuple[str, str, str], ShadingTable] = {}  # (exchange, format, currency) -> table
+    privacy: PrivacyPolicy = PrivacyPolicy()
+    traffic: TrafficRules = TrafficRules()
 
     def shading_table(self, c: CompiledCampaign, profile: ExchangeProfile,
                       fmt: str) -> ShadingTable | None:
@@ -187,8 +230,9 @@ def compile_campaign(c: CampaignFile, learned: Learned | None = None) -> Compile
     campaign opts in (``learning.funnel``) and an estimate exists."""
     funnel = learned.funnel.get(c.id) if learned is not None and c.learning.funnel else None
     creatives = [CompiledCreative(cr.id, cr.format, MTYPE[cr.format], cr.w, cr.h,
-                                  tuple(cr.adomain), tuple(cr.cat), cr.markup,
-                                  iab_keys(cr.cat), cr.bundle) for cr in c.creatives]
+                                  tuple(cr.adomain), tuple(cr.cat), cr.markup or "",
+                                  iab_keys(cr.cat), cr.bundle, cr.video, cr.native)
+                 for cr in c.creatives]
     banners = {(cr.w, cr.h): cr for cr in creatives
                if cr.kind == "banner" and cr.w is not None and cr.h is not None}
     by_kind: dict[str, CompiledCreative] = {}
@@ -204,7 +248,7 @@ def compile_campaign(c: CampaignFile, learned: Learned | None = None) -> Compile
         lgd=c.funnel.lgd, ead=c.funnel.ead, cost=c.funnel.cost,
         requires_user=c.requires_user, gdpr_contextual=c.gdpr_without_consent == "contextual",
         exchanges=frozenset(t.exchanges) if t.exchanges is not None else None,
-        countries=frozenset(t.countries) if t.countries is not None else None,
+        countries=frozenset(country_alpha3(x) or x for x in t.countries) if t.countries is not None else None,
         device_types=frozenset(t.device_types) if t.device_types is not None else None,
         os=frozenset(o.lower() for o in t.os) if t.os is not None else None,
         categories=frozenset(t.categories) if t.categories is not None else None,
@@ -214,22 +258,25 @@ def compile_campaign(c: CampaignFile, learned: Learned | None = None) -> Compile
         hours=frozenset(c.schedule.hours) if c.schedule.hours is not None else None,
         utc_offset_minutes=c.schedule.utc_offset_minutes,
         banners=banners, by_kind=by_kind,
+        videos=tuple(cr for cr in creatives if cr.kind == "video" and cr.video is not None),
+        natives=tuple(cr for cr in creatives if cr.kind == "native" and cr.native is not None),
         adomains=frozenset(d for cr in creatives for d in cr.adomain),
         creative_cats=tuple(sorted({k for cr in creatives for k in cr.cat})),
-        budget=_budget(c), landing_url=c.landing_url,
+        budget=_budget(c), landing_url=c.landing_url, placement=_placement(t), supply=c.supply,
         max_scores=tuple(sorted(c.max_scores.items())),
         shading_mode=c.learning.shading, explore_share=c.learning.explore_share,
         funnel_learned=funnel is not None)
 
 
 def _version(raw: RawConfig) -> str:
-    payload = msgspec.json.encode([raw.campaigns, raw.exchanges, raw.currencies,
+    payload = msgspec.json.encode([raw.campaigns, raw.exchanges, raw.currencies, raw.privacy,
                                    sorted(raw.learned.funnel.items()),
                                    [t for _, t in sorted(raw.learned.shading.items())]])
     return hashlib.sha256(payload).hexdigest()[:12]
 
 
-def compile_snapshot(raw: RawConfig) -> Snapshot:
+def compile_snapshot(raw: RawConfig, traffic: TrafficRules | None = None,
+                     traffic_digest: str = "") -> Snapshot:
     """Cross-check and compile. Raises ConfigInvalid with every cross-file problem."""
     problems = cross_check(raw)
     if problems:
@@ -241,13 +288,21 @@ def compile_snapshot(raw: RawConfig) -> Snapshot:
     cur: CurrencyFile = raw.currencies
     rates = Rates(cur.base, {cur.base: 1.0, **cur.rates})
     files = {**raw.campaign_files, **raw.exchange_files}
-    return Snapshot(_version(raw), exchanges, campaigns, by_exchange, rates,
-                    tuple(c.budget for c in campaigns), files, raw.learned.shading)
+    p = raw.privacy
+    privacy = PrivacyPolicy(p.gvl_vendor_id, tuple(p.consent_purposes), tuple(p.flexible_purposes),
+                            tuple(p.special_features), p.honour_gpc)
+    version = _version(raw)
+    if traffic_digest:
+        version = hashlib.sha256((version + traffic_digest).encode()).hexdigest()[:12]
+    return Snapshot(version, exchanges, campaigns, by_exchange, rates,
+                    tuple(c.budget for c in campaigns), files, raw.learned.shading, privacy,
+                    traffic if traffic is not None else TrafficRules())
 
 
 def load_snapshot(root: Path) -> Snapshot:
     """Load, validate and compile ``root``; raise ConfigInvalid listing every problem found."""
     raw, problems = load_dir(root)
-    if raw is None:
-        raise ConfigInvalid(problems)
-    return compile_snapshot(raw)
+    traffic, digest = load_traffic(root, problems)
+    if problems:
+        raise ConfigInvalid(problems + cross_check(raw))
+    return compile_snapshot(raw, traffic, digest)

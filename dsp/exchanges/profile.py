@@ -45,6 +45,16 @@ class ExchangeProfile(msgspec.Struct, forbid_unknown_fields=True, frozen=True, k
     shading: Literal["fixed", "learned"] = "fixed"
     notices: tuple[Literal["nurl", "burl", "lurl"], ...] = ("nurl", "burl", "lurl")
     notice_ttl_s: Annotated[int, Meta(gt=0)] = 3600
+    # The exchange's own domain as publishers list it in ads.txt and as schain ``asi``; its
+    # sellers.json is bidder_configs/sellers/<ad_system_domain>.json when shipped.
+    ad_system_domain: Annotated[str, Meta(pattern=r"^[a-z0-9.-]+\.[a-z]{2,}$")] | None = None
+    always_sends_ip: bool = False  # a request without device.ip/ipv6 is then invalid traffic
+    native_wrapper: bool = False  # True: native adm as {"native": {...}} (Native 1.0/1.1 envelope)
+    send_cid: bool = True  # False: no bid.cid (an exchange that reads cid as its own billing id)
+    # Bid fields the exchange's guide requires; checked at load against what we always send.
+    required_bid_fields: tuple[Literal["adomain", "crid", "cid", "cat", "w", "h", "mtype", "adm",
+                                       "nurl", "burl", "lurl", "seat"], ...] = ()
+    ads_txt: Literal["off", "when_present", "required"] | None = None  # overrides traffic.yaml
 
     @property
     def hook_name(self) -> str:

@@ -61,6 +61,7 @@ class EventAppender(Protocol):
 
 
 CONVERSION_EVENTS = ("submitted", "approved", "funded")
+VIDEO_EVENTS = ("start", "firstQuartile", "midpoint", "thirdQuartile", "complete")
 _MAX_CPM = 1_000_000.0
 _MAX_AMOUNT = 1e12  # currency units; anything above is a unit mix-up
 
@@ -288,6 +289,18 @@ class NoticeService:
                                   campaign=token.campaign_id, bid_id=token.bid_id))
         self.metrics.notices.labels(kind="click", result="ok" if first else "duplicate").inc()
         return NoticeOutcome("click", "ok" if first else "duplicate", status=302, location=location)
+
+    async def event(self, token_text: str | None, event: str | None) -> NoticeOutcome:
+        """A VAST tracking event (start, quartiles, complete): counted by event, no money moves.
+
+        The event name is checked against :data:`VIDEO_EVENTS` (a closed label set)."""
+        token = self._verify("event", token_text)
+        if event not in VIDEO_EVENTS:
+            self.metrics.notices.labels(kind="event", result="invalid").inc()
+            raise RequestRejected(f"e: unknown video event {str(event)[:40]!r}", status=400)
+        result = "test" if token.test else "ok"
+        self.metrics.notices.labels(kind=f"video_{event}", result=result).inc()
+        return NoticeOutcome("event", result)
 
     async def conversion(self, body: bytes) -> NoticeOutcome:
         """``POST /conversion`` from the lender's back end (JSON :class:`Conversion`)."""

@@ -43,6 +43,10 @@ def normalise(req: BidRequest) -> BidRequest:
             regs.us_privacy = ext.us_privacy
         if regs.gpp is None:
             regs.gpp = ext.gpp
+        if regs.gpp_sid is None:
+            regs.gpp_sid = ext.gpp_sid
+        if regs.gpc is None:
+            regs.gpc = ext.gpc
     user = req.user
     if user is not None and user.ext is not None:
         uext = user.ext

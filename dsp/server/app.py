@@ -27,7 +27,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from dsp.bidding.audience import AudienceResolver, AudienceSource
+from dsp.bidding.audience import AudienceResolver, AudienceSource, stacking_caps
 from dsp.bidding.decide import IdSource
 from dsp.bidding.eventlog import BidEventLog
 from dsp.bidding.flow import BidFlow
@@ -109,7 +109,9 @@ class Services:
                 max_wait_us=max(r.config.max_wait_us for r in runners.values()),
                 max_in_flight=s.batches_in_flight, on_batch=self.recorder.batch,
                 on_redis_error=self.recorder.redis_error,
-                on_stage=self.recorder.stage)
+                on_stage=self.recorder.stage,
+                caps=lambda: stacking_caps(holder.current.traffic.stacking_threshold_30d,
+                                           holder.current.traffic.stacking_threshold_90d))
         signer = TokenSigner(s.token_keys, s.token_active)
         ids = IdSource(f"{secrets.token_hex(3)}{os.getpid():x}-")
         flow = BidFlow(self.resolver, self.money, NoticeUrls(signer, s.base_url), ids)

@@ -38,7 +38,9 @@ from dsp.exchanges.hooks import ExchangeHooks, hooks_for
 from dsp.observability.logging import DecisionLog
 from dsp.openrtb.decode import RequestDecoder
 from dsp.openrtb.nobid import NoBidReason
+from dsp.openrtb.request import BidRequest, Regs
 from dsp.openrtb.response import encode_response
+from dsp.privacy.policy import Privacy
 from dsp.server.recorder import BidRecorder
 
 log = logging.getLogger(__name__)
@@ -111,10 +113,12 @@ class BidEndpoint:
         self._rec.request(exchange, "invalid", 0.0)
         return error_reply(413, f"body larger than {self.max_body_bytes} bytes")
 
-    async def answer(self, exchange: str, body: bytes, accept_gzip: bool, t0: float) -> BidReply:
+    async def answer(self, exchange: str, body: bytes, accept_gzip: bool, t0: float, *,
+                     gpc: bool = False) -> BidReply:
         """Answer one bid request. ``body`` is the raw body (gzip is detected by its magic bytes,
         so a missing ``Content-Encoding`` does not matter); ``t0`` is when the request arrived
-        (``dsp.clock.monotonic``): the deadline counts from it. Never raises."""
+        (``dsp.clock.monotonic``): the deadline counts from it. ``gpc``: the request carried
+        ``Sec-GPC: 1`` (Global Privacy Control), which counts like ``regs.gpc``. Never raises."""
         snapshot = self._holder.current
         profile = snapshot.exchanges.get(exchange)
         if profile is None:
@@ -136,6 +140,8 @@ class BidEndpoint:
         except BodyTooLarge:
             rec.request(exchange, "invalid", monotonic() - t0)
             return error_reply(413, f"body larger than {self.max_body_bytes} bytes")
+        if gpc:
+            with_gpc(req)
         tmax_ms = req.tmax if req.tmax else profile.tmax_default_ms
         budget_ms = tmax_ms - profile.round_trip_allowance_ms - profile.safety_margin_ms
         deadline = Deadline(t0 + budget_ms / 1000.0)
@@ -144,6 +150,8 @@ class BidEndpoint:
             decision = await self._flow.run(req, profile, snapshot, deadline, timed=sampled)
             if sampled and decision.pricing_s:
                 rec.stage("pricing", decision.pricing_s)
+            if decision.privacy is not None and decision.privacy is not Privacy.NO_SIGNAL:
+                rec.privacy(exchange, decision.privacy)
         except Exception:  # a bug must not become a 5xx or a late bid
             log.exception("bid flow failed", extra={"fields": {"exchange": exchange, "id": req.id}})
             reason = NoBidReason.INTERNAL_ERROR
@@ -182,6 +190,7 @@ class BidEndpoint:
         self._decisions.log({"exchange": exchange, "request_id": request_id,
                              "outcome": "bid" if decision.response is not None else "nobid",
                              "reason": decision.reason.value if decision.reason else None,
+                             "privacy": decision.privacy.value if decision.privacy else None,
                              "bids": bids, "latency_ms": round(elapsed_s * 1000, 3)})
 
     # -- the aiohttp adapter -------------------------------------------------------------------
@@ -210,7 +219,8 @@ class BidEndpoint:
                 reply = error_reply(400, f"unreadable body: {type(exc).__name__}")
             else:
                 accept_gzip = "gzip" in request.headers.get("Accept-Encoding", "")
-                reply = await self.answer(exchange, body, accept_gzip, t0)
+                reply = await self.answer(exchange, body, accept_gzip, t0,
+                                          gpc=request.headers.get("Sec-GPC", "").strip() == "1")
         version = version or (reply.version.decode() if reply.version else None)
         headers = {VERSION_HEADER: version} if version else {}
         if reply.gzipped:
@@ -219,6 +229,14 @@ class BidEndpoint:
             return web.Response(status=reply.status, headers=headers)
         return web.Response(status=reply.status, body=reply.body, content_type=JSON_TYPE,
                             headers=headers)
+
+
+def with_gpc(req: BidRequest) -> None:
+    """Record a ``Sec-GPC: 1`` header as ``regs.gpc`` (decoded requests are ours to normalise)."""
+    if req.regs is None:
+        req.regs = Regs(gpc=1)
+    else:
+        req.regs.gpc = 1
 
 
 def _json_reply(payload: bytes, accept_gzip: bool, version: str) -> BidReply:

@@ -43,6 +43,8 @@ from email.utils import formatdate
 from http import HTTPStatus
 from typing import cast
 
+import httptools
+
 from dsp.clock import monotonic
 from dsp.server.bid_endpoint import JSON_TYPE, NO_CONTENT, VERSION_HEADER, BidEndpoint, BidReply
 
@@ -77,40 +79,62 @@ def accepts_gzip(value: bytes) -> bool:
 class Head:
     """The parts of a bid request's head the front uses."""
 
-    __slots__ = ("accept_gzip", "close", "exchange", "length", "version")
+    __slots__ = ("accept_gzip", "close", "exchange", "gpc", "length", "version")
 
     def __init__(self, exchange: str, length: int, accept_gzip: bool, close: bool,
-                 version: bytes | None) -> None:
+                 version: bytes | None, gpc: bool = False) -> None:
         self.exchange = exchange
         self.length = length
         self.accept_gzip = accept_gzip
         self.close = close
         self.version = version
+        self.gpc = gpc  # Sec-GPC: 1 (Global Privacy Control, forwarded by the exchange)
+
+
+class _HeadFields:
+    """httptools callbacks for one head: the request target and the header fields, as sent."""
+
+    __slots__ = ("fields", "url")
+
+    def __init__(self) -> None:
+        self.url = b""
+        self.fields: list[tuple[bytes, bytes]] = []
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.fields.append((name, value))
 
 
 def parse_head(head: bytes) -> Head | None:
     """Parse a request head (without the final blank line). None: not a request the front serves
-    (another route, method or protocol version, or anything unusual): aiohttp gets it."""
-    lines = head.split(b"\r\n")
-    method, _, rest = lines[0].partition(b" ")
-    target, _, protocol = rest.partition(b" ")
-    if method != b"POST" or protocol != b"HTTP/1.1" or not target.startswith(b"/bid/"):
+    (another route, method or protocol version, or anything unusual): aiohttp gets it.
+
+    The head goes through llhttp (httptools, the C parser behind uvloop's and Node's HTTP): it
+    rejects malformed request lines, bare CR/LF line ends, invalid header names and control
+    characters; the rules of the module docstring are checked on what it returns."""
+    if not head.startswith(b"POST /bid/") or b"\x00" in head or b"\r\n " in head or b"\r\n\t" in head:
+        return None  # another route or method (aiohttp's), a NUL, or obsolete line folding
+    fields = _HeadFields()
+    parser = httptools.HttpRequestParser(fields)
+    try:
+        parser.feed_data(head + b"\r\n\r\n")
+    except (httptools.HttpParserError, httptools.HttpParserUpgrade):
         return None
-    name = target[5:].partition(b"?")[0]
+    if parser.get_http_version() != "1.1":
+        return None
+    name = fields.url[5:].partition(b"?")[0]
     # Exchange names are config identifiers ([a-z0-9_.-], dsp.config.schema.Ident); anything
     # else (escapes, fragments, upper case, a longer path) is aiohttp's to route or refuse.
-    if not name or name.translate(None, _NAME_CHARS):
+    if not name or name.translate(None, _NAME_CHARS) or b" " in fields.url:
         return None
     length = -1
-    accept_gzip = close = False
+    accept_gzip = close = gpc = False
     version: bytes | None = None
-    for line in lines[1:]:
-        key, colon, value = line.partition(b":")
-        if (not colon or not key or key[0] in (32, 9) or key[-1] in (32, 9)
-                or b"\r" in line or b"\n" in line or b"\x00" in line):
-            return None
+    for key, raw in fields.fields:
         key = key.lower()
-        value = value.strip(b" \t")
+        value = raw.strip(b" \t")
         if key == b"content-length":
             if length >= 0 or not value.isdigit() or len(value) > _MAX_LENGTH_DIGITS:
                 return None
@@ -119,6 +143,8 @@ def parse_head(head: bytes) -> Head | None:
             accept_gzip = accepts_gzip(value)
         elif key == b"connection":
             close = b"close" in value.lower()
+        elif key == b"sec-gpc":
+            gpc = value == b"1"
         elif key == _VERSION_NAME:
             version = value if value.isascii() and value.decode().isprintable() else None
         elif key == b"content-encoding":
@@ -126,7 +152,7 @@ def parse_head(head: bytes) -> Head | None:
                 return None
         elif key in (b"transfer-encoding", b"expect", b"upgrade"):
             return None
-    return Head(name.decode(), max(length, 0), accept_gzip, close, version)
+    return Head(name.decode(), max(length, 0), accept_gzip, close, version, gpc)
 
 
 class Front:
@@ -283,7 +309,8 @@ class BidConnection(asyncio.Protocol):
 
     async def _answer(self, head: Head, body: bytes, t0: float) -> None:
         try:
-            reply = await self._front.endpoint.answer(head.exchange, body, head.accept_gzip, t0)
+            reply = await self._front.endpoint.answer(head.exchange, body, head.accept_gzip, t0,
+                                                      gpc=head.gpc)
         except Exception:  # answer() never raises; a bug here must still not kill the connection
             log.exception("bid endpoint raised")
             reply = NO_CONTENT
