@@ -136,13 +136,13 @@ def test_retraining_from_a_logged_day_weights_explored_rows(tmp_path: Path) -> N
 
 
 def _first_price_log(root: Path, n: int = 6000) -> np.ndarray:
-    from dsp.events.schema import BidEvent, LossEvent, WinEvent
+    from dsp.events.schema import BidEvent, Event, LossEvent, WinEvent
 
     rng = np.random.default_rng(11)
     market = rng.gamma(3.0, 700_000.0, size=n)  # CPM micros
     values = rng.uniform(500_000, 6_000_000, size=n)
     bids = values * rng.uniform(0.2, 1.0, size=n)
-    events = []
+    events: list[Event] = []
     for i in range(n):
         b = int(bids[i])
         events.append(BidEvent(ts_us=1_764_748_800_000_000 + i, exchange="fp", campaign="c",
