@@ -4,7 +4,7 @@ Notice URLs (the endpoints belong to dsp.server.notice_routes)::
 
     nurl  {base_url}/notice/win?t=<token>&p=${AUCTION_PRICE}
     burl  {base_url}/notice/bill?t=<token>&p=${AUCTION_PRICE}
-    lurl  {base_url}/notice/loss?t=<token>&r=${AUCTION_LOSS}&m=${AUCTION_MIN_TO_WIN}
+    lurl  {base_url}/notice/loss?t=<token>&p=${AUCTION_PRICE}&r=${AUCTION_LOSS}&m=${AUCTION_MIN_TO_WIN}
 
 Video ``adm`` is a VAST 4 inline document built for the imp (:mod:`dsp.bidding.video`: the
 billing notice as ``<Impression>``, the click notice as ``<ClickThrough>``, tracking events to
@@ -62,7 +62,8 @@ class NoticeUrls:
         base = self._base
         return (f"{base}/notice/win?t={token}&p=${{AUCTION_PRICE}}",
                 f"{base}/notice/bill?t={token}&p=${{AUCTION_PRICE}}",
-                f"{base}/notice/loss?t={token}&r=${{AUCTION_LOSS}}&m=${{AUCTION_MIN_TO_WIN}}")
+                f"{base}/notice/loss?t={token}&p=${{AUCTION_PRICE}}&r=${{AUCTION_LOSS}}"
+                f"&m=${{AUCTION_MIN_TO_WIN}}")
 
 
 def bid_response(prep: Prepared, chosen: list[Chosen], notices: NoticeUrls,

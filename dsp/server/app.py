@@ -215,9 +215,12 @@ class Services:
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self._tasks:
+            # Bounded: on Python 3.11 a cancellation that lands just as an awaited reply arrives
+            # (asyncio.wait_for inside these loops) can be lost, and the loop would run on.
+            _done, pending = await asyncio.wait(self._tasks, timeout=3.0)
+            for task in pending:
+                log.warning("background task %s did not stop", task.get_name())
         await self.resolver.close()
         if self.events is not None:
             await self.events.stop()
