@@ -18,6 +18,8 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from dsp.openrtb.request import TMAX_LIMIT_MS
+
 Probability = Annotated[float, Meta(ge=0.0, le=1.0)]
 PositiveMoney = Annotated[float, Meta(gt=0.0)]
 NonNegMoney = Annotated[float, Meta(ge=0.0)]
@@ -122,6 +124,9 @@ class ExchangeFile(_Cfg, frozen=True, kw_only=True):
     currency: CurrencyCode = "USD"
     auction_type: Literal[1, 2] = 2  # used when the request has no ``at``
     tmax_default_ms: Annotated[int, Meta(gt=0)] = 120
+    # The longest deadline this exchange's requests get, whatever their ``tmax`` says (a request's
+    # tmax above it is clamped; above dsp.openrtb.request.TMAX_LIMIT_MS it is a 400).
+    tmax_max_ms: Annotated[int, Meta(gt=0, le=TMAX_LIMIT_MS)] = 1_000
     round_trip_allowance_ms: Annotated[int, Meta(ge=0)] = 20
     safety_margin_ms: Annotated[int, Meta(ge=0)] = 5
     seat: str | None = None

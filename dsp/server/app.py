@@ -46,6 +46,7 @@ from dsp.scoring.model import ModelRunner, load_models
 from dsp.server.bid_endpoint import BidEndpoint
 from dsp.server.metrics_route import add_metrics_route
 from dsp.server.notice_routes import add_notice_routes
+from dsp.server.overload import LoadGuard
 from dsp.server.recorder import BidRecorder
 from dsp.server.settings import Settings
 
@@ -113,8 +114,11 @@ class Services:
         signer = TokenSigner(s.token_keys, s.token_active)
         ids = IdSource(f"{secrets.token_hex(3)}{os.getpid():x}-")
         flow = BidFlow(self.resolver, self.money, NoticeUrls(signer, s.base_url), ids)
+        self.guard = LoadGuard(late_share=s.shed_late_share, max_inflight=s.max_inflight)
+        self.recorder.lag_probe = self.guard.read_max_lag
         self.endpoint = BidEndpoint(holder, flow, self.recorder, s.max_body_bytes,
-                                    DecisionLog(sample_rate=s.decision_sample_rate, metrics=metrics))
+                                    DecisionLog(sample_rate=s.decision_sample_rate, metrics=metrics),
+                                    self.guard)
         self.notices = NoticeService(
             signer, OutcomeStore(self.redis), CapRecorder(self.redis), metrics, snap.budgets,
             # Read through the holder so a reload changes landing pages and billing styles too.
@@ -124,6 +128,7 @@ class Services:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def open(self) -> None:
+        self.guard.start()
         await self._ping()
         try:
             await asyncio.wait_for(self.money.start(), timeout=5.0)
@@ -178,6 +183,7 @@ class Services:
                 self.reload("file-watch")
 
     async def close(self) -> None:
+        self.guard.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

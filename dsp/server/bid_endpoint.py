@@ -4,8 +4,16 @@
 client accepts gzip) and returns a :class:`BidReply`: 200 + BidResponse (gzip when accepted),
 204 no-bid (or 200 + ``nbr`` body when the exchange profile wants one), 400 ``{"error", "path"}``
 for a malformed or invalid request, 404 for an unknown exchange, 413 for a body (or an inflated
-gzip body) over the limit. Nothing a client sends produces a 5xx: an unexpected error inside the
-flow becomes a no-bid (INTERNAL_ERROR) and is logged.
+gzip body) over the limit. Nothing a client sends produces a 5xx: an unexpected error while
+decoding is a 400 naming the exception type, one inside the flow a no-bid (INTERNAL_ERROR); both
+are counted (``dsp_unexpected_errors_total{where}``) and logged as a sampled warning, never a
+traceback per request.
+
+Overload: before decoding, :class:`dsp.server.overload.LoadGuard` may decide the request is shed
+(already too old, the loop lagging, too many in flight): a 204 that costs a few µs. The deadline
+counts from ``t0``, when the transport read the request's first bytes; it is the request's
+``tmax`` (or the profile's default), capped by the profile's ``tmax_max_ms``, minus the profile's
+round-trip allowance and safety margin.
 
 Two transports call it: :mod:`dsp.server.front` (the lean HTTP/1.1 front that serves bid traffic
 in production) and :meth:`BidEndpoint.handle_exchange` (an aiohttp handler: the same route on the
@@ -31,10 +39,11 @@ from dsp.bidding.respond import nobid_response
 from dsp.clock import Deadline, monotonic
 from dsp.config.reloader import SnapshotHolder
 from dsp.errors import InvalidRequest
-from dsp.observability.logging import DecisionLog
+from dsp.observability.logging import DecisionLog, SampledWarning
 from dsp.openrtb.decode import RequestDecoder
 from dsp.openrtb.nobid import NoBidReason
 from dsp.openrtb.response import encode_response
+from dsp.server.overload import LoadGuard
 from dsp.server.recorder import BidRecorder
 
 log = logging.getLogger(__name__)
@@ -81,19 +90,31 @@ def error_reply(status: int, message: str, path: str = "") -> BidReply:
 class BidEndpoint:
     """Holds the per-process collaborators of the bid route."""
 
-    __slots__ = ("_decisions", "_decoder", "_flow", "_holder", "_rec", "max_body_bytes")
+    __slots__ = ("_decisions", "_decoder", "_flow", "_flow_warning", "_holder", "_odd_body",
+                 "_rec", "guard", "max_body_bytes")
 
     def __init__(self, holder: SnapshotHolder, flow: BidFlow, recorder: BidRecorder,
-                 max_body_bytes: int, decisions: DecisionLog | None = None) -> None:
+                 max_body_bytes: int, decisions: DecisionLog | None = None,
+                 guard: LoadGuard | None = None) -> None:
         self._decisions = decisions
         self._holder = holder
         self._flow = flow
         self._rec = recorder
         self._decoder = RequestDecoder()
         self.max_body_bytes = max_body_bytes
+        self.guard = guard or LoadGuard()
+        self._odd_body = SampledWarning(log, "unexpected error decoding a bid request; answered 400")
+        self._flow_warning = SampledWarning(log, "bid flow failed; answered with a no-bid")
+
+    @property
+    def recorder(self) -> BidRecorder:
+        return self._rec
 
     def too_large(self, exchange: str) -> BidReply:
-        """The 413 answer, counted; for a transport that refuses a body before reading it."""
+        """The 413 answer, counted; for a transport that refuses a body before reading it. Only
+        for a configured exchange (an unknown name is a 404 and is not recorded)."""
+        if exchange not in self._holder.current.exchanges:
+            return error_reply(404, "unknown exchange")
         self._rec.request(exchange, "invalid", 0.0)
         return error_reply(413, f"body larger than {self.max_body_bytes} bytes")
 
@@ -106,6 +127,12 @@ class BidEndpoint:
         if profile is None:
             return error_reply(404, f"unknown exchange {exchange!r}")
         rec = self._rec
+        allowance_ms = profile.round_trip_allowance_ms + profile.safety_margin_ms
+        shed = self.guard.shed_reason(monotonic() - t0,
+                                      (profile.tmax_default_ms - allowance_ms) / 1000.0, rec.inflight)
+        if shed is not None:
+            rec.shed(exchange, shed, monotonic() - t0)
+            return NO_CONTENT
         sampled = rec.sample_stages()
         try:
             if body[:2] == _GZIP_MAGIC:
@@ -120,16 +147,22 @@ class BidEndpoint:
         except BodyTooLarge:
             rec.request(exchange, "invalid", monotonic() - t0)
             return error_reply(413, f"body larger than {self.max_body_bytes} bytes")
-        tmax_ms = req.tmax if req.tmax else profile.tmax_default_ms
-        budget_ms = tmax_ms - profile.round_trip_allowance_ms - profile.safety_margin_ms
-        deadline = Deadline(t0 + budget_ms / 1000.0)
+        except Exception as exc:  # the decoder should raise nothing else; a body must not be a 5xx
+            rec.request(exchange, "invalid", monotonic() - t0)
+            rec.unexpected("decode")
+            self._odd_body.hit({"exchange": exchange, "exception": type(exc).__name__})
+            return error_reply(400, f"undecodable body: {type(exc).__name__}")
+        tmax_ms = min(req.tmax or profile.tmax_default_ms, profile.tmax_max_ms)
+        deadline = Deadline(t0 + (tmax_ms - allowance_ms) / 1000.0)
         rec.inflight += 1
         try:
             decision = await self._flow.run(req, profile, snapshot, deadline, timed=sampled)
             if sampled and decision.pricing_s:
                 rec.stage("pricing", decision.pricing_s)
-        except Exception:  # a bug must not become a 5xx or a late bid
-            log.exception("bid flow failed", extra={"fields": {"exchange": exchange, "id": req.id}})
+        except Exception as exc:  # a bug must not become a 5xx or a late bid
+            rec.unexpected("flow")
+            self._flow_warning.hit({"exchange": exchange,
+                                     "exception": f"{type(exc).__name__}: {exc}"[:200]})
             reason = NoBidReason.INTERNAL_ERROR
         else:
             response = decision.response
