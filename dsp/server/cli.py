@@ -51,6 +51,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         default=os.environ.get("DSP_TRANSPORT", "front"),
                         help="front (default): the lean HTTP/1.1 front answers bid requests and hands "
                              "other requests to aiohttp; aiohttp: aiohttp serves everything")
+    parser.add_argument("--request-timeout", type=float, default=10.0,
+                        help="seconds a request's head and body may take in all (then 408/close)")
+    parser.add_argument("--max-connections", type=int,
+                        default=int(os.environ.get("DSP_MAX_CONNECTIONS", "4096")),
+                        help="open connections per worker; past it new ones get 503 and are closed")
+    parser.add_argument("--no-shedding", action="store_true",
+                        help="never shed late requests (for comparisons; see docs/operations.md)")
     parser.add_argument("--log-level", default=os.environ.get("DSP_LOG_LEVEL", "INFO"))
     parser.set_defaults(func=run)
 
@@ -63,7 +70,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
                     public_url=args.public_url, max_body_bytes=args.max_body_bytes,
                     token_keys=keys, token_active=active, score_in_thread=args.score_thread,
                     batches_in_flight=max(1, args.batches_in_flight),
-                    gc_tuning=not args.no_gc_tuning, transport=args.transport)
+                    gc_tuning=not args.no_gc_tuning, transport=args.transport,
+                    request_timeout_s=args.request_timeout,
+                    max_connections=max(1, args.max_connections), shedding=not args.no_shedding)
 
 
 def serve_worker(settings: Settings, log_level: str = "INFO") -> None:

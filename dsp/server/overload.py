@@ -35,12 +35,14 @@ PROBE_INTERVAL_S = 0.01
 class LoadGuard:
     """Shedding policy of one worker (module docstring). Not thread-safe: one event loop."""
 
-    __slots__ = ("_expected_s", "_handle", "_recent", "lag_s", "late_share", "max_inflight",
-                 "max_lag_s")
+    __slots__ = ("_expected_s", "_handle", "_recent", "enabled", "lag_s", "late_share",
+                 "max_inflight", "max_lag_s")
 
-    def __init__(self, *, late_share: float = 0.5, max_inflight: int = 1024) -> None:
+    def __init__(self, *, late_share: float = 0.5, max_inflight: int = 1024,
+                 enabled: bool = True) -> None:
         if not 0.0 < late_share <= 1.0 or max_inflight < 1:
             raise ValueError("0 < late_share <= 1 and max_inflight >= 1 required")
+        self.enabled = enabled  # False: never shed (tests of pipelining, A/B measurements)
         self.late_share = late_share
         self.max_inflight = max_inflight
         self.lag_s = 0.0  # sustained lag: the smallest of the last three probes
@@ -52,6 +54,8 @@ class LoadGuard:
     def shed_reason(self, age_s: float, budget_s: float, inflight: int) -> str | None:
         """Why this request should be shed now, or None to process it. ``age_s``: seconds since
         its first bytes were read; ``budget_s``: its deadline budget (tmax minus allowances)."""
+        if not self.enabled:
+            return None
         limit_s = budget_s * self.late_share
         if age_s > limit_s:
             return "late"

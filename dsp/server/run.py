@@ -8,8 +8,10 @@
 ``settings.transport`` picks the transport: ``"front"`` (default) puts :mod:`dsp.server.front`
 on the socket, which answers bid requests itself and hands any other request's connection to the
 aiohttp application; ``"aiohttp"`` serves everything with aiohttp (the reference; slower on the
-bid path, identical answers). Either way the aiohttp application's start-up and clean-up
-(``Services.open``/``close``) run exactly once, in :meth:`start` and :meth:`stop`.
+bid path, identical answers). Either way connections are accepted by the front's protocol, so the
+per-worker connection cap and the total request deadline apply to both (with ``"aiohttp"`` the
+front hands every connection over as soon as it is made). The aiohttp application's start-up
+and clean-up (``Services.open``/``close``) run exactly once, in :meth:`start` and :meth:`stop`.
 """
 
 from __future__ import annotations
@@ -48,18 +50,16 @@ class BidderServer:
         s = self._settings
         await self._runner.setup()
         sock = sock or listening_socket(s.host, s.port)
-        if s.transport == "aiohttp":
-            site = web.SockSite(self._runner, sock)
-            await site.start()
-        else:
-            server = self._runner.server
-            assert server is not None
-            self.front = Front(self._app[SERVICES].endpoint, server,
-                               keepalive_timeout_s=s.keepalive_timeout_s,
-                               request_timeout_s=s.request_timeout_s)
-            self._server = await asyncio.get_running_loop().create_server(
-                self.front.protocol, sock=sock, backlog=1024)
-            self.front.start()
+        server = self._runner.server
+        assert server is not None
+        self.front = Front(self._app[SERVICES].endpoint, server,
+                           keepalive_timeout_s=s.keepalive_timeout_s,
+                           request_timeout_s=s.request_timeout_s,
+                           max_connections=s.max_connections,
+                           serve_bids=s.transport == "front")
+        self._server = await asyncio.get_running_loop().create_server(
+            self.front.protocol, sock=sock, backlog=1024)
+        self.front.start()
         port: int = sock.getsockname()[1]
         return port
 

@@ -48,6 +48,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     request_timeout_s: float = 10.0  # a request (head + body) not complete this long after its
     #                                  first byte is answered 408 and closed (total, not per byte)
     max_connections: int = 4096  # per worker; past it a new connection gets 503 and is closed
+    shedding: bool = True  # False: never shed (dsp serve --no-shedding; for comparisons)
     shed_late_share: float = 0.5  # shed a request that waited more than this share of its budget
     max_inflight: int = 1024  # shed new requests while this many are inside the bid flow
     shutdown_grace_s: float = 10.0  # SIGTERM: in-flight requests get this long to answer
