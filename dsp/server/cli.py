@@ -51,7 +51,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         default=os.environ.get("DSP_TRANSPORT", "front"),
                         help="front (default): the lean HTTP/1.1 front answers bid requests and hands "
                              "other requests to aiohttp; aiohttp: aiohttp serves everything")
-    parser.add_argument("--request-timeout", type=float, default=10.0,
+    parser.add_argument("--request-timeout", type=float,
+                        default=float(os.environ.get("DSP_REQUEST_TIMEOUT", "10")),
                         help="seconds a request's head and body may take in all (then 408/close)")
     parser.add_argument("--max-connections", type=int,
                         default=int(os.environ.get("DSP_MAX_CONNECTIONS", "4096")),

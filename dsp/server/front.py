@@ -163,8 +163,8 @@ class Front:
 class BidConnection(asyncio.Protocol):
     """One client connection while it speaks bid requests (see the module docstring)."""
 
-    __slots__ = ("_arrived_s", "_buf", "_busy", "_discard", "_front", "_last_s", "_loop", "_need",
-                 "_read_paused", "_started_s", "_transport", "_write_paused")
+    __slots__ = ("_arrived_s", "_buf", "_busy", "_discard", "_eof", "_front", "_last_s", "_loop",
+                 "_need", "_read_paused", "_started_s", "_transport", "_write_paused")
 
     def __init__(self, front: Front) -> None:
         self._front = front
@@ -179,6 +179,7 @@ class BidConnection(asyncio.Protocol):
         self._arrived_s = 0.0  # first bytes of the pending request received: its deadline's t0
         self._started_s = 0.0  # when the pending request's total deadline started (timeouts)
         self._discard = -1  # >= 0: refused body being drained; bytes still allowed
+        self._eof = False  # the client has shut its sending side
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
 
@@ -222,7 +223,9 @@ class BidConnection(asyncio.Protocol):
             self._next()
 
     def eof_received(self) -> bool:
-        # Half-closed by the client: finish the answer in progress, then close.
+        # Half-closed by the client: finish the answer in progress (and any complete pipelined
+        # ones), then close.
+        self._eof = True
         return self._busy
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -277,7 +280,7 @@ class BidConnection(asyncio.Protocol):
         transport = self._transport
         if transport is None:  # the client went away; a reservation for the bid just expires
             return
-        close = head.close or self._front.closing
+        close = head.close or self._front.closing or (self._eof and not self._buf)
         transport.write(self._front.response(reply, head.version, close))
         self._busy = False
         if close:

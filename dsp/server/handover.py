@@ -13,7 +13,10 @@ not reset by later bytes. The handler's own time (e.g. a notice waiting on Redis
 answer that has not started after ``request_timeout_s`` is not coming in time for anybody.
 
 It also keeps the front's count of open connections (the per-worker cap) right while aiohttp
-owns the connection.
+owns the connection, and answers half-closed connections: aiohttp's handler lets the transport
+close as soon as the client shuts its sending side, dropping the answer to a request that
+arrived whole; here the connection stays open until that answer has started and is closed by the
+next tick (at most a second later).
 """
 
 from __future__ import annotations
@@ -52,13 +55,14 @@ class _WatchedTransport:
 class HandedOver(asyncio.Protocol):
     """aiohttp's protocol for one connection, wrapped (module docstring)."""
 
-    __slots__ = ("_front", "_inner", "_started_s", "_transport")
+    __slots__ = ("_eof", "_front", "_inner", "_started_s", "_transport")
 
     def __init__(self, front: Front, inner: asyncio.Protocol) -> None:
         self._front = front
         self._inner = inner
         self._transport: asyncio.Transport | None = None
         self._started_s = 0.0  # first byte of the request being received; 0: none pending
+        self._eof = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
@@ -73,8 +77,10 @@ class HandedOver(asyncio.Protocol):
     def answered(self) -> None:
         self._started_s = 0.0
 
-    def eof_received(self) -> bool | None:
-        return self._inner.eof_received()
+    def eof_received(self) -> bool:
+        self._inner.eof_received()
+        self._eof = True
+        return True  # keep the transport: the tick closes it once the answer has started
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._front.handed_over.discard(self)
@@ -88,10 +94,15 @@ class HandedOver(asyncio.Protocol):
         self._inner.resume_writing()
 
     def check_timeouts(self, now: float) -> None:
-        """Close the connection when its request has been arriving for too long."""
+        """Close the connection when its request has been arriving for too long, or when the
+        client has half-closed it and nothing is pending."""
         started = self._started_s
-        if started and now - started > self._front.request_timeout_s and self._transport is not None:
+        if self._transport is None:
+            return
+        if started and now - started > self._front.request_timeout_s:
             self._front.dropped("slow")
+            self._transport.close()
+        elif self._eof and not started:
             self._transport.close()
 
     def abort(self) -> None:
