@@ -16,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from dsp.scoring.bench import BATCH_SIZES, BenchRow, bench_runner, context, run_bench
+from dsp.offline.bench.models import BATCH_SIZES, BenchRow, bench_runner, context, run_bench
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 NAMES = ("intent", "risk")

@@ -2,7 +2,7 @@
 
 Prefers the project's command, ``dsp features seed --users N --seed S --ids-out FILE
 --redis-url URL``; when that command is not available in this checkout it writes the same
-population through the feature store's own library (dsp.features.population + writer).
+population through the feature store's own library (dsp.offline.population + writer).
 
     python -m loadtest.seed --users 20000 --seed 7 --ids-out /tmp/ids.jsonl --redis-url redis://...
 """
@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def seed_command_available() -> bool:
-    return importlib.util.find_spec("dsp.features.cli") is not None
+    return importlib.util.find_spec("dsp.cli.features") is not None
 
 
 def seed_users(redis_url: str, users: int, seed: int, ids_out: str | os.PathLike[str]) -> str:
@@ -33,9 +33,9 @@ def seed_users(redis_url: str, users: int, seed: int, ids_out: str | os.PathLike
         return "dsp features seed"
     import redis
 
-    from dsp.features.population import generate
-    from dsp.features.taiwan import load_taiwan
     from dsp.features.writer import write_rows
+    from dsp.offline.population import generate
+    from dsp.offline.taiwan import load_taiwan
 
     pop = generate(users, seed, load_taiwan())
     client = redis.Redis.from_url(redis_url)

@@ -14,9 +14,9 @@ import redis.asyncio as aioredis
 from dsp.budget.freqcap import impressions_in_window, is_capped
 from dsp.budget.keys import campaign_day, day_key
 from dsp.budget.leases import LeaseBook
-from dsp.budget.simulate import BILLED, SIM_USER, STRAY
 from dsp.budget.spec import FrequencyCap
 from dsp.features.keys import caps_key
+from dsp.testing.money_sim import BILLED, SIM_USER, STRAY
 
 PY = sys.executable
 BUDGET_MICROS = 200_000
@@ -25,7 +25,7 @@ N_BIDDERS = 3
 
 
 def spawn(role: str, redis_url: str, *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([PY, "-m", "dsp.budget.simulate", role, "--redis", redis_url,
+    return subprocess.Popen([PY, "-m", "dsp.testing.money_sim", role, "--redis", redis_url,
                              "--daily-micros", str(BUDGET_MICROS),
                              "--max-lease-micros", str(MAX_LEASE_MICROS), *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

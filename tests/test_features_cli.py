@@ -12,9 +12,9 @@ import redis.asyncio as aioredis
 from dsp.cli import main
 from dsp.clock import Deadline
 from dsp.features.contract import DEFAULTS, FEATURE_INDEX
-from dsp.features.population import generate, true_intent
 from dsp.features.store import FeatureStore
-from dsp.features.taiwan import default_data_dir, load_taiwan
+from dsp.offline.population import generate, true_intent
+from dsp.offline.taiwan import default_data_dir, load_taiwan
 
 needs_taiwan = pytest.mark.skipif(
     not (default_data_dir() / "uci-taiwan-default-credit-card").is_dir(),

@@ -67,7 +67,7 @@ async def test_cluster_keys_of_the_wrong_type_spoil_only_their_own_user(cluster_
 
 async def test_seed_cli_writes_into_the_cluster(cluster_port: int) -> None:
     from dsp.cli import main
-    from dsp.features.taiwan import default_data_dir
+    from dsp.offline.taiwan import default_data_dir
 
     if not (default_data_dir() / "uci-taiwan-default-credit-card").is_dir():
         pytest.skip("shared datasets not available")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from dsp.features.contract import FEATURE_INDEX, FEATURES
-from dsp.features.population import generate
-from dsp.features.taiwan import TaiwanData, default_data_dir, load_taiwan, split_indices
+from dsp.offline.population import generate
+from dsp.offline.taiwan import TaiwanData, default_data_dir, load_taiwan, split_indices
 
 
 @pytest.fixture(scope="module")

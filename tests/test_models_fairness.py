@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dsp.training.fairness import DEFAULT_GATES, Gate, gate_reports, load_gates, markdown
+from dsp.offline.training.fairness import DEFAULT_GATES, Gate, gate_reports, load_gates, markdown
 
 
 def test_gates_come_from_campaign_yaml_else_defaults(tmp_path: Path) -> None:

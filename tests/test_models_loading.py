@@ -11,8 +11,8 @@ import pytest
 
 from dsp.errors import ModelContractError
 from dsp.features.contract import DEFAULTS, FEATURE_NAMES, N_FEATURES
+from dsp.offline.training.common import guard_features
 from dsp.scoring.model import MODEL_NAMES, load_model, load_models
-from dsp.training.common import guard_features
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 
@@ -113,9 +113,9 @@ def test_serving_path_does_not_import_training_libraries() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, dsp.scoring.model, dsp.features.store, dsp.scoring.cli, dsp.features.cli; "
+    code = ("import sys, dsp.scoring.model, dsp.features.store, dsp.cli.models, dsp.cli.features; "
             "heavy = [m for m in ('lightgbm', 'sklearn', 'onnxmltools', 'skl2onnx', 'onnx', "
-            "'dsp.training') if m in sys.modules]; print(heavy); sys.exit(1 if heavy else 0)")
+            "'dsp.offline.training') if m in sys.modules]; print(heavy); sys.exit(1 if heavy else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from dsp.features.contract import CREDIT_FEATURES, DEFAULTS, FEATURE_INDEX
-from dsp.features.taiwan import default_data_dir, load_taiwan
+from dsp.offline.taiwan import default_data_dir, load_taiwan
+from dsp.offline.training import intent, risk
+from dsp.offline.training.export import native_predict
 from dsp.scoring.model import load_model
-from dsp.training import intent, risk
-from dsp.training.export import native_predict
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dsp.features.taiwan import TaiwanData, default_data_dir, load_taiwan
+from dsp.offline.taiwan import TaiwanData, default_data_dir, load_taiwan
+from dsp.offline.training.evaluate import intent_holdout, risk_holdout
+from dsp.offline.training.report import TARGET_AUC_RISK, TARGET_ECE, TARGET_ORACLE_GAP
 from dsp.scoring.model import ModelRunner, load_models
-from dsp.training.evaluate import intent_holdout, risk_holdout
-from dsp.training.report import TARGET_AUC_RISK, TARGET_ECE, TARGET_ORACLE_GAP
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dsp.budget.ipinyou import MarketLog, read_log
-from dsp.budget.replay import LinearBid, PacedBid, episode_budget, replay
-from dsp.budget.replay_cli import REPLAY_PACING
 from dsp.cli import main
+from dsp.offline.replay.engine import LinearBid, PacedBid, episode_budget, replay
+from dsp.offline.replay.ipinyou import MarketLog, read_log
+from dsp.offline.replay.report import REPLAY_PACING
 
 
 def synthetic(n: int, seed: int = 1) -> MarketLog:

@@ -6,7 +6,7 @@ a feature missing from this list or one in :data:`PROHIBITED_FEATURES`.
 
 Two groups of features:
 
-* **behavioural** (synthetic world, see ``dsp.features.population``): signals lenders report as
+* **behavioural** (synthetic world, see ``dsp.offline.population``): signals lenders report as
   predictive of loan intent and default — late-night activity, device tier and memory, Wi-Fi
   switching, loan-app installs, multi-lending, recent applications;
 * **credit history** (UCI Taiwan credit-default columns, Yeh & Lien 2009): credit limit, six

@@ -22,6 +22,13 @@ FloatArray = npt.NDArray[np.float32]
 DEFAULT_CHUNK = 5000
 
 
+def connect(url: str, cluster: bool = False) -> redis.Redis | RedisCluster:
+    """A synchronous client for bulk writes: one node, or Redis Cluster via any of its nodes."""
+    if cluster:
+        return RedisCluster.from_url(url)
+    return redis.Redis.from_url(url)
+
+
 def write_rows(client: redis.Redis | RedisCluster, raw_ids: Sequence[str], rows: FloatArray, *,
                chunk: int = DEFAULT_CHUNK) -> int:
     """Write one record per raw id (row ``i`` of ``rows`` for ``raw_ids[i]``); returns the count."""

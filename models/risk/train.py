@@ -1,8 +1,8 @@
 """Training entry point for the risk model: `python models/risk/train.py [--seed 7] [--data-dir DIR]`.
 
 Both models are trained together (the fairness check needs both), so this is the same as
-`dsp models train`; the training code lives in `dsp/training/risk.py` (data, features, params)
-with export, calibration and reports in `dsp/training/`.
+`dsp models train`; the training code lives in `dsp/offline/training/risk.py` (data, features, params)
+with export, calibration and reports in `dsp/offline/training/`.
 """
 
 from __future__ import annotations

@@ -15,13 +15,13 @@ from collections.abc import Sequence
 
 # (subcommand, module, one-line help). The one place commands are registered.
 COMMANDS: tuple[tuple[str, str, str], ...] = (
-    ("serve", "dsp.server.cli", "serve OpenRTB bids over HTTP (N processes on one port)"),
-    ("explain", "dsp.bidding.explain_cli", "explain, per imp and campaign, what the bidder would do"),
-    ("config", "dsp.config.cli", "validate campaign/exchange config, preview a change, reload"),
-    ("features", "dsp.features.cli", "seed or load user features into Redis"),
-    ("models", "dsp.scoring.cli", "train, evaluate and benchmark the ONNX models"),
-    ("budget", "dsp.budget.cli", "inspect and set campaign budgets in Redis"),
-    ("replay", "dsp.budget.replay_cli", "replay market-price logs through pricing and pacing"),
+    ("serve", "dsp.cli.serve", "serve OpenRTB bids over HTTP (N processes on one port)"),
+    ("explain", "dsp.cli.explain", "explain, per imp and campaign, what the bidder would do"),
+    ("config", "dsp.cli.config", "validate campaign/exchange config, preview a change, reload"),
+    ("features", "dsp.cli.features", "seed or load user features into Redis"),
+    ("models", "dsp.cli.models", "train, evaluate and benchmark the ONNX models"),
+    ("budget", "dsp.cli.budget", "inspect and set campaign budgets in Redis"),
+    ("replay", "dsp.cli.replay", "replay market-price logs through pricing and pacing"),
 )
 
 

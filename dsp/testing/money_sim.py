@@ -1,8 +1,8 @@
 """Bidder and notice-handler processes for multi-process money tests and demos.
 
-    python -m dsp.budget.simulate bidder  --redis URL --campaign c --daily-micros N --seconds S
-    python -m dsp.budget.simulate notices --redis URL --campaign c --seconds S
-    python -m dsp.budget.simulate hold    --redis URL --campaign c --daily-micros N
+    python -m dsp.testing.money_sim bidder  --redis URL --campaign c --daily-micros N --seconds S
+    python -m dsp.testing.money_sim notices --redis URL --campaign c --seconds S
+    python -m dsp.testing.money_sim hold    --redis URL --campaign c --daily-micros N
 
 ``bidder`` runs a real :class:`~dsp.budget.runtime.MoneyRuntime` and bids as fast as it can: admit,
 reserve, then decides the auction's fate at random (win and bill at a clearing price below the
@@ -184,7 +184,7 @@ async def run_hold(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m dsp.budget.simulate")
+    p = argparse.ArgumentParser(prog="python -m dsp.testing.money_sim")
     p.add_argument("role", choices=("bidder", "notices", "hold", "capwins", "bench"))
     p.add_argument("--redis", required=True)
     p.add_argument("--campaign", default="sim")

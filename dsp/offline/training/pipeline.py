@@ -14,8 +14,11 @@ import numpy as np
 
 from dsp.features.contract import FEATURE_INDEX
 from dsp.features.keys import SCHEMA_VERSION
-from dsp.features.taiwan import TAIWAN_DIR, TAIWAN_FILE, TaiwanData, load_taiwan
-from dsp.scoring import bench
+from dsp.offline.bench import models as bench
+from dsp.offline.taiwan import TAIWAN_DIR, TAIWAN_FILE, TaiwanData, load_taiwan
+from dsp.offline.training import fairness, intent, report, risk
+from dsp.offline.training.common import TrainedModel
+from dsp.offline.training.export import INPUT_NAME, OUTPUT_NAME, native_predict, snap_thresholds, to_onnx
 from dsp.scoring.model import load_models
 from dsp.scoring.model_config import (
     CONFIG_FILE,
@@ -24,9 +27,6 @@ from dsp.scoring.model_config import (
     TensorSpec,
     write_config,
 )
-from dsp.training import fairness, intent, report, risk
-from dsp.training.common import TrainedModel
-from dsp.training.export import INPUT_NAME, OUTPUT_NAME, native_predict, snap_thresholds, to_onnx
 
 ONNX_FILE = "model.onnx"
 NATIVE_FILE = "native.lgb.txt"
@@ -146,7 +146,7 @@ def train_all(seed: int, data_dir: Path | None, models_dir: Path, campaigns_dir:
 
 
 def _default_dir() -> Path:
-    from dsp.features.taiwan import default_data_dir
+    from dsp.offline.taiwan import default_data_dir
 
     return default_data_dir()
 
@@ -171,14 +171,14 @@ def _data_used(name: str, model: TrainedModel, taiwan_md5: str) -> str:
               f"DOI 10.24432/C55S3H), 30,000 rows, `{TAIWAN_DIR}/{TAIWAN_FILE}` md5 `{taiwan_md5}`, "
               f"read from the shared datasets directory (not copied into this repo; licence not "
               f"verified by the dataset's SOURCE.md — research/demo use). Stratified split "
-              f"`dsp.features.taiwan.split_indices(test_fraction={risk.TEST_FRACTION}, seed)`.")
+              f"`dsp.offline.taiwan.split_indices(test_fraction={risk.TEST_FRACTION}, seed)`.")
     if name == "risk":
         e = model.extra
         return (f"{taiwan}\n\nTraining: {e['train_rows']:,} Taiwan rows plus {e['thin_copies']:,} "
                 f"thin-file copies (credit block set to the contract defaults, labels kept). "
                 f"Held-out: {e['test_rows']:,} Taiwan test rows, all with credit history.")
     e = model.extra
-    return (f"Synthetic population (`dsp.features.population`, ground truth documented in its "
+    return (f"Synthetic population (`dsp.offline.population`, ground truth documented in its "
             f"module docstring), every user anchored on a real Taiwan row. Training: "
             f"{e['train_users']:,} users on Taiwan training rows (+{e['calibration_users']:,} for "
             f"calibration), one impression each, application rate {e['train_rate']:.2%}. Held-out: "

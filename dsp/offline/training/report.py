@@ -6,8 +6,8 @@ import platform
 from importlib import metadata
 
 from dsp.features.keys import SCHEMA_VERSION
-from dsp.training.common import TrainedModel
-from dsp.training.metrics import Calibration
+from dsp.offline.training.common import TrainedModel
+from dsp.offline.training.metrics import Calibration
 
 REPRODUCE = ".venv/bin/dsp models train --seed {seed} --data-dir ../shared/datasets{extra}"
 REPRODUCE_BENCH = ".venv/bin/python benchmarks/bench_inference.py --write"

@@ -8,8 +8,8 @@ import numpy as np
 import numpy.typing as npt
 
 from dsp.features.contract import FEATURE_NAMES, is_prohibited
+from dsp.offline.training.metrics import Calibration
 from dsp.scoring.model_config import check_features
-from dsp.training.metrics import Calibration
 
 F64 = npt.NDArray[np.float64]
 FloatArray = npt.NDArray[np.float32]

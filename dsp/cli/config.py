@@ -95,10 +95,10 @@ def _preview(args: argparse.Namespace) -> int:
     import json
 
     from dsp.bidding.audience import Audience
-    from dsp.bidding.preview import Sample, preview, render_preview
     from dsp.clock import wall_time
     from dsp.config.snapshot import Snapshot
     from dsp.errors import InvalidRequest
+    from dsp.offline.preview import Sample, preview, render_preview
     from dsp.openrtb.decode import RequestDecoder
 
     old, new = _load(args.old), _load(args.configs)

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 
 from dsp.features.contract import CREDIT_FEATURES, DEFAULTS, FEATURE_INDEX
-from dsp.features.taiwan import TaiwanData, load_taiwan
+from dsp.offline.taiwan import TaiwanData, load_taiwan
+from dsp.offline.training import intent, risk
+from dsp.offline.training.metrics import Calibration, evaluate, roc_auc
+from dsp.offline.training.report import TARGET_AUC_RISK, TARGET_ECE, TARGET_ORACLE_GAP
 from dsp.scoring.model import ModelRunner, load_models
-from dsp.training import intent, risk
-from dsp.training.metrics import Calibration, evaluate, roc_auc
-from dsp.training.report import TARGET_AUC_RISK, TARGET_ECE, TARGET_ORACLE_GAP
 
 
 def _seed(runner: ModelRunner) -> int:

@@ -34,7 +34,7 @@ import numpy as np
 import numpy.typing as npt
 
 from dsp.features.contract import CREDIT_FEATURES, DEFAULTS, FEATURE_INDEX, N_FEATURES
-from dsp.features.taiwan import TaiwanData
+from dsp.offline.taiwan import TaiwanData
 
 FloatArray = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]

@@ -25,14 +25,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from dsp.budget.pacing import PacingSettings
-
-HEADROOM = 8.0
-LIN_GRID = tuple(range(6, 306, 6))
-REPLAY_PACING = PacingSettings(gain=0.1, smoothing=0.3)
-REPLAY_UPDATE_EVERY = 25
-PUBLISHED = "published_bid_performance_N1000_c0_1-32.tsv"
-
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, help="folder of the rlb-dp iPinYou files")
@@ -58,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from dsp.budget import replay_report as rr
+    from dsp.offline.replay import report as rr
 
     if args.table:
         if args.data_dir is None:

@@ -71,7 +71,7 @@ def to_onnx(booster: Any, n_features: int, a: float, b: float, *, name: str,
     graph = helper.make_graph(
         nodes, name, [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [None, n_features])],
         [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, [None])], initializer=inits)
-    model = helper.make_model(graph, producer_name="dsp.training", doc_string=doc,
+    model = helper.make_model(graph, producer_name="dsp.offline.training", doc_string=doc,
                               opset_imports=[helper.make_opsetid("", TARGET_OPSET),
                                              helper.make_opsetid("ai.onnx.ml", 1)])
     model.ir_version = 8

@@ -1,6 +1,6 @@
 """Intent model: probability that an impression leads to a loan application.
 
-Trained on the synthetic population (dsp.features.population): training users are anchored on
+Trained on the synthetic population (dsp.offline.population): training users are anchored on
 Taiwan *training* rows, held-out users on Taiwan *test* rows, with separate random streams. One
 labelled impression per user, ``y ~ Bernoulli(true_intent)``. Because the truth is known, the
 held-out report shows the oracle AUC (scoring with ``true_intent`` itself) next to the model's.
@@ -17,12 +17,12 @@ import numpy as np
 import numpy.typing as npt
 
 from dsp.features.contract import FEATURE_NAMES
-from dsp.features.population import Population, generate, sample_labels
-from dsp.features.taiwan import TaiwanData, load_taiwan, split_indices
-from dsp.training.common import TrainedModel, fit_booster, guard_features
-from dsp.training.export import fit_platt, native_predict
-from dsp.training.metrics import evaluate, roc_auc
-from dsp.training.risk import TEST_FRACTION
+from dsp.offline.population import Population, generate, sample_labels
+from dsp.offline.taiwan import TaiwanData, load_taiwan, split_indices
+from dsp.offline.training.common import TrainedModel, fit_booster, guard_features
+from dsp.offline.training.export import fit_platt, native_predict
+from dsp.offline.training.metrics import evaluate, roc_auc
+from dsp.offline.training.risk import TEST_FRACTION
 
 INTENT_FEATURES: list[str] = list(FEATURE_NAMES)
 N_TRAIN_USERS = 300_000

@@ -4,7 +4,7 @@
     dsp features load FILE [--redis-url URL] [--cluster]
     dsp features bench [--seed S] [--users N] [--batch 1,8,32,128] [--redis-url URL]
 
-``seed`` writes the deterministic synthetic population (dsp.features.population) for seed S:
+``seed`` writes the deterministic synthetic population (dsp.offline.population) for seed S:
 users ``syn<S>-00000000`` … in chunks of 100,000, MSET-pipelined. ``--ids-out`` writes one JSON
 line per user: ``{"id", "true_intent", "true_pd", "has_credit_history", "defaulted"}`` where
 ``true_intent`` is the ground-truth per-impression application probability and ``true_pd`` the
@@ -66,7 +66,7 @@ def _redis_url(arg: str | None) -> str:
 
 
 def _seed(args: argparse.Namespace) -> int:
-    from dsp.features.seeding import seed_population
+    from dsp.offline.seeding import seed_population
 
     if args.users < 0:
         print("--users must be >= 0", file=sys.stderr)
@@ -86,7 +86,7 @@ def _seed(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace) -> int:
-    from dsp.features.seeding import load_file
+    from dsp.offline.seeding import load_file
 
     try:
         loaded, errors = load_file(_redis_url(args.redis_url), args.file, cluster=args.cluster)
@@ -100,7 +100,7 @@ def _load(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from dsp.features.bench import run
+    from dsp.offline.bench.features import run
 
     try:
         sizes = tuple(int(x) for x in args.batch.split(",") if x.strip())

@@ -1,18 +1,19 @@
-"""Tuning and reports for ``dsp replay`` (formatting only; the replay itself is dsp.budget.replay)."""
+"""Tuning and reports for ``dsp replay`` (formatting only; the replay itself is dsp.offline.replay.engine)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from dsp.budget.ipinyou import CAMPAIGNS, CampaignInfo, MarketLog, dataset_paths, read_info, read_log
-from dsp.budget.replay import LinearBid, PacedBid, ReplayResult, episode_budget, replay
-from dsp.budget.replay_cli import (
-    HEADROOM,
-    LIN_GRID,
-    PUBLISHED,
-    REPLAY_PACING,
-    REPLAY_UPDATE_EVERY,
-)
+from dsp.budget.pacing import PacingSettings
+from dsp.offline.replay.engine import LinearBid, PacedBid, ReplayResult, episode_budget, replay
+from dsp.offline.replay.ipinyou import CAMPAIGNS, CampaignInfo, MarketLog, dataset_paths, read_info, read_log
+
+# The replay's fixed settings (docs/replay.md says how they were chosen).
+HEADROOM = 8.0
+LIN_GRID = tuple(range(6, 306, 6))
+REPLAY_PACING = PacingSettings(gain=0.1, smoothing=0.3)
+REPLAY_UPDATE_EVERY = 25
+PUBLISHED = "published_bid_performance_N1000_c0_1-32.tsv"
 
 
 def paced(b0: float, info: CampaignInfo) -> PacedBid:

@@ -3,7 +3,7 @@
 * Inputs: the contract's credit block only (no behavioural feature, no SEX/MARRIAGE/AGE, no
   EDUCATION). Behavioural features are synthetic; letting them into a model trained on real
   defaults would invent risk signal.
-* Split: :func:`dsp.features.taiwan.split_indices` (stratified, ``test_fraction`` 0.3, seed).
+* Split: :func:`dsp.offline.taiwan.split_indices` (stratified, ``test_fraction`` 0.3, seed).
 * Thin-file rows: 25 % of the training rows are added a second time with the credit block set to
   the contract defaults (``has_credit_history = 0``), keeping their labels, so users without
   history (and unknown users) get the base default rate instead of an extrapolation.
@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 
 from dsp.features.contract import CREDIT_FEATURES, DEFAULTS, FEATURE_INDEX
-from dsp.features.taiwan import TaiwanData, load_taiwan, split_indices
-from dsp.training.common import TrainedModel, fit_booster, guard_features, oof_margins
-from dsp.training.export import fit_platt, native_predict
-from dsp.training.metrics import evaluate
+from dsp.offline.taiwan import TaiwanData, load_taiwan, split_indices
+from dsp.offline.training.common import TrainedModel, fit_booster, guard_features, oof_margins
+from dsp.offline.training.export import fit_platt, native_predict
+from dsp.offline.training.metrics import evaluate
 
 RISK_FEATURES: list[str] = list(CREDIT_FEATURES)
 TEST_FRACTION = 0.3

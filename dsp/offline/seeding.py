@@ -7,16 +7,14 @@ from pathlib import Path
 
 import msgspec
 import numpy as np
-import redis
-from redis.cluster import RedisCluster
 
 from dsp.features.contract import FEATURE_INDEX
 from dsp.features.keys import user_key
-from dsp.features.population import CHUNK_USERS, generate
 from dsp.features.record import RecordCodec
 from dsp.features.rows import RowError, parse_row
-from dsp.features.taiwan import load_taiwan
-from dsp.features.writer import write_blobs, write_rows
+from dsp.features.writer import connect, write_blobs, write_rows
+from dsp.offline.population import CHUNK_USERS, generate
+from dsp.offline.taiwan import load_taiwan
 
 LOAD_BATCH = 5000
 
@@ -29,13 +27,6 @@ class IdLine(msgspec.Struct):
     true_pd: float
     has_credit_history: int
     defaulted: int
-
-
-def connect(url: str, cluster: bool = False) -> redis.Redis | RedisCluster:
-    """A synchronous client for bulk writes: one node, or Redis Cluster via any of its nodes."""
-    if cluster:
-        return RedisCluster.from_url(url)
-    return redis.Redis.from_url(url)
 
 
 def seed_population(url: str, n_users: int, seed: int, *, ids_out: Path | None = None,

@@ -18,7 +18,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from dsp.features.taiwan import age_band
+from dsp.offline.taiwan import age_band
 
 F64 = npt.NDArray[np.float64]
 

@@ -47,7 +47,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from dsp.training.pipeline import train_all
+    from dsp.offline.training.pipeline import train_all
 
     try:
         split_seeds = tuple(int(x) for x in args.split_seeds.split(",") if x.strip())
@@ -60,7 +60,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from dsp.training.evaluate import evaluate_shipped
+    from dsp.offline.training.evaluate import evaluate_shipped
 
     ok = True
     for line, passed in evaluate_shipped(args.models_dir, args.data_dir):
@@ -70,6 +70,6 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from dsp.scoring.bench import run_bench
+    from dsp.offline.bench.models import run_bench
 
     return run_bench(args.models_dir, args.seconds, args.write)

@@ -23,8 +23,8 @@ import math
 import msgspec
 import numpy as np
 
-from dsp.budget.ipinyou import MarketLog
 from dsp.budget.pacing import PacingController, PacingSettings, even_target_rate
+from dsp.offline.replay.ipinyou import MarketLog
 
 CURVE_POINTS = 10
 
