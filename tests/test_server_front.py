@@ -275,12 +275,17 @@ def test_parse_head_contract() -> None:
                     b"POST /bid/g%65neric HTTP/1.1", b"POST /bid/generic HTTP/1.0",
                     b"POST /bid/Generic HTTP/1.1", b"POST /bid/generic#x HTTP/1.1",
                     b"POST /bid/gen\xc3\xa9ric HTTP/1.1", b"POST /bid/generic\t HTTP/1.1",
-                    b"POST /bid/generic HTTP/1.1\r\nContent-Length: 1e3",
-                    b"POST /bid/generic HTTP/1.1\r\nContent-Length : 3",
-                    b"POST /bid/generic HTTP/1.1\r\nExpect: 100-continue",
-                    b"POST /bid/generic HTTP/1.1\r\nNoColon"):
+                    b"POST /bid/generic HTTP/1.1\r\nHost: a\r\nContent-Length: 1e3",
+                    b"POST /bid/generic HTTP/1.1\r\nHost: a\r\nContent-Length : 3",
+                    b"POST /bid/generic HTTP/1.1\r\nHost: a\r\nExpect: 100-continue",
+                    b"POST /bid/generic HTTP/1.1\r\nHost: a\r\nNoColon",
+                    b"POST /bid/generic HTTP/1.1",  # HTTP/1.1 needs Host
+                    b"POST /bid/generic HTTP/1.1\r\nHost: a\r\nx-openrtb-version: 2.6\x7f",
+                    b"POST /bid/generic HTTP/1.1\r\nHost: a\r\nX\xc3\xa9: 1",
+                    b"POST /bid/generic HTTP/1.1\r\nHost: a\r\nX\x01: 1",
+                    b"POST /bid/generic HTTP/1.1\r\nHost: a\r\nX: a\rb"):
         assert parse_head(refused) is None, refused
-    bad_version = parse_head(b"POST /bid/generic HTTP/1.1\r\nx-openrtb-version: 2.6\x7f")
+    bad_version = parse_head(b"POST /bid/generic HTTP/1.1\r\nHost: a\r\nx-openrtb-version: 2.6\x80")
     assert bad_version is not None and bad_version.version is None
 
 

@@ -6,6 +6,7 @@ models, the demo config.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -136,11 +137,18 @@ async def test_connection_cap_refuses_clearly(redis_url: str) -> None:
             writer.close()
             for _, w in held:
                 w.close()
-            await asyncio.sleep(0.2)
-            reader, writer = await served.open()  # room again once they are gone
-            writer.write(post(BID))
-            assert await status_of(reader) == 200
-            writer.close()
+            # Room again once they are gone (a half-closed handed-over connection is closed by the
+            # next once-a-second tick).
+            statuses = []
+            for _ in range(20):
+                await asyncio.sleep(0.25)
+                reader, writer = await served.open()
+                writer.write(post(BID))
+                statuses.append(await status_of(reader))
+                writer.close()
+                if statuses[-1] != 503:
+                    break
+            assert statuses[-1] == 200, statuses
             assert 'reason="cap"' in served.metric("dsp_connections_dropped_total")
 
 
@@ -216,10 +224,8 @@ async def test_an_oversized_body_gets_a_413_the_client_can_read(served: Served) 
             writer.write(b"0\r\n\r\n")
         else:
             writer.write(post(body))
-        try:
+        with contextlib.suppress(ConnectionError):  # the server may close once it has answered
             await asyncio.wait_for(writer.drain(), 10)
-        except ConnectionError:
-            pass  # the server may close once it has answered; the answer is still readable
         out = await read_all(reader)
         writer.close()
         assert out.startswith(b"HTTP/1.1 413 "), (chunked, out[:100])
