@@ -9,9 +9,16 @@ rows (one ONNX run per model). Outcomes:
 
 * Redis slow or down (``DependencyUnavailable`` from the fetch) -> every user of the batch is
   unknown with the *population* scores (the models' output on the contract defaults, computed
-  once at start-up); contextual campaigns may still bid; a redis error is counted.
+  once at start-up); contextual campaigns may still bid; a redis error is counted. The fetch gets
+  ``FETCH_SHARE`` of the time left before the batch's earliest deadline, so scoring still fits.
 * a model failure -> ``DependencyUnavailable`` for every request of the batch (no-bid MODEL_ERROR).
-* the request's deadline passes while queued -> ``DeadlineExceeded`` (no-bid DEADLINE).
+* the deadline passed to :meth:`AudienceResolver.resolve` passes while the user is queued or in
+  a batch that has not returned (a stalled Redis, a long model run) -> the user is unknown with
+  the population scores, at that moment (the batcher's per-item timer): the request goes on with
+  contextual campaigns instead of waiting. The flow passes a share of its own deadline
+  (dsp.bidding.flow.AUDIENCE_SHARE), so pricing and the answer still fit inside tmax.
+* ONNX runs are bounded by the batch size (``max_batch_size`` rows: ~1 ms for 128 rows on one
+  core, docs/models.md); with a scoring thread a run that outlives the deadline is not waited for.
 """
 
 from __future__ import annotations
@@ -28,6 +35,9 @@ from dsp.batching import MicroBatcher
 from dsp.bidding.ports import FeatureSource, FloatArray, Scorer, StagedScorer
 from dsp.clock import Deadline, monotonic
 from dsp.errors import DependencyUnavailable
+
+#: Share of the time left (until the batch's earliest deadline) that the Redis fetch may use.
+FETCH_SHARE = 0.7
 
 
 class Audience(msgspec.Struct, gc=False, frozen=True):
@@ -83,7 +93,8 @@ class ModelScorer:
         if self._executor is None:
             return self._staged(rows, intent_floors)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._staged, rows, intent_floors)
+        return await _bounded(loop.run_in_executor(self._executor, self._staged, rows, intent_floors),
+                              deadline)
 
     async def score(self, rows: FloatArray, deadline: Deadline) -> tuple[FloatArray, FloatArray]:
         if deadline.expired():
@@ -91,7 +102,18 @@ class ModelScorer:
         if self._executor is None:
             return self._both(rows)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._both, rows)
+        return await _bounded(loop.run_in_executor(self._executor, self._both, rows), deadline)
+
+
+async def _bounded(run: asyncio.Future[tuple[FloatArray, FloatArray]],
+                   deadline: Deadline) -> tuple[FloatArray, FloatArray]:
+    """Wait for a model run in the scoring thread until the deadline, no longer (the thread
+    finishes the run; its result is dropped)."""
+    try:
+        async with asyncio.timeout(max(0.0, deadline.remaining_s())):
+            return await run
+    except TimeoutError:
+        raise DependencyUnavailable("scoring: deadline passed during the model run") from None
 
 
 class AudienceSource(Protocol):
@@ -124,7 +146,10 @@ class AudienceResolver:
         self._staged = scorer if isinstance(scorer, StagedScorer) else None
         self._batcher: MicroBatcher[tuple[str, float], Audience] = MicroBatcher(
             self._resolve_batch, max_batch_size=max_batch_size, max_wait_us=max_wait_us,
-            max_in_flight=max_in_flight, on_batch=on_batch)
+            max_in_flight=max_in_flight, on_batch=on_batch, on_expire=self._expired)
+
+    def _expired(self, _item: tuple[str, float]) -> Audience:
+        return self.unknown()
 
     def unknown(self, user_key: str = "", caps: dict[str, bytes] | None = None) -> Audience:
         p_intent, pd = self.population
@@ -142,8 +167,9 @@ class AudienceResolver:
         on_stage = self._on_stage
         user_ids = [uid for uid, _ in items]
         t0 = monotonic()
+        fetch_deadline = Deadline(t0 + (deadline.at_s - t0) * FETCH_SHARE)
         try:
-            records = await self._features.fetch(user_ids, deadline)
+            records = await self._features.fetch(user_ids, fetch_deadline)
         except DependencyUnavailable as exc:
             if self._on_redis_error is not None:
                 self._on_redis_error(exc)
