@@ -288,8 +288,11 @@ async def run(url: str, rate: float, duration_s: float, warmup_s: float, gen: Tr
     return stats
 
 
-def summarize(stats: Stats, rate: float, duration_s: float) -> dict[str, Any]:
-    """Percentiles in ms, rates as shares of requests sent during the measured window."""
+def summarize(stats: Stats, rate: float, duration_s: float,
+              within_ms: float | None = None) -> dict[str, Any]:
+    """Percentiles in ms, rates as shares of requests sent during the measured window.
+    ``within_ms`` (e.g. the exchange's tmax) adds ``share_within``: answers (any status) that
+    arrived within it, over requests sent (timeouts and errors count as not within)."""
     lat = np.asarray(stats.latencies_us, dtype=np.float64) / 1000.0
     lag = np.asarray(stats.send_lag_us, dtype=np.float64) / 1000.0
     ok = int(lat.size)
@@ -318,6 +321,9 @@ def summarize(stats: Stats, rate: float, duration_s: float) -> dict[str, Any]:
         # The client itself sent late (its CPU was busy): results are then pessimistic.
         "client_late": bool(lag.size and float(np.percentile(lag, 99)) > 1.0),
         "connections_opened": stats.connections_opened,
+        **({"within_ms": within_ms,
+            "share_within": round(float((lat <= within_ms).sum()) / sent, 5)}
+           if within_ms is not None else {}),
     }
 
 
@@ -344,6 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout-ms", type=float, default=1000.0)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--cpu", type=int, default=None, help="pin this process to one CPU")
+    p.add_argument("--within-ms", type=float, default=None,
+                   help="also report the share of requests answered within this (e.g. tmax)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)
     if args.cpu is not None:
@@ -355,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     stats = uvloop.run(run(args.url, args.rate, args.duration, args.warmup, gen,
                            connections=args.connections, max_connections=args.max_connections,
                            timeout_ms=args.timeout_ms))
-    summary = summarize(stats, args.rate, args.duration)
+    summary = summarize(stats, args.rate, args.duration, args.within_ms)
     if args.json:
         print(json.dumps(summary))
     else:
