@@ -5,11 +5,18 @@
 1. starts a throwaway Redis and seeds users (as ``loadtest/capacity`` does; budgets x1000 in a
    config copy so the money gate does not end bidding mid-run);
 2. starts ``dsp serve`` (1 worker, pinned to one CPU; the generator and Redis on the other);
-3. capacity: ``--capacity`` or, if not given, one core's worth of the worker's CPU per request
-   (1 / CPU seconds per request, from /proc, over a 4 s run at 3,000 req/s): what the worker can
-   complete when it has its core to itself (a saturation run would measure the generator, which
-   cannot offer 20,000+ req/s from the other core of a 2-core machine and stay on time);
-4. for each factor (default 1.5 and 2) and each mode (shedding on, ``--no-shedding``): an
+3. ``--hogs N`` (default 3): busy-loop processes share the worker's CPU, so the worker gets
+   about 1/(N+1) of a core (the kernel's fair share; it runs in slices of a few ms, which adds
+   up to ~20 ms of scheduling delay: a noisy neighbour). Why: one worker on a whole core
+   completes ~9,000 req/s here, and 2x that is more than the generator can offer on time from
+   the other core of a shared 2-core machine (it then measures its own backlog, seconds of it,
+   and the server never sees the overload). A smaller worker keeps the generator on time; the
+   shape of overload (more arrivals than the worker can complete) is the same;
+4. capacity: ``--capacity`` or the saturation throughput of the worker with shedding off: the
+   requests it completed per second (its own counter, scraped 2 s and 5 s into a 6 s run)
+   while offered three times what its CPU per request (measured at 1,000 req/s) and its share of
+   the core promise;
+5. for each factor (default 1.5 and 2) and each mode (shedding on, ``--no-shedding``): an
    open-loop run at factor x capacity (``loadtest.openloop``: latency from each request's
    scheduled send time, so queueing anywhere counts), reporting the share of requests answered
    within ``--tmax-ms`` (default 100: a typical exchange tmax; timeouts count as late), p50/p99/
@@ -72,6 +79,23 @@ def openloop(url: str, rate: float, duration_s: float, args: argparse.Namespace,
     return result
 
 
+def saturation(url: str, rate: float, args: argparse.Namespace, ids_file: str) -> float:
+    """Completions per second of the worker while offered ``rate`` (module docstring, step 4)."""
+    argv = [PY, "-m", "loadtest.openloop", "--url", url, "--rate", str(rate), "--duration", "5",
+            "--warmup", "1", "--exchanges", args.exchange, "--ids-file", ids_file, "--cpu",
+            str(args.gen_cpu), "--json", "--max-connections", str(args.max_connections)]
+    proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        time.sleep(2.0)
+        t0, n0 = time.monotonic(), counters(url)["requests"]
+        time.sleep(3.0)
+        t1, n1 = time.monotonic(), counters(url)["requests"]
+    finally:
+        proc.wait(timeout=120)
+    return round((n1 - n0) / (t1 - t0), -1)
+
+
 def measure(url: str, rate: float, args: argparse.Namespace, ids_file: str) -> dict[str, Any]:
     before = counters(url)
     summary = openloop(url, rate, args.duration, args, ids_file)
@@ -94,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--users", type=int, default=20000)
     p.add_argument("--gen-cpu", type=int, default=0)
     p.add_argument("--max-connections", type=int, default=256)
+    p.add_argument("--hogs", type=int, default=3,
+                   help="busy loops sharing the worker's CPU (see above; 0: none)")
     p.add_argument("--json-out", type=Path, default=None)
     args = p.parse_args(argv)
     factors = [float(f) for f in args.factors.split(",")]
@@ -110,28 +136,34 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run(seed, cwd=REPO, check=True, capture_output=True,
                        env={**os.environ, "PYTHONPATH": str(REPO)})
         configs = scaled_configs(REPO / "bidder_configs", tmp / "configs", 1000.0)
+        for _ in range(args.hogs):
+            hog = subprocess.Popen([PY, "-c", "while True: pass"],
+                                   preexec_fn=lambda: os.sched_setaffinity(0, {server_cpu}))
+            stack.callback(hog.wait)
+            stack.callback(hog.kill)
         env = {"redis_url": redis.url, "configs": str(configs), "workers": "1"}
         capacity = args.capacity
         for mode in ("shedding", "no-shedding"):
             cmd = BIDDER_CMD + (" --no-shedding" if mode == "no-shedding" else "")
             with server(cmd, "/readyz", {server_cpu}, env) as (url, pid):
-                openloop(url, 2000, 2, args, ids_file)  # warm the connections, models, Redis
+                pids = procstat.descendants(pid)
+                cpu0, n0 = procstat.cpu_seconds(pids), counters(url)["requests"]
+                openloop(url, 1000, 3, args, ids_file)  # also warms connections, models, Redis
+                cpu_per_req = (procstat.cpu_seconds(pids) - cpu0) / (counters(url)["requests"] - n0)
                 if capacity is None:
-                    pids = procstat.descendants(pid)
-                    cpu0, n0 = procstat.cpu_seconds(pids), counters(url)["requests"]
-                    openloop(url, 3000, 4, args, ids_file)
-                    cpu1, n1 = procstat.cpu_seconds(pids), counters(url)["requests"]
-                    capacity = round((n1 - n0) / max(cpu1 - cpu0, 1e-6), -2)
-                    print(f"capacity: {capacity:,.0f} req/s ({(cpu1 - cpu0) / (n1 - n0) * 1e6:.0f} "
-                          f"µs of CPU per request)", file=sys.stderr, flush=True)
+                    probe = 3.0 / cpu_per_req / (args.hogs + 1)
+                    capacity = saturation(url, probe, args, ids_file)
+                    print(f"capacity (saturation, offered {probe:,.0f} req/s): {capacity:,.0f} req/s; "
+                          f"{cpu_per_req * 1e6:.0f} µs CPU per request at 1,000 req/s",
+                          file=sys.stderr, flush=True)
                 for factor in factors:
                     rate = factor * capacity
                     s = measure(url, rate, args, ids_file)
                     row = {"mode": mode, "factor": factor, "rate": rate, **s}
                     rows.append(row)
                     print(json.dumps(row), flush=True)
-    print(f"\none worker, capacity {capacity:,.0f} req/s, tmax {args.tmax_ms:.0f} ms, "
-          f"{args.duration:.0f} s per run")
+    print(f"\none worker sharing its core with {args.hogs} busy loop(s), capacity "
+          f"{capacity:,.0f} req/s, tmax {args.tmax_ms:.0f} ms, {args.duration:.0f} s per run")
     print(f"{'mode':<12} {'offered':>9} {'answered/s':>10} {'in tmax':>8} {'p50 ms':>8} "
           f"{'p99 ms':>8} {'max ms':>8} {'timeouts':>9} {'shed':>7} client_late")
     for r in rows:

@@ -120,6 +120,7 @@ async def test_requests_that_waited_too_long_are_shed_in_order(redis_url: str) -
     # invalid "{" bodies among them are not even looked at), the rest their real answer, in order.
     n = 3000
     stream = b"".join(post(b"{") if i % 2 else post(COPPA) for i in range(n)) + post(BID)
+    # (the BID at the end has waited as long as the rest: it is shed or a deadline no-bid)
     async for host, port, metrics in _serve(redis_url):
         reader, writer = await asyncio.open_connection(host, port)
         writer.write(stream)

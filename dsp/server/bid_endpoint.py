@@ -110,6 +110,23 @@ class BidEndpoint:
     def recorder(self) -> BidRecorder:
         return self._rec
 
+    def shed(self, exchange: str, t0: float) -> bool:
+        """True (counted) when this request is to be answered with the cheapest no-bid without
+        being read further (dsp.server.overload). The front asks before it starts an answer task
+        (a synchronous 204 costs a few µs; the task alone would cost more); :meth:`answer` asks
+        again for the aiohttp path. An unknown exchange is never shed (it gets its 404)."""
+        profile = self._holder.current.exchanges.get(exchange)
+        if profile is None:
+            return False
+        allowance_ms = profile.round_trip_allowance_ms + profile.safety_margin_ms
+        age_s = monotonic() - t0
+        reason = self.guard.shed_reason(age_s, (profile.tmax_default_ms - allowance_ms) / 1000.0,
+                                        self._rec.inflight)
+        if reason is None:
+            return False
+        self._rec.shed(exchange, reason, age_s)
+        return True
+
     def too_large(self, exchange: str) -> BidReply:
         """The 413 answer, counted; for a transport that refuses a body before reading it. Only
         for a configured exchange (an unknown name is a 404 and is not recorded)."""
@@ -126,13 +143,10 @@ class BidEndpoint:
         profile = snapshot.exchanges.get(exchange)
         if profile is None:
             return error_reply(404, f"unknown exchange {exchange!r}")
+        if self.shed(exchange, t0):
+            return NO_CONTENT
         rec = self._rec
         allowance_ms = profile.round_trip_allowance_ms + profile.safety_margin_ms
-        shed = self.guard.shed_reason(monotonic() - t0,
-                                      (profile.tmax_default_ms - allowance_ms) / 1000.0, rec.inflight)
-        if shed is not None:
-            rec.shed(exchange, shed, monotonic() - t0)
-            return NO_CONTENT
         sampled = rec.sample_stages()
         try:
             if body[:2] == _GZIP_MAGIC:

@@ -243,33 +243,55 @@ class BidConnection(asyncio.Protocol):
     # -- requests --------------------------------------------------------------------------------
 
     def _next(self) -> None:
-        """Start answering the next complete request in the buffer, if there is one."""
-        buf = self._buf
-        if not buf or self._transport is None:
+        """Answer the complete requests in the buffer: shed ones at once (a 204 written now), the
+        first one that needs work in a task (the rest wait for it: answers go out in order)."""
+        while True:
+            buf = self._buf
+            if not buf or self._transport is None:
+                return
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(buf) > MAX_HEAD_BYTES or bare_lf_head(buf):
+                    self._hand_over()  # aiohttp answers 400/431 now, not after the request timeout
+                return
+            head = parse_head(buf[:end]) if end <= MAX_HEAD_BYTES else None
+            if head is None:
+                self._hand_over()
+                return
+            endpoint = self._front.endpoint
+            if head.length > endpoint.max_body_bytes:
+                self._refuse_body(head, len(buf) - end - 4)
+                return
+            total = end + 4 + head.length
+            if len(buf) < total:
+                self._need = total
+                return
+            self._need = 0
+            self._buf = buf[total:]
+            t0 = self._arrived_s
+            if self._buf:  # pipelined bytes: they came with (or before) the latest read
+                self._arrived_s = self._last_s
+            if endpoint.shed(head.exchange, t0):
+                if not self._write(NO_CONTENT, head) or self._write_paused:
+                    return
+                continue
+            self._busy = True
+            self._loop.create_task(self._answer(head, buf[end + 4:total], t0))
             return
-        end = buf.find(b"\r\n\r\n")
-        if end < 0:
-            if len(buf) > MAX_HEAD_BYTES or bare_lf_head(buf):
-                self._hand_over()  # aiohttp answers 400/431 now, not after the request timeout
-            return
-        head = parse_head(buf[:end]) if end <= MAX_HEAD_BYTES else None
-        if head is None:
-            self._hand_over()
-            return
-        endpoint = self._front.endpoint
-        if head.length > endpoint.max_body_bytes:
-            self._refuse_body(head, len(buf) - end - 4)
-            return
-        total = end + 4 + head.length
-        if len(buf) < total:
-            self._need = total
-            return
-        self._need = 0
-        self._buf = buf[total:]
-        self._busy = True
-        self._loop.create_task(self._answer(head, buf[end + 4:total], self._arrived_s))
-        if self._buf:  # pipelined bytes: they came with (or before) the latest read
-            self._arrived_s = self._last_s
+
+    def _write(self, reply: BidReply, head: Head) -> bool:
+        """Write one answer; False when the connection is now closed."""
+        transport = self._transport
+        assert transport is not None
+        close = head.close or self._front.closing or (self._eof and not self._buf)
+        transport.write(self._front.response(reply, head.version, close))
+        if close:
+            transport.close()
+            self._transport = None
+            self._front.connections.discard(self)
+            return False
+        self._started_s = monotonic()  # a buffered next request's deadline starts now
+        return True
 
     async def _answer(self, head: Head, body: bytes, t0: float) -> None:
         try:
@@ -277,19 +299,15 @@ class BidConnection(asyncio.Protocol):
         except Exception:  # answer() never raises; a bug here must still not kill the connection
             log.exception("bid endpoint raised")
             reply = NO_CONTENT
-        transport = self._transport
-        if transport is None:  # the client went away; a reservation for the bid just expires
+        if self._transport is None:  # the client went away; a reservation for the bid just expires
             return
-        close = head.close or self._front.closing or (self._eof and not self._buf)
-        transport.write(self._front.response(reply, head.version, close))
         self._busy = False
-        if close:
-            transport.close()
+        if not self._write(reply, head):
             return
-        self._started_s = monotonic()  # a buffered next request's deadline starts now
         if self._read_paused:
             self._read_paused = False
-            transport.resume_reading()
+            assert self._transport is not None
+            self._transport.resume_reading()
         if not self._write_paused and len(self._buf) >= self._need:
             self._next()
 
