@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             stack.callback(hog.kill)
         env = {"redis_url": redis.url, "configs": str(configs), "workers": "1"}
         capacity = args.capacity
-        for mode in ("shedding", "no-shedding"):
+        for mode in ("no-shedding", "shedding"):  # capacity is measured without shedding
             cmd = BIDDER_CMD + (" --no-shedding" if mode == "no-shedding" else "")
             with server(cmd, "/readyz", {server_cpu}, env) as (url, pid):
                 pids = procstat.descendants(pid)
