@@ -22,31 +22,16 @@ import yaml
 
 from dsp.budget.keys import campaign_day
 from dsp.features.writer import write_rows
-from dsp.testing.exchange_sim import ExchangeSim, SimReport, ledger_check
+from dsp.testing.exchange_sim import CAMPAIGNS, USERS, ExchangeSim, SimReport, ledger_check, sim_configs
 from dsp.testing.redis_server import RedisServer
 from dsp.testing.serve import running_bidder
 from dsp.testing.users import interested_user_row
 
 ROOT = Path(__file__).resolve().parent.parent
-USERS = [f"chaos-user-{i}" for i in range(200)]
-CAMPAIGNS = ["quickloan-prime", "cashbridge-starter"]
 
 
 def big_budget_configs(dst: Path) -> Path:
-    """The demo config with budgets x1000 and CashBridge's pd_max at 0.30 (so contextual bids on
-    unknown users happen with the shipped models): the money gate does not end bidding mid-run."""
-    import shutil
-
-    shutil.copytree(ROOT / "bidder_configs", dst)
-    for path in (dst / "campaigns").glob("*.yaml"):
-        doc = yaml.safe_load(path.read_text())
-        for key in ("daily", "total"):
-            if isinstance(doc.get("budget", {}).get(key), int | float):
-                doc["budget"][key] = float(doc["budget"][key]) * 1000
-        if doc["id"] == "cashbridge-starter":
-            doc["pd_max"] = 0.30
-        path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return dst
+    return sim_configs(ROOT / "bidder_configs", dst)
 
 
 @pytest.fixture()

@@ -121,7 +121,8 @@ class Services:
                                     DecisionLog(sample_rate=s.decision_sample_rate, metrics=metrics),
                                     self.guard)
         self.notices = NoticeService(
-            signer, OutcomeStore(self.redis), CapRecorder(self.redis), metrics, snap.budgets,
+            signer, OutcomeStore(self.redis, wait_replicas=1 if s.redis_cluster else 0),
+            CapRecorder(self.redis), metrics, snap.budgets,
             # Read through the holder so a reload changes landing pages and billing styles too.
             landing_url_for=lambda cid: holder.current.landing_url(cid),
             bills_on_for=lambda token: holder.current.bills_on(token.exchange))

@@ -28,12 +28,18 @@ import collections
 import random
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import msgspec
 
 from dsp.money import cpm_to_micros_per_imp
+
+#: Users the scripts seed (all "interested": dsp.testing.users.interested_user_row) and the demo
+#: config's campaigns.
+USERS = [f"sim-user-{i}" for i in range(200)]
+CAMPAIGNS = ["quickloan-prime", "cashbridge-starter"]
 
 
 @dataclass
@@ -243,3 +249,24 @@ def ledger_check(redis: Any, campaigns: list[str], day: int) -> dict[str, dict[s
         out[campaign] = {"spent": int(raw.get("spent", 0)), "out": int(raw.get("out", 0)),
                          "leases": leases}
     return out
+
+
+def sim_configs(src: Path, dst: Path) -> Path:
+    """A copy of the config ``src`` for these runs: budgets x1000 (so the money gate does not end
+    bidding mid-run) and CashBridge's pd_max at 0.30 (the shipped models' population pd is 0.22,
+    above the demo's 0.20: with 0.30 contextual bids on unknown users happen)."""
+    import shutil
+
+    import yaml
+
+    shutil.copytree(src, dst)
+    for path in (dst / "campaigns").glob("*.yaml"):
+        doc = yaml.safe_load(path.read_text())
+        budget = doc.get("budget", {})
+        for key in ("daily", "total"):
+            if isinstance(budget.get(key), int | float):
+                budget[key] = float(budget[key]) * 1000
+        if doc.get("id") == "cashbridge-starter":
+            doc["pd_max"] = 0.30
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return dst
