@@ -12,10 +12,9 @@
    the other core of a shared 2-core machine (it then measures its own backlog, seconds of it,
    and the server never sees the overload). A smaller worker keeps the generator on time; the
    shape of overload (more arrivals than the worker can complete) is the same;
-4. capacity: ``--capacity`` or the saturation throughput of the worker with shedding off: the
-   requests it completed per second (its own counter, scraped 2 s and 5 s into a 6 s run)
-   while offered three times what its CPU per request (measured at 1,000 req/s) and its share of
-   the core promise;
+4. capacity: ``--capacity`` or, with shedding off, the highest offered rate (steps of x1.2 from
+   ``--start-rate``, 5 s each) whose p99 stays inside tmax with 99% of the answers inside tmax:
+   the same definition as loadtest/capacity, with tmax as the budget;
 5. for each factor (default 1.5 and 2) and each mode (shedding on, ``--no-shedding``): an
    open-loop run at factor x capacity (``loadtest.openloop``: latency from each request's
    scheduled send time, so queueing anywhere counts), reporting the share of requests answered
@@ -79,21 +78,18 @@ def openloop(url: str, rate: float, duration_s: float, args: argparse.Namespace,
     return result
 
 
-def saturation(url: str, rate: float, args: argparse.Namespace, ids_file: str) -> float:
-    """Completions per second of the worker while offered ``rate`` (module docstring, step 4)."""
-    argv = [PY, "-m", "loadtest.openloop", "--url", url, "--rate", str(rate), "--duration", "5",
-            "--warmup", "1", "--exchanges", args.exchange, "--ids-file", ids_file, "--cpu",
-            str(args.gen_cpu), "--json", "--max-connections", str(args.max_connections)]
-    proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
-    try:
-        time.sleep(2.0)
-        t0, n0 = time.monotonic(), counters(url)["requests"]
-        time.sleep(3.0)
-        t1, n1 = time.monotonic(), counters(url)["requests"]
-    finally:
-        proc.wait(timeout=120)
-    return round((n1 - n0) / (t1 - t0), -1)
+def search(url: str, args: argparse.Namespace, ids_file: str) -> float:
+    """The highest passing rate of a x1.2 sweep (module docstring, step 4)."""
+    rate, best = args.start_rate, 0.0
+    while rate < 100_000:
+        r = openloop(url, rate, 5, args, ids_file)
+        ok = (r["p99_ms"] or 1e9) <= args.tmax_ms and r["share_within"] >= 0.99
+        print(f"  search {rate:,.0f} req/s: p99 {r['p99_ms']} ms, in tmax {r['share_within']:.1%}"
+              f" -> {'pass' if ok else 'fail'}", file=sys.stderr, flush=True)
+        if not ok:
+            break
+        best, rate = rate, rate * 1.2
+    return round(best, -1)
 
 
 def measure(url: str, rate: float, args: argparse.Namespace, ids_file: str) -> dict[str, Any]:
@@ -118,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--users", type=int, default=20000)
     p.add_argument("--gen-cpu", type=int, default=0)
     p.add_argument("--max-connections", type=int, default=256)
+    p.add_argument("--start-rate", type=float, default=500.0)
     p.add_argument("--hogs", type=int, default=3,
                    help="busy loops sharing the worker's CPU (see above; 0: none)")
     p.add_argument("--json-out", type=Path, default=None)
@@ -151,11 +148,9 @@ def main(argv: list[str] | None = None) -> int:
                 openloop(url, 1000, 3, args, ids_file)  # also warms connections, models, Redis
                 cpu_per_req = (procstat.cpu_seconds(pids) - cpu0) / (counters(url)["requests"] - n0)
                 if capacity is None:
-                    probe = 3.0 / cpu_per_req / (args.hogs + 1)
-                    capacity = saturation(url, probe, args, ids_file)
-                    print(f"capacity (saturation, offered {probe:,.0f} req/s): {capacity:,.0f} req/s; "
-                          f"{cpu_per_req * 1e6:.0f} µs CPU per request at 1,000 req/s",
-                          file=sys.stderr, flush=True)
+                    capacity = search(url, args, ids_file)
+                    print(f"capacity: {capacity:,.0f} req/s ({cpu_per_req * 1e6:.0f} µs CPU per "
+                          f"request at 1,000 req/s)", file=sys.stderr, flush=True)
                 for factor in factors:
                     rate = factor * capacity
                     s = measure(url, rate, args, ids_file)

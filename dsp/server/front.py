@@ -14,21 +14,29 @@ this ("the transport can be swapped for a leaner one later without touching the 
 
 Contract (what a client sees is the same as from the aiohttp application):
 
-* Served here: ``POST /bid/<name>[?query]`` over HTTP/1.1 with a well-formed head (CRLF line
-  ends, no folded or control-character lines, at most one ``Content-Length`` of digits, no
-  ``Transfer-Encoding``, ``Expect`` or ``Upgrade``, ``Content-Encoding`` absent, ``identity`` or
-  ``gzip``). The answer comes from :meth:`BidEndpoint.answer`; bodies over the limit get 413 and
-  the connection is closed without reading them.
+* Served here: ``POST /bid/<name>[?query]`` over HTTP/1.1 with a well-formed head (the checks of
+  :mod:`dsp.server.http_head`: CRLF line ends, token header names, no control bytes, ``Host``,
+  at most one ``Content-Length`` of digits, no ``Transfer-Encoding``, ``Expect`` or ``Upgrade``,
+  ``Content-Encoding`` absent, ``identity`` or ``gzip``). The answer comes from
+  :meth:`BidEndpoint.answer`, or is a 204 written at once when the endpoint sheds the request
+  (:mod:`dsp.server.overload`). A body over the limit gets 413, then a bounded lingering close
+  (``LINGER_S``, ``LINGER_BYTES``): the client, still sending, reads the 413 instead of a reset.
 * Anything else (other routes and methods, HTTP/1.0, chunked bodies, ``Expect: 100-continue``,
-  a malformed or over-long head) hands the connection, from that request on, to aiohttp's
-  protocol for the same application: aiohttp answers it (every route, its own 400s) and keeps the
-  connection. Nothing is parsed twice and nothing is lost: the bytes the front holds are passed on.
+  a malformed, bare-LF or over-long head) hands the connection, from that request on, to aiohttp's
+  protocol for the same application (wrapped by :class:`dsp.server.handover.HandedOver`, which
+  keeps the request deadline and the connection count): aiohttp answers it (every route, its own
+  400s) and keeps the connection. Nothing is parsed twice and nothing is lost: the bytes the front
+  holds are passed on.
 * Keep-alive and pipelining: requests on one connection are answered in order, one at a time;
   while one is being answered the next is buffered (reading pauses past ``high_water_bytes``) and
   nothing new starts while the socket's write buffer is full.
 * Timeouts: an idle keep-alive connection is closed after ``keepalive_timeout_s``; a request whose
-  head or body has not fully arrived ``request_timeout_s`` after its last byte is dropped (slow
-  clients cannot hold connections open). An answer in progress is bounded by the bid deadline.
+  head and body have not all arrived ``request_timeout_s`` after its first byte gets 408 and the
+  connection is closed (one total deadline: a byte every few seconds does not renew it). An answer
+  in progress is bounded by the bid deadline. The deadline of a bid counts from when its first
+  bytes were read (``t0``), not from when the front got round to it.
+* At most ``max_connections`` open connections per worker (handed-over ones included): the next
+  one gets a 503 and is closed.
 * Shutdown (:meth:`close`): idle connections close now, in-flight requests are answered with
   ``Connection: close``, and whatever is left after ``grace_s`` is aborted.
 """
