@@ -226,3 +226,15 @@ async def test_clearing_price_in_the_auction_currency_is_converted(env: Env) -> 
     assert (await env.get("/notice/bill", t=t, p="90"))[:2] == (200, "ok")
     assert await env.spent() == 1_000  # 90,000 RUB micros per imp = 1,000 USD micros
     assert env.count("bill", "price_above_bid") == 0
+
+
+async def test_video_tracking_events_are_counted_and_move_no_money(env: Env) -> None:
+    t = tok("bid-ev")
+    for event in ("start", "firstQuartile", "complete"):
+        code, _, _ = await env.get("/notice/event", t=t, e=event)
+        assert code == 200
+    assert env.metrics.notices.labels(kind="video_start", result="ok")._value.get() == 1
+    assert env.metrics.notices.labels(kind="video_complete", result="ok")._value.get() == 1
+    assert (await env.get("/notice/event", t=t, e="rewind"))[0] == 400  # closed set of names
+    assert (await env.get("/notice/event", t="forged.token", e="start"))[0] == 403
+    assert env.metrics.spend_micros.labels(campaign="c1")._value.get() == 0

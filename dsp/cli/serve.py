@@ -21,7 +21,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dsp.server.settings import TRANSPORTS, Settings, token_keys_from_env
+from dsp.clock import CLOCK_OFFSET_ENV, CLOCK_OFFSET_S
+from dsp.features.connect import DEFAULT_REDIS_URL
+from dsp.server.settings import TRANSPORTS, Settings, events_hash_key_from_env, token_keys_from_env
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -29,7 +31,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=int(os.environ.get("DSP_PORT", "8080")))
     parser.add_argument("--workers", type=int, default=int(os.environ.get("DSP_WORKERS", "1")),
                         help="processes sharing the port (one per core)")
-    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", DEFAULT_REDIS_URL))
     parser.add_argument("--redis-cluster", action="store_true",
                         default=os.environ.get("DSP_REDIS_CLUSTER", "") not in ("", "0", "false"),
                         help="--redis-url is a seed node of a Redis Cluster (env DSP_REDIS_CLUSTER=1)")
@@ -59,6 +61,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="open connections per worker; past it new ones get 503 and are closed")
     parser.add_argument("--no-shedding", action="store_true",
                         help="never shed late requests (for comparisons; see docs/operations.md)")
+    parser.add_argument("--no-events", action="store_true",
+                        default=os.environ.get("DSP_EVENTS", "1") in ("0", "false", "off"),
+                        help="do not write the event log (bids, outcomes, request sample); it is on "
+                             "by default, in the Redis named by --redis-url")
+    parser.add_argument("--events-redis-url", default=os.environ.get("DSP_EVENTS_REDIS_URL", ""),
+                        help="write the event streams to this Redis instead of --redis-url")
+    parser.add_argument("--events-redis-cluster", action="store_true",
+                        help="--events-redis-url is a seed node of a Redis Cluster")
+    parser.add_argument("--events-sample-rate", type=float,
+                        default=float(os.environ.get("DSP_EVENTS_SAMPLE_RATE", "0.01")),
+                        help="share of bid requests kept as request samples (default 0.01)")
     parser.add_argument("--log-level", default=os.environ.get("DSP_LOG_LEVEL", "INFO"))
     parser.set_defaults(func=run)
 
@@ -73,7 +86,11 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
                     batches_in_flight=max(1, args.batches_in_flight),
                     gc_tuning=not args.no_gc_tuning, transport=args.transport,
                     request_timeout_s=args.request_timeout,
-                    max_connections=max(1, args.max_connections), shedding=not args.no_shedding)
+                    max_connections=max(1, args.max_connections), shedding=not args.no_shedding,
+                    events_enabled=not args.no_events, events_redis_url=args.events_redis_url,
+                    events_redis_cluster=args.events_redis_cluster,
+                    events_sample_rate=min(1.0, max(0.0, args.events_sample_rate)),
+                    events_hash_key=events_hash_key_from_env())
 
 
 def serve_worker(settings: Settings, log_level: str = "INFO") -> None:
@@ -142,6 +159,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     print(f"dsp serve: http://{settings.host}:{settings.port} with {settings.workers} worker(s)",
           file=sys.stderr)
+    if CLOCK_OFFSET_S:
+        print(f"dsp serve: WARNING wall clock shifted by {CLOCK_OFFSET_S:+.0f} s ({CLOCK_OFFSET_ENV});"
+              " rehearsals and tests only", file=sys.stderr)
     if settings.workers == 1:
         # One process needs no cross-process aggregation: in-memory collectors cost about a third
         # of the file-backed multiprocess ones (~4 vs ~9 µs per request), so drop the setting

@@ -18,7 +18,9 @@ round-trip allowance and safety margin.
 Two transports call it: :mod:`dsp.server.front` (the lean HTTP/1.1 front that serves bid traffic
 in production) and :meth:`BidEndpoint.handle_exchange` (an aiohttp handler: the same route on the
 aiohttp application, used for connections the front hands over and by ``--transport aiohttp``).
-Both echo ``x-openrtb-version`` when the request had one.
+Both echo ``x-openrtb-version`` when the request had one, else send the exchange profile's
+``openrtb_version``. The exchange's hooks (:mod:`dsp.exchanges.hooks`) run around the flow:
+``normalise_request`` inside decoding, ``decorate_response`` before encoding a bid.
 """
 
 from __future__ import annotations
@@ -34,15 +36,19 @@ import msgspec
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
+from dsp.bidding.eventlog import BidEventLog
 from dsp.bidding.flow import BidFlow, Decision
 from dsp.bidding.respond import nobid_response
 from dsp.clock import Deadline, monotonic
 from dsp.config.reloader import SnapshotHolder
 from dsp.errors import InvalidRequest
+from dsp.exchanges.hooks import ExchangeHooks, hooks_for
 from dsp.observability.logging import DecisionLog, SampledWarning
 from dsp.openrtb.decode import RequestDecoder
 from dsp.openrtb.nobid import NoBidReason
+from dsp.openrtb.request import BidRequest, Regs
 from dsp.openrtb.response import encode_response
+from dsp.privacy.policy import Privacy
 from dsp.server.overload import LoadGuard
 from dsp.server.recorder import BidRecorder
 
@@ -59,14 +65,19 @@ class BodyTooLarge(Exception):
 
 
 class BidReply(NamedTuple):
-    """What to send: ``status``, ``body`` (JSON; empty for 204) and whether ``body`` is gzipped."""
+    """What to send: ``status``, ``body`` (JSON; empty for 204), whether ``body`` is gzipped, and
+    the OpenRTB version we speak to this exchange (the ``x-openrtb-version`` header when the
+    request carried none; None for answers before the exchange is known)."""
 
     status: int
     body: bytes = b""
     gzipped: bool = False
+    version: bytes | None = None
 
 
 NO_CONTENT = BidReply(204)
+_NO_CONTENT = {v: BidReply(204, version=v.encode()) for v in ("2.5", "2.6")}
+_VERSION = {v: v.encode() for v in ("2.5", "2.6")}
 
 
 def gunzip_limited(body: bytes, limit: int) -> bytes:
@@ -90,13 +101,16 @@ def error_reply(status: int, message: str, path: str = "") -> BidReply:
 class BidEndpoint:
     """Holds the per-process collaborators of the bid route."""
 
-    __slots__ = ("_decisions", "_decoder", "_flow", "_flow_warning", "_holder", "_odd_body",
-                 "_rec", "guard", "max_body_bytes")
+    __slots__ = ("_decisions", "_decoder", "_events", "_flow", "_flow_warning", "_holder", "_hooks",
+                 "_odd_body", "_rec", "guard", "max_body_bytes")
 
     def __init__(self, holder: SnapshotHolder, flow: BidFlow, recorder: BidRecorder,
                  max_body_bytes: int, decisions: DecisionLog | None = None,
-                 guard: LoadGuard | None = None) -> None:
+                 hooks: dict[str, ExchangeHooks] | None = None,
+                 events: BidEventLog | None = None, guard: LoadGuard | None = None) -> None:
+        self._hooks = hooks  # None: the registry dsp.exchanges.hooks.HOOKS (tests pass their own)
         self._decisions = decisions
+        self._events = events
         self._holder = holder
         self._flow = flow
         self._rec = recorder
@@ -135,10 +149,12 @@ class BidEndpoint:
         self._rec.request(exchange, "invalid", 0.0)
         return error_reply(413, f"body larger than {self.max_body_bytes} bytes")
 
-    async def answer(self, exchange: str, body: bytes, accept_gzip: bool, t0: float) -> BidReply:
+    async def answer(self, exchange: str, body: bytes, accept_gzip: bool, t0: float, *,
+                     gpc: bool = False) -> BidReply:
         """Answer one bid request. ``body`` is the raw body (gzip is detected by its magic bytes,
         so a missing ``Content-Encoding`` does not matter); ``t0`` is when the request arrived
-        (``dsp.clock.monotonic``): the deadline counts from it. Never raises."""
+        (``dsp.clock.monotonic``): the deadline counts from it. ``gpc``: the request carried
+        ``Sec-GPC: 1`` (Global Privacy Control), which counts like ``regs.gpc``. Never raises."""
         snapshot = self._holder.current
         profile = snapshot.exchanges.get(exchange)
         if profile is None:
@@ -152,7 +168,9 @@ class BidEndpoint:
             if body[:2] == _GZIP_MAGIC:
                 body = gunzip_limited(body, self.max_body_bytes)
             t_dec = monotonic() if sampled else 0.0
-            req = self._decoder.decode(body, lax_numbers=profile.lax_numbers)
+            hooks = hooks_for(profile, self._hooks)
+            req = self._decoder.decode(body, lax_numbers=profile.lax_numbers,
+                                       hook=hooks.normalise_request)
             if sampled:
                 rec.stage("decode", monotonic() - t_dec)
         except InvalidRequest as exc:
@@ -166,6 +184,8 @@ class BidEndpoint:
             rec.unexpected("decode")
             self._odd_body.hit({"exchange": exchange, "exception": type(exc).__name__})
             return error_reply(400, f"undecodable body: {type(exc).__name__}")
+        if gpc:
+            with_gpc(req)
         tmax_ms = min(req.tmax or profile.tmax_default_ms, profile.tmax_max_ms)
         deadline = Deadline(t0 + (tmax_ms - allowance_ms) / 1000.0)
         rec.inflight += 1
@@ -173,6 +193,8 @@ class BidEndpoint:
             decision = await self._flow.run(req, profile, snapshot, deadline, timed=sampled)
             if sampled and decision.pricing_s:
                 rec.stage("pricing", decision.pricing_s)
+            if decision.privacy is not None and decision.privacy is not Privacy.NO_SIGNAL:
+                rec.privacy(exchange, decision.privacy)
         except Exception as exc:  # a bug must not become a 5xx or a late bid
             rec.unexpected("flow")
             self._flow_warning.hit({"exchange": exchange,
@@ -180,21 +202,29 @@ class BidEndpoint:
             reason = NoBidReason.INTERNAL_ERROR
         else:
             response = decision.response
+            if self._events is not None:
+                try:
+                    self._events.record(body, req, exchange, decision, snapshot.version)
+                except Exception:  # the log must never cost a bid
+                    log.exception("event log failed")
             if self._decisions is not None and self._decisions.should_sample():
                 self._log_decision(exchange, req.id, decision, monotonic() - t0)
             if response is not None:
+                if hooks.decorate_response is not None:
+                    hooks.decorate_response(response, req, profile)
                 for campaign in decision.campaigns:
                     rec.bid(exchange, campaign)
                 rec.request(exchange, "bid", monotonic() - t0)
-                return _json_reply(encode_response(response), accept_gzip)
+                return _json_reply(encode_response(response), accept_gzip, profile.openrtb_version)
             reason = decision.reason or NoBidReason.INTERNAL_ERROR
         finally:
             rec.inflight -= 1
         rec.nobid(exchange, reason)
         rec.request(exchange, "nobid", monotonic() - t0)
         if profile.nobid_body:
-            return _json_reply(encode_response(nobid_response(req.id, reason)), accept_gzip)
-        return NO_CONTENT
+            return _json_reply(encode_response(nobid_response(req.id, reason)), accept_gzip,
+                               profile.openrtb_version)
+        return _NO_CONTENT[profile.openrtb_version]
 
     def _log_decision(self, exchange: str, request_id: str, decision: Decision, elapsed_s: float) -> None:
         assert self._decisions is not None
@@ -205,6 +235,7 @@ class BidEndpoint:
         self._decisions.log({"exchange": exchange, "request_id": request_id,
                              "outcome": "bid" if decision.response is not None else "nobid",
                              "reason": decision.reason.value if decision.reason else None,
+                             "privacy": decision.privacy.value if decision.privacy else None,
                              "bids": bids, "latency_ms": round(elapsed_s * 1000, 3)})
 
     # -- the aiohttp adapter -------------------------------------------------------------------
@@ -233,7 +264,9 @@ class BidEndpoint:
                 reply = error_reply(400, f"unreadable body: {type(exc).__name__}")
             else:
                 accept_gzip = "gzip" in request.headers.get("Accept-Encoding", "")
-                reply = await self.answer(exchange, body, accept_gzip, t0)
+                reply = await self.answer(exchange, body, accept_gzip, t0,
+                                          gpc=request.headers.get("Sec-GPC", "").strip() == "1")
+        version = version or (reply.version.decode() if reply.version else None)
         headers = {VERSION_HEADER: version} if version else {}
         if reply.gzipped:
             headers["Content-Encoding"] = "gzip"
@@ -243,7 +276,15 @@ class BidEndpoint:
                             headers=headers)
 
 
-def _json_reply(payload: bytes, accept_gzip: bool) -> BidReply:
+def with_gpc(req: BidRequest) -> None:
+    """Record a ``Sec-GPC: 1`` header as ``regs.gpc`` (decoded requests are ours to normalise)."""
+    if req.regs is None:
+        req.regs = Regs(gpc=1)
+    else:
+        req.regs.gpc = 1
+
+
+def _json_reply(payload: bytes, accept_gzip: bool, version: str) -> BidReply:
     if accept_gzip:
-        return BidReply(200, gzip.compress(payload, compresslevel=1), True)
-    return BidReply(200, payload)
+        return BidReply(200, gzip.compress(payload, compresslevel=1), True, _VERSION[version])
+    return BidReply(200, payload, False, _VERSION[version])

@@ -161,6 +161,7 @@ class Front:
             parts.append(_JSON_HEAD % len(body))
             if reply.gzipped:
                 parts.append(b"\r\nContent-Encoding: gzip")
+        version = version or reply.version  # the request's, else the exchange profile's
         if version is not None:
             parts.append(b"\r\nx-openrtb-version: " + version)
         parts.append(b"\r\nConnection: close\r\n\r\n" if close else b"\r\n\r\n")
@@ -303,7 +304,8 @@ class BidConnection(asyncio.Protocol):
 
     async def _answer(self, head: Head, body: bytes, t0: float) -> None:
         try:
-            reply = await self._front.endpoint.answer(head.exchange, body, head.accept_gzip, t0)
+            reply = await self._front.endpoint.answer(head.exchange, body, head.accept_gzip, t0,
+                                                      gpc=head.gpc)
         except Exception:  # answer() never raises; a bug here must still not kill the connection
             log.exception("bid endpoint raised")
             reply = NO_CONTENT

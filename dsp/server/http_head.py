@@ -57,15 +57,16 @@ def accepts_gzip(value: bytes) -> bool:
 class Head:
     """The parts of a bid request's head the front uses."""
 
-    __slots__ = ("accept_gzip", "close", "exchange", "length", "version")
+    __slots__ = ("accept_gzip", "close", "exchange", "gpc", "length", "version")
 
     def __init__(self, exchange: str, length: int, accept_gzip: bool, close: bool,
-                 version: bytes | None) -> None:
+                 version: bytes | None, gpc: bool = False) -> None:
         self.exchange = exchange
         self.length = length
         self.accept_gzip = accept_gzip
         self.close = close
         self.version = version
+        self.gpc = gpc  # Sec-GPC: 1 (Global Privacy Control, forwarded by the exchange)
 
 
 def parse_head(head: bytes) -> Head | None:
@@ -82,7 +83,7 @@ def parse_head(head: bytes) -> Head | None:
     if not name or name.translate(None, _NAME_CHARS) or not head_bytes_ok(head):
         return None
     length = -1
-    accept_gzip = close = host = False
+    accept_gzip = close = host = gpc = False
     version: bytes | None = None
     for line in lines[1:]:
         key, colon, value = line.partition(b":")
@@ -100,6 +101,8 @@ def parse_head(head: bytes) -> Head | None:
             accept_gzip = accepts_gzip(value)
         elif key == b"connection":
             close = b"close" in value.lower()
+        elif key == b"sec-gpc":
+            gpc = value == b"1"
         elif key == VERSION_NAME:
             version = value if value.isascii() and value.decode().isprintable() else None
         elif key == b"content-encoding":
@@ -109,4 +112,4 @@ def parse_head(head: bytes) -> Head | None:
             return None
     if not host:
         return None
-    return Head(name.decode(), max(length, 0), accept_gzip, close, version)
+    return Head(name.decode(), max(length, 0), accept_gzip, close, version, gpc)

@@ -7,17 +7,24 @@ picklable). Secrets come from the environment only:
   unset: a random key is made at start-up and shared by this server's workers (notices then do
   not survive a restart — fine for a demo, not for production).
 * ``DSP_PUBLIC_URL`` — the base URL exchanges use for notices (default ``http://HOST:PORT``).
+* ``DSP_EVENTS_HASH_KEY`` — hex key (≥ 16 bytes) of the keyed user hash in the event log; unset:
+  derived from the active notice-token key (stable while that key is).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import secrets
 
 import msgspec
 
+from dsp.features.connect import DEFAULT_REDIS_URL
+
 TOKEN_KEYS_ENV = "DSP_TOKEN_KEYS"
 PUBLIC_URL_ENV = "DSP_PUBLIC_URL"
+EVENTS_HASH_KEY_ENV = "DSP_EVENTS_HASH_KEY"
 
 
 TRANSPORTS = ("front", "aiohttp")  # dsp serve --transport
@@ -27,7 +34,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = 1
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: str = DEFAULT_REDIS_URL
     redis_cluster: bool = False  # True: redis_url names a seed node of a Redis Cluster
     configs_dir: str = "bidder_configs"
     models_dir: str = "models"
@@ -52,6 +59,23 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     shed_late_share: float = 0.5  # shed a request that waited more than this share of its budget
     max_inflight: int = 1024  # shed new requests while this many are inside the bid flow
     shutdown_grace_s: float = 10.0  # SIGTERM: in-flight requests get this long to answer
+    events_enabled: bool = True  # bids, outcomes, config loads and a request sample -> streams
+    events_redis_url: str = ""  # "" = the redis_url above
+    events_redis_cluster: bool = False
+    events_sample_rate: float = 0.01  # share of all bid requests kept as request samples
+    events_hash_key: bytes = b""  # keyed user hash (DSP_EVENTS_HASH_KEY); b"" = derived
+    events_shards: int = 16
+    events_tick_s: float = 0.02  # one pipelined flush per tick
+    events_max_buffer: int = 200_000  # events held while Redis is slow; beyond: dropped, counted
+
+    @property
+    def user_hash_key(self) -> bytes:
+        """The event log's user-hash key: the configured one, else one derived from the active
+        notice-token key (so every worker of a deployment hashes alike)."""
+        if self.events_hash_key:
+            return self.events_hash_key
+        base = self.token_keys.get(self.token_active, b"dsp-unkeyed")
+        return hmac.new(base, b"dsp events user hash", hashlib.sha256).digest()[:32]
 
     @property
     def base_url(self) -> str:
@@ -75,6 +99,17 @@ def parse_token_keys(text: str) -> tuple[dict[str, bytes], str]:
         keys[kid] = key
         active = active or kid
     return keys, active
+
+
+def events_hash_key_from_env() -> bytes:
+    """``DSP_EVENTS_HASH_KEY`` as bytes (b"" when unset). Raises ValueError when malformed."""
+    text = os.environ.get(EVENTS_HASH_KEY_ENV, "").strip()
+    if not text:
+        return b""
+    key = bytes.fromhex(text)
+    if not 16 <= len(key) <= 64:
+        raise ValueError(f"{EVENTS_HASH_KEY_ENV}: key must be 16 to 64 bytes")
+    return key
 
 
 def token_keys_from_env() -> tuple[dict[str, bytes], str]:
