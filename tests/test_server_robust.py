@@ -181,7 +181,7 @@ def _with(**over: object) -> bytes:
 
 
 @pytest.mark.parametrize(("body", "needle"), [
-    (b'{"id":"r","imp":' + json.dumps(IMP).encode() + b',"ext":' + b"[" * 100_000 + b"]" * 100_000
+    (b'{"id":"r","imp":' + json.dumps(IMP).encode() + b',"zzz":' + b"[" * 100_000 + b"]" * 100_000
      + b"}", "nested too deeply"),
     (b'{"id":"r","imp":' + json.dumps(IMP).encode() + b',"site":{"domain":"\xff\xfe"}}', "UTF-8"),
     (b'{"id":"r","imp":' + json.dumps(IMP).encode() + b',"zzz":"\xc3("}', "UTF-8"),

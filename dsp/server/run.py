@@ -17,6 +17,7 @@ and clean-up (``Services.open``/``close``) run exactly once, in :meth:`start` an
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 
 from aiohttp import web
@@ -24,6 +25,8 @@ from aiohttp import web
 from dsp.server.app import SERVICES
 from dsp.server.front import Front
 from dsp.server.settings import TRANSPORTS, Settings
+
+log = logging.getLogger(__name__)
 
 
 def listening_socket(host: str, port: int, backlog: int = 1024) -> socket.socket:
@@ -70,4 +73,9 @@ class BidderServer:
             self._server.close()
         if self.front is not None:
             await self.front.close(self._settings.shutdown_grace_s)
-        await self._runner.cleanup()
+        # Bounded: a stop must end (the process is going away; a clean-up step that waits on a
+        # dead peer would otherwise hold SIGTERM forever).
+        try:
+            await asyncio.wait_for(self._runner.cleanup(), self._settings.shutdown_grace_s + 10.0)
+        except TimeoutError:
+            log.warning("clean-up did not finish in time; stopping anyway")
