@@ -227,9 +227,9 @@ async def test_decisions_are_logged_when_sampled(redis_url: str, caplog: pytest.
 
 
 @pytest.mark.parametrize("over", [
-    {"imp": [{"id": "1", "banner": {"w": 300, "h": 250}, "bidfloor": 1e300}]},
+    {"imp": [{"id": "1", "banner": {"w": 300, "h": 250}, "bidfloor": 1e6}]},
     {"imp": [{"id": "1", "banner": {"w": 300, "h": 250}, "bidfloor": 5, "bidfloorcur": "???"}]},
-    {"tmax": 10**15},
+    {"tmax": 10_000},
     {"tmax": 1},
     {"cur": ["JPY"], "at": 1},
     {"cur": []},
@@ -238,7 +238,7 @@ async def test_decisions_are_logged_when_sampled(redis_url: str, caplog: pytest.
     {"device": {"geo": {"country": "ÅÄÖ"}, "os": "", "devicetype": -3, "lmt": 7}},
     {"site": {"cat": ["IAB13", "", "x" * 500]}, "bcat": [""], "badv": []},
     {"imp": [{"id": "1", "video": {"w": 0, "h": 0}, "pmp": {"private_auction": 1, "deals": [
-        {"id": "d", "bidfloor": 1e300, "bidfloorcur": "XXX"}]}}]},
+        {"id": "d", "bidfloor": 1e9, "bidfloorcur": "XXX"}]}}]},
     {"regs": {"gdpr": 1, "ext": {"gdpr": 0, "us_privacy": "1YNN"}}},
     # malformed consent strings: no consent, never a 4xx
     {"regs": {"gdpr": 1}, "user": {"buyeruid": "b", "consent": "%%%not-base64%%%"}},
@@ -255,6 +255,20 @@ async def test_odd_but_valid_requests_never_fail(client: aiohttp.ClientSession,
     if resp.status == 200:
         body = msgspec.json.decode(await resp.read(), type=BidResponse)
         assert body.seatbid and all(b.price > 0 for sb in body.seatbid for b in sb.bid)
+
+
+@pytest.mark.parametrize(("over", "path"), [
+    ({"tmax": 10**15}, "tmax"),
+    ({"tmax": 10_001}, "tmax"),
+    ({"imp": [{"id": "1", "banner": {"w": 300, "h": 250}, "bidfloor": 1e300}]}, "imp[0].bidfloor"),
+    ({"imp": [{"id": "1", "banner": {"w": 2**40, "h": 250}}]}, "imp[0].banner.w"),
+    ({"device": {"geo": {"utcoffset": -(10**30)}}}, "device.geo.utcoffset"),
+])
+async def test_numbers_out_of_range_are_a_400_naming_the_field(client: aiohttp.ClientSession,
+                                                               over: dict[str, object], path: str) -> None:
+    resp = await client.post("/bid/generic", json=_request(**over))  # type: ignore[arg-type]
+    assert resp.status == 400
+    assert json.loads(await resp.read())["path"] == path
 
 
 @pytest.mark.parametrize("exchange", ["smaato", "nexage", "bidswitch"])

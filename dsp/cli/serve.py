@@ -53,6 +53,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         default=os.environ.get("DSP_TRANSPORT", "front"),
                         help="front (default): the lean HTTP/1.1 front answers bid requests and hands "
                              "other requests to aiohttp; aiohttp: aiohttp serves everything")
+    parser.add_argument("--request-timeout", type=float,
+                        default=float(os.environ.get("DSP_REQUEST_TIMEOUT", "10")),
+                        help="seconds a request's head and body may take in all (then 408/close)")
+    parser.add_argument("--max-connections", type=int,
+                        default=int(os.environ.get("DSP_MAX_CONNECTIONS", "4096")),
+                        help="open connections per worker; past it new ones get 503 and are closed")
+    parser.add_argument("--no-shedding", action="store_true",
+                        help="never shed late requests (for comparisons; see docs/operations.md)")
     parser.add_argument("--no-events", action="store_true",
                         default=os.environ.get("DSP_EVENTS", "1") in ("0", "false", "off"),
                         help="do not write the event log (bids, outcomes, request sample); it is on "
@@ -77,6 +85,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
                     token_keys=keys, token_active=active, score_in_thread=args.score_thread,
                     batches_in_flight=max(1, args.batches_in_flight),
                     gc_tuning=not args.no_gc_tuning, transport=args.transport,
+                    request_timeout_s=args.request_timeout,
+                    max_connections=max(1, args.max_connections), shedding=not args.no_shedding,
                     events_enabled=not args.no_events, events_redis_url=args.events_redis_url,
                     events_redis_cluster=args.events_redis_cluster,
                     events_sample_rate=min(1.0, max(0.0, args.events_sample_rate)),

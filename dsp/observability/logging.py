@@ -97,6 +97,42 @@ def configure_json_logging(level: str | int = "INFO", stream: IO[str] | None = N
     return handler
 
 
+class SampledWarning:
+    """A warning that cannot flood the log: at most one line per ``interval_s`` for one kind of
+    event, carrying how many were suppressed since the last line. For events a client can cause
+    at will (malformed bodies, unexpected decoder errors): count them with a metric, log a sample.
+
+        warn = SampledWarning(log, "unexpected decoder error", interval_s=10)
+        warn.hit({"exception": "RecursionError"})     # logs now or counts silently
+
+    No traceback is attached (one per request is what this replaces). Not thread-safe (one loop).
+    """
+
+    __slots__ = ("_clock", "_last", "_logger", "_message", "interval_s", "suppressed")
+
+    def __init__(self, logger: logging.Logger, message: str, *, interval_s: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._logger = logger
+        self._message = message
+        self.interval_s = interval_s
+        self._clock = clock
+        self._last = -1e18
+        self.suppressed = 0
+
+    def hit(self, fields: Mapping[str, Any] | None = None) -> bool:
+        """Record one occurrence; True when it was logged."""
+        now = self._clock()
+        if now - self._last < self.interval_s:
+            self.suppressed += 1
+            return False
+        self._last = now
+        out = dict(fields or {})
+        out["suppressed_since_last"] = self.suppressed
+        self.suppressed = 0
+        self._logger.warning(self._message, extra={"fields": out})
+        return True
+
+
 class DecisionLog:
     """Sampled, rate-limited decision records. One per process; not thread-safe (one loop).
 

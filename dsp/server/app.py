@@ -51,6 +51,7 @@ from dsp.scoring.plan import load_plan
 from dsp.server.bid_endpoint import BidEndpoint
 from dsp.server.metrics_route import add_metrics_route
 from dsp.server.notice_routes import add_notice_routes
+from dsp.server.overload import LoadGuard
 from dsp.server.recorder import BidRecorder
 from dsp.server.settings import Settings
 
@@ -115,6 +116,9 @@ class Services:
         signer = TokenSigner(s.token_keys, s.token_active)
         ids = IdSource(f"{secrets.token_hex(3)}{os.getpid():x}-")
         flow = BidFlow(self.resolver, self.money, NoticeUrls(signer, s.base_url), ids)
+        self.guard = LoadGuard(late_share=s.shed_late_share, max_inflight=s.max_inflight,
+                               enabled=s.shedding)
+        self.recorder.lag_probe = self.guard.read_max_lag
         # The event log: on by default, in the same Redis unless --events-redis-url says otherwise.
         self.events: EventWriter | None = None
         self._events_redis: AnyRedis | None = None
@@ -130,10 +134,11 @@ class Services:
                 model_versions={name: r.config.version for name, r in runners.items()})
         self.endpoint = BidEndpoint(holder, flow, self.recorder, s.max_body_bytes,
                                     DecisionLog(sample_rate=s.decision_sample_rate, metrics=metrics),
-                                    events=event_log)
+                                    events=event_log, guard=self.guard)
         self._loaded = snap
         self.notices = NoticeService(
-            signer, OutcomeStore(self.redis), CapRecorder(self.redis), metrics, snap.budgets,
+            signer, OutcomeStore(self.redis, wait_replicas=1 if s.redis_cluster else 0),
+            CapRecorder(self.redis), metrics, snap.budgets,
             # Read through the holder so a reload changes landing pages and billing styles too.
             landing_url_for=lambda cid: holder.current.landing_url(cid),
             bills_on_for=lambda token: holder.current.bills_on(token.exchange),
@@ -142,6 +147,7 @@ class Services:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def open(self) -> None:
+        self.guard.start()
         if self.events is not None:
             self.events.start()
             self._config_event("start", "", self._loaded, self._loaded, ok=True, problems=0)
@@ -213,6 +219,7 @@ class Services:
                 self.reload("file-watch")
 
     async def close(self) -> None:
+        self.guard.stop()
         for task in self._tasks:
             task.cancel()
         if self._tasks:

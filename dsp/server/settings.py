@@ -52,7 +52,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     transport: str = "front"  # one of TRANSPORTS: "front" (lean HTTP/1.1 front for bids + aiohttp
     #                           for the rest) or "aiohttp" (aiohttp for everything)
     keepalive_timeout_s: float = 75.0  # idle keep-alive connections close after this
-    request_timeout_s: float = 10.0  # a request head/body still incomplete this long is dropped
+    request_timeout_s: float = 10.0  # a request (head + body) not complete this long after its
+    #                                  first byte is answered 408 and closed (total, not per byte)
+    max_connections: int = 4096  # per worker; past it a new connection gets 503 and is closed
+    shedding: bool = True  # False: never shed (dsp serve --no-shedding; for comparisons)
+    shed_late_share: float = 0.5  # shed a request that waited more than this share of its budget
+    max_inflight: int = 1024  # shed new requests while this many are inside the bid flow
     shutdown_grace_s: float = 10.0  # SIGTERM: in-flight requests get this long to answer
     events_enabled: bool = True  # bids, outcomes, config loads and a request sample -> streams
     events_redis_url: str = ""  # "" = the redis_url above
