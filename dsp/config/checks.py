@@ -6,6 +6,7 @@ import urllib.parse
 
 from dsp.config.loader import RawConfig
 from dsp.errors import ConfigProblem
+from dsp.exchanges.auth import config_problems as auth_problems
 
 
 def cross_check(raw: RawConfig) -> list[ConfigProblem]:
@@ -17,6 +18,8 @@ def cross_check(raw: RawConfig) -> list[ConfigProblem]:
         f = raw.exchange_files[e.name]
         if e.currency not in known_cur:
             problems.append(ConfigProblem(f, "currency", f"no rate for {e.currency!r} in currencies.yaml"))
+        if e.auth is not None:
+            problems.extend(ConfigProblem(f, path, msg) for path, msg in auth_problems(e.auth))
     for c in raw.campaigns:
         f = raw.campaign_files[c.id]
         if c.currency not in known_cur:

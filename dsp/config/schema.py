@@ -18,6 +18,8 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from dsp.exchanges.auth import ExchangeAuth
+
 Probability = Annotated[float, Meta(ge=0.0, le=1.0)]
 PositiveMoney = Annotated[float, Meta(gt=0.0)]
 NonNegMoney = Annotated[float, Meta(ge=0.0)]
@@ -130,6 +132,8 @@ class ExchangeFile(_Cfg, frozen=True, kw_only=True):
     first_price_shading: Annotated[float, Meta(gt=0.0, le=1.0)] = 0.85
     notices: tuple[Literal["nurl", "burl", "lurl"], ...] = ("nurl", "burl", "lurl")
     notice_ttl_s: Annotated[int, Meta(gt=0)] = 3600
+    #: who may send bid requests (dsp.exchanges.auth); absent: open (demo profiles)
+    auth: ExchangeAuth | None = None
 
 
 class CurrencyFile(_Cfg, frozen=True, kw_only=True):

@@ -4,7 +4,8 @@ No module-level collectors: tests build a fresh ``Metrics(CollectorRegistry())``
 multi-process server set ``PROMETHEUS_MULTIPROC_DIR``; prometheus-client then writes every value
 to per-process files and ``render()`` aggregates them (see dsp.observability.http).
 
-Label sets are small and closed: ``exchange`` (configured profile names), ``reason``
+Label sets are small and closed: ``exchange`` (configured profile names, plus ``_unknown`` for
+requests naming no configured exchange: a client-chosen name never becomes a label), ``reason``
 (NoBidReason values), ``campaign`` (configured campaign ids), ``stage`` (fixed list below).
 """
 
@@ -74,6 +75,14 @@ class Metrics:
         self.clicks = Counter("dsp_clicks", "Clicks (first per bid)", ["campaign"], registry=r)
         self.conversions = Counter("dsp_conversions", "Conversions (first per bid and event)",
                                    ["campaign", "event"], registry=r)
+        # Who may call: bid requests refused before decoding (dsp.exchanges.auth), notice prices
+        # outside what was signed, admin calls refused.
+        self.exchange_auth_rejections = Counter("dsp_exchange_auth_rejections",
+                                                "Bid requests refused by exchange auth",
+                                                ["exchange", "status"], registry=r)  # 401|403
+        self.price_anomalies = Counter("dsp_price_anomalies",
+                                       "Win/bill prices outside what the token signed",
+                                       ["kind", "anomaly"], registry=r)  # below_floor|above_bid
         self.conversion_value_micros = Counter("dsp_conversion_value_micros",
                                                "Conversion amounts in micros", ["campaign", "event"],
                                                registry=r)

@@ -136,6 +136,7 @@ class Services:
     def _on_snapshot(self, snap: Snapshot) -> None:
         self.money.update_budgets(snap.budgets)
         self.notices.update_budgets(snap.budgets)
+        self.endpoint.update_snapshot(snap)
 
     async def _ping(self) -> None:
         try:

@@ -17,8 +17,10 @@ Contract (what a client sees is the same as from the aiohttp application):
 * Served here: ``POST /bid/<name>[?query]`` over HTTP/1.1 with a well-formed head (CRLF line
   ends, no folded or control-character lines, at most one ``Content-Length`` of digits, no
   ``Transfer-Encoding``, ``Expect`` or ``Upgrade``, ``Content-Encoding`` absent, ``identity`` or
-  ``gzip``). The answer comes from :meth:`BidEndpoint.answer`; bodies over the limit get 413 and
-  the connection is closed without reading them.
+  ``gzip``). An unknown exchange (404) or a request its exchange's guard refuses (401/403,
+  :mod:`dsp.exchanges.auth`) is answered from the head alone, before the body is read or decoded,
+  and the connection closed. The answer comes from :meth:`BidEndpoint.answer`; bodies over the
+  limit get 413 and the connection is closed without reading them.
 * Anything else (other routes and methods, HTTP/1.0, chunked bodies, ``Expect: 100-continue``,
   a malformed or over-long head) hands the connection, from that request on, to aiohttp's
   protocol for the same application: aiohttp answers it (every route, its own 400s) and keeps the
@@ -60,7 +62,7 @@ def _status_line(status: int) -> bytes:
     return f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nServer: dsp\r\nDate: ".encode()
 
 
-_STATUS = {status: _status_line(status) for status in (200, 204, 400, 404, 413)}
+_STATUS = {status: _status_line(status) for status in (200, 204, 400, 401, 403, 404, 413)}
 
 
 def accepts_gzip(value: bytes) -> bool:
@@ -77,15 +79,25 @@ def accepts_gzip(value: bytes) -> bool:
 class Head:
     """The parts of a bid request's head the front uses."""
 
-    __slots__ = ("accept_gzip", "close", "exchange", "length", "version")
+    __slots__ = ("accept_gzip", "close", "exchange", "length", "lines", "version")
 
     def __init__(self, exchange: str, length: int, accept_gzip: bool, close: bool,
-                 version: bytes | None) -> None:
+                 version: bytes | None, lines: list[bytes] | None = None) -> None:
         self.exchange = exchange
         self.length = length
         self.accept_gzip = accept_gzip
         self.close = close
         self.version = version
+        self.lines = lines or []
+
+    def header(self, name: bytes) -> bytes | None:
+        """The value of header ``name`` (lower case), or None. Read only for guarded exchanges
+        (:mod:`dsp.exchanges.auth`), so the common path never pays for it."""
+        for line in self.lines[1:]:
+            key, _, value = line.partition(b":")
+            if key.lower() == name:
+                return value.strip(b" \t")
+        return None
 
 
 def parse_head(head: bytes) -> Head | None:
@@ -126,7 +138,7 @@ def parse_head(head: bytes) -> Head | None:
                 return None
         elif key in (b"transfer-encoding", b"expect", b"upgrade"):
             return None
-    return Head(name.decode(), max(length, 0), accept_gzip, close, version)
+    return Head(name.decode(), max(length, 0), accept_gzip, close, version, lines)
 
 
 class Front:
@@ -195,7 +207,7 @@ class Front:
 class BidConnection(asyncio.Protocol):
     """One client connection while it speaks bid requests (see the module docstring)."""
 
-    __slots__ = ("_buf", "_busy", "_front", "_last_s", "_loop", "_need", "_read_paused",
+    __slots__ = ("_buf", "_busy", "_front", "_last_s", "_loop", "_need", "_peer", "_read_paused",
                  "_transport", "_write_paused")
 
     def __init__(self, front: Front) -> None:
@@ -208,6 +220,7 @@ class BidConnection(asyncio.Protocol):
         self._read_paused = False
         self._write_paused = False
         self._last_s = 0.0
+        self._peer: str | None = None
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
 
@@ -216,6 +229,8 @@ class BidConnection(asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            peer = transport.get_extra_info("peername")
+            self._peer = peer[0] if isinstance(peer, tuple) else None
         self._last_s = self._loop.time()
         self._front.connections.add(self)
 
@@ -265,6 +280,12 @@ class BidConnection(asyncio.Protocol):
             self._hand_over()
             return
         endpoint = self._front.endpoint
+        stop = endpoint.admit(head.exchange, self._peer, head.header)
+        if stop is not None:  # unknown exchange, or the exchange's guard said no: body unread
+            self._buf = b""
+            self._transport.write(self._front.response(stop, head.version, True))
+            self._transport.close()
+            return
         if head.length > endpoint.max_body_bytes:
             self._buf = b""
             self._transport.write(self._front.response(endpoint.too_large(head.exchange),
