@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import urllib.parse
 
+from dsp.config.clickthrough import split_clickthroughs
 from dsp.config.loader import RawConfig
 from dsp.errors import ConfigProblem
 from dsp.exchanges.auth import config_problems as auth_problems
@@ -52,6 +53,11 @@ def cross_check(raw: RawConfig) -> list[ConfigProblem]:
             seen.add(cr.id)
             if cr.format == "banner" and (cr.w is None or cr.h is None):
                 problems.append(ConfigProblem(f, f"creatives[{i}]", "a banner creative needs w and h"))
+            if c.landing_url is None and len(split_clickthroughs(cr.markup, cr.format)) > 1:
+                problems.append(ConfigProblem(
+                    f, f"creatives[{i}].markup",
+                    "has click-throughs but the campaign has no landing_url (clicks go through "
+                    "/notice/click to the landing_url)"))
         if c.landing_url is not None:
             url = urllib.parse.urlsplit(c.landing_url)
             if url.scheme not in ("http", "https") or not url.netloc:

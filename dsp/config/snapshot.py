@@ -18,6 +18,7 @@ import msgspec
 
 from dsp.budget.spec import CampaignBudget, FrequencyCap
 from dsp.config.checks import cross_check
+from dsp.config.clickthrough import split_clickthroughs
 from dsp.config.loader import RawConfig, load_dir
 from dsp.config.schema import CampaignFile, CurrencyFile, ExchangeFile
 from dsp.errors import ConfigInvalid
@@ -39,6 +40,9 @@ class CompiledCreative(msgspec.Struct, frozen=True, gc=False):
     markup: str
     cat_keys: frozenset[str]  # cat plus IAB tier-1 parents, for bcat matching
     bundle: str | None = None  # the advertiser's app bundle, matched against bapp
+    #: ``markup`` cut at its click-through URLs (dsp.config.clickthrough); the response joins
+    #: the parts with the bid's /notice/click URL. One part: no click-through.
+    markup_parts: tuple[str, ...] = ()
 
 
 class CompiledCampaign(msgspec.Struct, frozen=True, gc=False):
@@ -76,6 +80,7 @@ class CompiledCampaign(msgspec.Struct, frozen=True, gc=False):
     creative_cats: tuple[str, ...]
     budget: CampaignBudget
     landing_url: str | None = None  # /notice/click redirects here
+    conversion_secret_env: str | None = None  # names the lender's conversion-signing secret
 
 
 class Rates(msgspec.Struct, frozen=True):
@@ -168,7 +173,9 @@ def _budget(c: CampaignFile) -> CampaignBudget:
 def compile_campaign(c: CampaignFile) -> CompiledCampaign:
     creatives = [CompiledCreative(cr.id, cr.format, MTYPE[cr.format], cr.w, cr.h,
                                   tuple(cr.adomain), tuple(cr.cat), cr.markup,
-                                  iab_keys(cr.cat), cr.bundle) for cr in c.creatives]
+                                  iab_keys(cr.cat), cr.bundle,
+                                  split_clickthroughs(cr.markup, cr.format))
+                 for cr in c.creatives]
     banners = {(cr.w, cr.h): cr for cr in creatives
                if cr.kind == "banner" and cr.w is not None and cr.h is not None}
     by_kind: dict[str, CompiledCreative] = {}
@@ -195,7 +202,8 @@ def compile_campaign(c: CampaignFile) -> CompiledCampaign:
         banners=banners, by_kind=by_kind,
         adomains=frozenset(d for cr in creatives for d in cr.adomain),
         creative_cats=tuple(sorted({k for cr in creatives for k in cr.cat})),
-        budget=_budget(c), landing_url=c.landing_url)
+        budget=_budget(c), landing_url=c.landing_url,
+        conversion_secret_env=c.conversion_secret_env)
 
 
 def _version(raw: RawConfig) -> str:

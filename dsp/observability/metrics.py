@@ -98,3 +98,11 @@ def render(metrics: Metrics) -> bytes:
         prom_multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry)
     return generate_latest(metrics.registry)
+
+
+def render_processes() -> bytes:
+    """The exposition summed over every process writing to ``PROMETHEUS_MULTIPROC_DIR`` (the
+    supervisor of ``dsp serve --workers N``, which records nothing itself, serves this)."""
+    registry = CollectorRegistry()
+    prom_multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return generate_latest(registry)

@@ -5,15 +5,19 @@
 Every resource is owned by one cleanup context that starts it before ``yield`` and stops it after
 (``Services.open``): the Redis client, the ONNX runners (loaded and checked against the feature
 contract at start-up), the audience micro-batcher, the money runtime (budget leases, pacing), the
-notice service, the config reloader (SIGHUP, ``POST /admin/reload``, periodic file check) and the
-Redis health probe behind ``/readyz`` and the once-a-second flush of the bid-path metric tallies.
+notice service, the config reloader (SIGHUP, ``POST /admin/reload`` on the admin port, periodic
+file check; the YAML work runs in a thread, off the event loop) and the Redis health probe behind
+``/readyz`` and the once-a-second flush of the bid-path metric tallies.
+
+This application is the **bid port**: ``/bid/*``, ``/notice/*``, ``/conversion``, ``/healthz``,
+``/readyz`` and nothing else. ``/metrics`` and ``/admin/*`` live on the admin port
+(:mod:`dsp.server.admin`), never reachable by exchanges or browsers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 import os
 import secrets
@@ -44,7 +48,7 @@ from dsp.observability.logging import DecisionLog
 from dsp.observability.metrics import Metrics
 from dsp.scoring.model import ModelRunner, load_models
 from dsp.server.bid_endpoint import BidEndpoint
-from dsp.server.metrics_route import add_metrics_route
+from dsp.server.credentials import conversion_secrets
 from dsp.server.notice_routes import add_notice_routes
 from dsp.server.recorder import BidRecorder
 from dsp.server.settings import Settings
@@ -52,7 +56,6 @@ from dsp.server.settings import Settings
 log = logging.getLogger(__name__)
 
 SERVICES: web.AppKey[Services] = web.AppKey("services")
-ADMIN_TOKEN_ENV = "DSP_ADMIN_TOKEN"  # when set, POST /admin/reload needs "Authorization: Bearer <token>"
 
 AnyRedis = aioredis.Redis | RedisCluster
 METRICS_FLUSH_S = 1.0
@@ -96,7 +99,7 @@ class Services:
         snap = holder.current
         self.money = MoneyRuntime(self.redis, metrics, snap.budgets)
         self.resolver: AudienceSource
-        self.features = FeatureStore(self.redis)
+        self.features = FeatureStore(self.redis, hash_key=s.user_hash_key)
         self._scoring_thread: ThreadPoolExecutor | None = None
         if make_audience is not None:
             self.resolver = make_audience(self.redis, intent, risk, population)
@@ -119,9 +122,12 @@ class Services:
             signer, OutcomeStore(self.redis), CapRecorder(self.redis), metrics, snap.budgets,
             # Read through the holder so a reload changes landing pages and billing styles too.
             landing_url_for=lambda cid: holder.current.landing_url(cid),
-            bills_on_for=lambda token: holder.current.bills_on(token.exchange))
+            bills_on_for=lambda token: holder.current.bills_on(token.exchange),
+            conversion_secrets=lambda: self._conversion_secrets)
+        self._conversion_secrets = conversion_secrets(snap)
         holder.subscribe(self._on_snapshot)
         self._tasks: list[asyncio.Task[None]] = []
+        self._reloads: set[asyncio.Task[dict[str, object]]] = set()
 
     async def open(self) -> None:
         await self._ping()
@@ -137,6 +143,7 @@ class Services:
         self.money.update_budgets(snap.budgets)
         self.notices.update_budgets(snap.budgets)
         self.endpoint.update_snapshot(snap)
+        self._conversion_secrets = conversion_secrets(snap)
 
     async def _ping(self) -> None:
         try:
@@ -150,9 +157,11 @@ class Services:
             await asyncio.sleep(self.settings.health_check_s)
             await self._ping()
 
-    def reload(self, trigger: str) -> dict[str, object]:
-        """Reload the config now; keeps the last good snapshot on failure. Returns a summary."""
-        result = self.holder.reload()
+    async def reload(self, trigger: str) -> dict[str, object]:
+        """Reload the config now: the files are read and compiled in a thread (off the event
+        loop), the swap happens here. Keeps the last good snapshot on failure. A summary."""
+        candidate = await asyncio.get_running_loop().run_in_executor(None, self.holder.prepare)
+        result = self.holder.apply(candidate)
         self.metrics.config_reloads.labels("ok" if result.ok else "failed").inc()
         if result.ok:
             log.info("config reloaded", extra={"fields": {"trigger": trigger, "version": result.version,
@@ -162,6 +171,12 @@ class Services:
                       extra={"fields": {"trigger": trigger, "problems": result.problems}})
         return {"ok": result.ok, "version": result.version, "changed": result.changed,
                 "problems": result.problems}
+
+    def reload_soon(self, trigger: str) -> None:
+        """Start a reload from a signal handler (SIGHUP)."""
+        task = asyncio.get_running_loop().create_task(self.reload(trigger))
+        self._reloads.add(task)  # a reference until done (the loop keeps only weak ones)
+        task.add_done_callback(self._reloads.discard)
 
     async def _metrics_loop(self) -> None:
         """Flush the bid path's tallies once a second (other processes' scrapes read the files)."""
@@ -175,8 +190,9 @@ class Services:
     async def _reload_loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.reload_check_s)
-            if self.holder.changed():
-                self.reload("file-watch")
+            loop = asyncio.get_running_loop()
+            if await loop.run_in_executor(None, self.holder.changed):
+                await self.reload("file-watch")
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -205,14 +221,6 @@ async def _readyz(request: web.Request) -> web.Response:
                               "config_version": svc.holder.current.version}, status=status)
 
 
-async def _admin_reload(request: web.Request) -> web.Response:
-    token = os.environ.get(ADMIN_TOKEN_ENV, "")
-    if token and not hmac.compare_digest(request.headers.get("Authorization", ""), f"Bearer {token}"):
-        return web.json_response({"ok": False, "error": "missing or wrong admin token"}, status=403)
-    result = request.app[SERVICES].reload("admin")
-    return web.json_response(result, status=200 if result["ok"] else 422)
-
-
 def build_app(settings: Settings, metrics: Metrics, holder: SnapshotHolder | None = None, *,
               make_audience: AudienceFactory | None = None) -> web.Application:
     """The application. The config is loaded now (ConfigInvalid aborts start-up)."""
@@ -225,7 +233,7 @@ def build_app(settings: Settings, metrics: Metrics, holder: SnapshotHolder | Non
         await svc.open()
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(signal.SIGHUP, svc.reload, "SIGHUP")
+            loop.add_signal_handler(signal.SIGHUP, svc.reload_soon, "SIGHUP")
         yield
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.remove_signal_handler(signal.SIGHUP)
@@ -238,8 +246,5 @@ def build_app(settings: Settings, metrics: Metrics, holder: SnapshotHolder | Non
     app.router.add_post("/bid/{exchange}", svc.endpoint.handle)  # exchanges added by a reload
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
-    if settings.admin_enabled:
-        app.router.add_post("/admin/reload", _admin_reload)
-    add_metrics_route(app, metrics)
     add_notice_routes(app, svc.notices)
     return app

@@ -7,6 +7,10 @@ picklable). Secrets come from the environment only:
   unset: a random key is made at start-up and shared by this server's workers (notices then do
   not survive a restart — fine for a demo, not for production).
 * ``DSP_PUBLIC_URL`` — the base URL exchanges use for notices (default ``http://HOST:PORT``).
+* ``DSP_USER_HASH_KEY`` — the user-id hash key (:mod:`dsp.features.keys`).
+* ``DSP_ADMIN_TOKEN`` — the admin port's bearer token (:mod:`dsp.server.admin`), read at start.
+
+:mod:`dsp.server.credentials` holds the start-up checks on all of them.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import os
 import secrets
 
 import msgspec
+
+from dsp.features.keys import DEV_USER_HASH_KEY
 
 TOKEN_KEYS_ENV = "DSP_TOKEN_KEYS"
 PUBLIC_URL_ENV = "DSP_PUBLIC_URL"
@@ -41,7 +47,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     gc_tuning: bool = True  # freeze start-up objects, fewer young collections (see dsp serve)
     score_in_thread: bool = False  # True: ONNX runs in one thread off the event loop (GIL released)
     decision_sample_rate: float = 0.001  # share of decisions logged (dsp.decisions logger)
-    admin_enabled: bool = True  # POST /admin/reload (bind to a private interface in production)
+    admin_host: str = "127.0.0.1"  # /metrics and /admin/* (dsp.server.admin); never the bid port
+    admin_port: int | None = None  # None: this process serves no admin port (tests; the workers
+    #                                of a supervisor, which owns it); 0: a free port
+    user_hash_key: bytes = DEV_USER_HASH_KEY  # DSP_USER_HASH_KEY (dsp.features.keys)
     transport: str = "front"  # one of TRANSPORTS: "front" (lean HTTP/1.1 front for bids + aiohttp
     #                           for the rest) or "aiohttp" (aiohttp for everything)
     keepalive_timeout_s: float = 75.0  # idle keep-alive connections close after this
