@@ -17,10 +17,9 @@ import msgspec
 from dsp.bidding.audience import Audience
 from dsp.bidding.context import RequestContext, request_context
 from dsp.bidding.eligibility import Candidate, Drop, eligible
-from dsp.bidding.gates import policy_gate, response_currency
+from dsp.bidding.filters import RESERVATION, Filter, checks, outcome, response_currency
 from dsp.bidding.ports import MoneyGate
 from dsp.bidding.pricing import Price, price
-from dsp.budget.freqcap import is_capped
 from dsp.config.snapshot import ExchangeProfile, Snapshot
 from dsp.openrtb.nobid import NoBidReason
 from dsp.openrtb.request import BidRequest
@@ -34,7 +33,7 @@ class Prepared(msgspec.Struct, gc=False):
     ctx: RequestContext
     currency: str
     candidates: list[Candidate]
-    fallback: NoBidReason  # reported if no candidate ends up bidding
+    fallback: Filter  # the row reported if no candidate ends up bidding
 
     @property
     def needs_user(self) -> bool:
@@ -64,65 +63,63 @@ class Priced(msgspec.Struct, frozen=True):
     value_cpm_micros: int
     bid_cpm_micros: int
     detail: str
+    filter: str = ""  # the row of dsp.bidding.filters that stopped it ("" when it may bid)
 
 
-_RANK = {r: i for i, r in enumerate((
-    NoBidReason.USER_UNKNOWN, NoBidReason.FREQUENCY_CAPPED, NoBidReason.RISK_TOO_HIGH,
-    NoBidReason.INTENT_TOO_LOW, NoBidReason.VALUE_NOT_POSITIVE, NoBidReason.OUT_OF_SCHEDULE,
-    NoBidReason.PACING_THROTTLED, NoBidReason.BUDGET_BRAKE, NoBidReason.BUDGET_EXHAUSTED,
-    NoBidReason.BELOW_FLOOR, NoBidReason.CURRENCY_UNSUPPORTED))}
+_REQUEST_CHECKS = checks("request")
+_PRICE_CHECKS = checks("price")
 
 
 def prepare(req: BidRequest, profile: ExchangeProfile, snapshot: Snapshot, now_s: float,
             trace: list[Drop] | None = None) -> Prepared | NoBidReason:
-    """Policy gates, request context and eligible candidates. No I/O."""
-    gate = policy_gate(req, profile)
-    if gate is not None:
-        return gate
-    currency = response_currency(req, profile, snapshot.rates)
-    if currency is None:
-        return NoBidReason.CURRENCY_UNSUPPORTED
+    """Request gates, request context and eligible candidates. No I/O."""
+    rates = snapshot.rates
+    for check, row in _REQUEST_CHECKS:
+        if check(req, profile, rates):
+            if trace is not None:
+                trace.append(Drop("*", -1, row.reason, row.explain(req, profile, rates), row.name))
+            return row.reason
+    currency = response_currency(req, profile, rates) or profile.currency
     ctx = request_context(req, profile.name, profile.auction_type, now_s)
     candidates, fallback = eligible(snapshot.campaigns_for(profile.name), req.imp, ctx,
-                                    snapshot.rates, profile.seat, trace)
+                                    rates, profile.seat, trace)
     if not candidates:
-        return fallback
+        return fallback.reason
     return Prepared(req, profile, ctx, currency, candidates, fallback)
 
 
 def choose(prep: Prepared, audience: Audience, money: MoneyGate, snapshot: Snapshot,
            next_bid_id: IdSource, *, trace: list[Priced] | None = None) -> list[Chosen] | NoBidReason:
-    """Price, pick the best campaign per imp and reserve. Returns the bids or the no-bid reason."""
+    """Price, pick the best campaign per imp and reserve. Returns the bids or the no-bid reason
+    (the furthest-down filter row that stopped a candidate, see :mod:`dsp.bidding.filters`)."""
     ctx = prep.ctx
     rates = snapshot.rates
     shading = prep.profile.first_price_shading
     per_imp: dict[int, list[tuple[int, Candidate, Price]]] = {}
-    reason = prep.fallback
-    rank = -1
+    worst = prep.fallback
     for cand in prep.candidates:
         c = cand.campaign
-        why: NoBidReason | None = None
+        row: Filter | None = None
         p: Price | None = None
-        detail = ""
-        if c.requires_user and not audience.known:
-            why, detail = NoBidReason.USER_UNKNOWN, "user unknown (no features)"
-        elif (c.budget.frequency_cap is not None and audience.caps
-              and is_capped(audience.caps, c.id, c.budget.frequency_cap, ctx.now_s)):
-            why, detail = NoBidReason.FREQUENCY_CAPPED, "frequency cap reached"
-        else:
+        for check, r in _PRICE_CHECKS:
+            if check(cand, audience, ctx):
+                row = r
+                break
+        if row is None:
             p = price(c, audience.p_intent, audience.pd, pacing_lambda=money.pacing_multiplier(c.id),
                       floor_cpm_micros=cand.floor_cpm_micros, auction_type=cand.auction_type,
                       shading=shading)
-            why, detail = p.reason, p.detail
-            if why is None:
+            if p.stopped is not None:
+                row = p.stopped
+            else:
                 why = money.admit(c.id, p.value_cpm_micros // 1000)
-                detail = "" if why is None else "money gate"
+                if why is not None:
+                    row = outcome("money", why)
         if trace is not None:
-            trace.append(Priced(c.id, cand.imp_index, why, p.value_cpm_micros if p else 0,
-                                p.bid_cpm_micros if p else 0, detail))
-        if why is not None or p is None:
-            if why is not None and _RANK.get(why, -1) > rank:
-                reason, rank = why, _RANK.get(why, -1)
+            trace.append(_priced(cand, audience, ctx, row, p))
+        if row is not None or p is None:
+            if row is not None and row.rank > worst.rank:
+                worst = row
             continue
         in_base = rates.convert_micros(p.bid_cpm_micros, c.currency, rates.base)
         per_imp.setdefault(cand.imp_index, []).append((in_base or 0, cand, p))
@@ -139,9 +136,25 @@ def choose(prep: Prepared, audience: Audience, money: MoneyGate, snapshot: Snaps
                              test=ctx.test):
                 chosen.append(Chosen(cand, p, bid_id, out_price))
                 break
-            if _RANK[NoBidReason.BUDGET_EXHAUSTED] > rank:
-                reason, rank = NoBidReason.BUDGET_EXHAUSTED, _RANK[NoBidReason.BUDGET_EXHAUSTED]
-    return chosen if chosen else reason
+            if RESERVATION.rank > worst.rank:
+                worst = RESERVATION
+    return chosen if chosen else worst.reason
+
+
+def _priced(cand: Candidate, audience: Audience, ctx: RequestContext, row: Filter | None,
+            p: Price | None) -> Priced:
+    """The trace record of one candidate (``dsp explain``; never on the hot path)."""
+    value = p.value_cpm_micros if p is not None else 0
+    bid = p.bid_cpm_micros if p is not None else 0
+    if row is None:
+        return Priced(cand.campaign.id, cand.imp_index, None, value, bid, "")
+    if p is not None and p.detail:
+        detail = p.detail
+    elif row.stage == "price":
+        detail = row.explain(cand, audience, ctx)
+    else:
+        detail = row.explain()
+    return Priced(cand.campaign.id, cand.imp_index, row.reason, value, bid, detail, row.name)
 
 
 class IdSource:

@@ -1,10 +1,11 @@
 """Which (imp, campaign, creative[, deal]) pairs may bid, cheapest filters first. Pure.
 
-Campaign-level filters run once per request (in this order, each with a named reason):
-schedule (flight dates, local hours) -> geo -> device type -> OS -> categories -> consent/user.
-Imp-level filters follow: creative format and size, block lists (``bcat`` against the creative's
-categories by IAB prefix, ``badv`` against its ``adomain``), deals and private auctions, floor
-currency. Every drop can be recorded (``trace``) for ``dsp explain``; the hot path passes None.
+The filters are the rows of :mod:`dsp.bidding.filters` (stages ``campaign``, ``creative`` and
+``deal``), run in table order: campaign-level rows once per request (schedule, geo, device, OS,
+categories, consent, user), then per imp the creative that fits it (format and size), the block
+lists against that creative (``bcat`` by IAB prefix, ``badv``, ``bapp``), deals and private
+auctions, and the floor currency. Every drop can be recorded (``trace``) for ``dsp explain``; the
+hot path passes None and formats no text.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import msgspec
 
 from dsp.bidding.context import RequestContext
+from dsp.bidding.filters import DEAL, FLOOR_CURRENCY, NO_CAMPAIGN, NO_CREATIVE, Filter, checks
 from dsp.config.snapshot import CompiledCampaign, CompiledCreative, Rates
 from dsp.money import units_to_micros
 from dsp.openrtb.nobid import NoBidReason
@@ -37,43 +39,18 @@ class Drop(msgspec.Struct, frozen=True):
     imp_index: int
     reason: NoBidReason
     detail: str
+    filter: str = ""  # the row of dsp.bidding.filters that dropped it
 
 
-# Later filters rank higher: the request's no-bid reason is the one of the campaign that got
-# furthest, which is the most useful one to report.
-_RANK = {r: i for i, r in enumerate((
-    NoBidReason.OUT_OF_SCHEDULE, NoBidReason.NO_ELIGIBLE_CAMPAIGN, NoBidReason.NO_CONSENT,
-    NoBidReason.USER_UNKNOWN, NoBidReason.NO_MATCHING_CREATIVE, NoBidReason.BLOCKED_CATEGORY,
-    NoBidReason.BLOCKED_ADVERTISER, NoBidReason.BLOCKED_APP, NoBidReason.CURRENCY_UNSUPPORTED))}
+_CAMPAIGN_CHECKS = checks("campaign")
+_CREATIVE_CHECKS = checks("creative")
 
 
-def campaign_drop(c: CompiledCampaign, ctx: RequestContext,
-                  verbose: bool = False) -> tuple[NoBidReason, str] | None:
-    """The request-level reason campaign ``c`` cannot bid, or None. ``verbose`` fills the detail
-    text (``dsp explain``); the hot path leaves it empty to avoid formatting strings."""
-    if c.start_day is not None or c.end_day is not None or c.hours is not None:
-        local_s = ctx.now_s + c.utc_offset_minutes * 60
-        day = int(local_s // 86400)
-        if (c.start_day is not None and day < c.start_day) or (c.end_day is not None and day > c.end_day):
-            return NoBidReason.OUT_OF_SCHEDULE, "outside the flight dates"
-        if c.hours is not None and int(local_s // 3600) % 24 not in c.hours:
-            return NoBidReason.OUT_OF_SCHEDULE, (
-                f"local hour {int(local_s // 3600) % 24} not scheduled" if verbose else "")
-    if c.countries is not None and ctx.country not in c.countries:
-        return NoBidReason.NO_ELIGIBLE_CAMPAIGN, f"country {ctx.country} not targeted" if verbose else ""
-    if c.device_types is not None and ctx.device_type not in c.device_types:
-        return NoBidReason.NO_ELIGIBLE_CAMPAIGN, (
-            f"device type {ctx.device_type} not targeted" if verbose else "")
-    if c.os is not None and ctx.os not in c.os:
-        return NoBidReason.NO_ELIGIBLE_CAMPAIGN, f"os {ctx.os} not targeted" if verbose else ""
-    if c.categories is not None and c.categories.isdisjoint(ctx.category_keys):
-        return NoBidReason.NO_ELIGIBLE_CAMPAIGN, "no targeted category"
-    if c.exclude_categories and not c.exclude_categories.isdisjoint(ctx.category_keys):
-        return NoBidReason.NO_ELIGIBLE_CAMPAIGN, "excluded category"
-    if ctx.gdpr_no_consent and not c.gdpr_contextual:
-        return NoBidReason.NO_CONSENT, "GDPR applies without consent; campaign does not bid contextually"
-    if c.requires_user and not ctx.user_id:
-        return NoBidReason.USER_UNKNOWN, "campaign needs a known user; none may be looked up"
+def campaign_drop(c: CompiledCampaign, ctx: RequestContext) -> Filter | None:
+    """The first campaign-stage row that drops campaign ``c`` for this request, or None."""
+    for check, row in _CAMPAIGN_CHECKS:
+        if check(c, ctx):
+            return row
     return None
 
 
@@ -101,13 +78,10 @@ def _creative(c: CompiledCampaign, imp: Imp) -> CompiledCreative | None:
     return None
 
 
-def _blocked(cr: CompiledCreative, ctx: RequestContext) -> tuple[NoBidReason, str] | None:
-    if ctx.bcat and not cr.cat_keys.isdisjoint(ctx.bcat):
-        return NoBidReason.BLOCKED_CATEGORY, f"creative category {','.join(cr.cat)} blocked by bcat"
-    if ctx.badv and not ctx.badv.isdisjoint(cr.adomain):
-        return NoBidReason.BLOCKED_ADVERTISER, f"advertiser {','.join(cr.adomain)} blocked by badv"
-    if ctx.bapp and cr.bundle and cr.bundle in ctx.bapp:
-        return NoBidReason.BLOCKED_APP, f"advertiser app {cr.bundle} blocked by bapp"
+def _blocked(cr: CompiledCreative, ctx: RequestContext) -> Filter | None:
+    for check, row in _CREATIVE_CHECKS:
+        if check(cr, ctx):
+            return row
     return None
 
 
@@ -125,55 +99,59 @@ def _floor(amount: float, cur: str | None, to_cur: str, rates: Rates) -> int | N
 
 
 def imp_candidate(c: CompiledCampaign, i: int, imp: Imp, ctx: RequestContext, rates: Rates,
-                  seat: str | None) -> Candidate | tuple[NoBidReason, str]:
-    """The candidate of campaign ``c`` on imp ``i``, or why there is none."""
+                  seat: str | None) -> Candidate | tuple[Filter, str]:
+    """The candidate of campaign ``c`` on imp ``i``, or the row that drops it (and a detail text)."""
     creative = _creative(c, imp)
     if creative is None:
-        return NoBidReason.NO_MATCHING_CREATIVE, "no creative fits the imp's format or size"
+        return NO_CREATIVE, ""
     blocked = _blocked(creative, ctx)
     if blocked is not None:
-        return blocked
+        return blocked, ""
     pmp = imp.pmp
     if pmp is not None and pmp.deals and c.deals:
         for deal in pmp.deals:
             if deal.id in c.deals and (not deal.wseat or (seat is not None and seat in deal.wseat)):
                 floor = _floor(deal.bidfloor, deal.bidfloorcur, c.currency, rates)
                 if floor is None:
-                    return NoBidReason.CURRENCY_UNSUPPORTED, f"deal floor currency {deal.bidfloorcur}"
+                    return FLOOR_CURRENCY, f"deal floor currency {deal.bidfloorcur}"
                 at = deal.at if deal.at in (1, 2) else ctx.auction_type
                 return Candidate(i, imp, c, creative, deal, floor, at)
     if pmp is not None and pmp.private_auction == 1:
-        return NoBidReason.NO_ELIGIBLE_CAMPAIGN, "private auction and no deal of this campaign"
+        return DEAL, "private auction and no deal of this campaign"
     if not c.open_auction:
-        return NoBidReason.NO_ELIGIBLE_CAMPAIGN, "campaign bids on deals only"
+        return DEAL, "campaign bids on deals only"
     floor = _floor(imp.bidfloor, imp.bidfloorcur, c.currency, rates)
     if floor is None:
-        return NoBidReason.CURRENCY_UNSUPPORTED, f"floor currency {imp.bidfloorcur} has no rate"
+        return FLOOR_CURRENCY, f"floor currency {imp.bidfloorcur} has no rate"
     return Candidate(i, imp, c, creative, None, floor, ctx.auction_type)
 
 
 def eligible(campaigns: tuple[CompiledCampaign, ...], imps: list[Imp], ctx: RequestContext,
              rates: Rates, seat: str | None,
-             trace: list[Drop] | None = None) -> tuple[list[Candidate], NoBidReason]:
-    """All candidates, and the no-bid reason to report if the list is empty (or used up later)."""
+             trace: list[Drop] | None = None) -> tuple[list[Candidate], Filter]:
+    """All candidates, and the row to report if the list is empty (or used up later): the
+    furthest-down row (highest rank) that dropped any campaign."""
     out: list[Candidate] = []
-    best = NoBidReason.NO_ELIGIBLE_CAMPAIGN
-    best_rank = -1
+    best = NO_CAMPAIGN
     for c in campaigns:
-        drop = campaign_drop(c, ctx, trace is not None)
+        drop = campaign_drop(c, ctx)
         if drop is not None:
-            if _RANK[drop[0]] > best_rank:
-                best, best_rank = drop[0], _RANK[drop[0]]
+            if drop.rank > best.rank:
+                best = drop
             if trace is not None:
-                trace.append(Drop(c.id, -1, drop[0], drop[1]))
+                trace.append(Drop(c.id, -1, drop.reason, drop.explain(c, ctx), drop.name))
             continue
         for i, imp in enumerate(imps):
             got = imp_candidate(c, i, imp, ctx, rates, seat)
             if isinstance(got, Candidate):
                 out.append(got)
-            else:
-                if _RANK[got[0]] > best_rank:
-                    best, best_rank = got[0], _RANK[got[0]]
-                if trace is not None:
-                    trace.append(Drop(c.id, i, got[0], got[1]))
+                continue
+            row, detail = got
+            if row.rank > best.rank:
+                best = row
+            if trace is not None:
+                if not detail:
+                    cr = _creative(c, imp)
+                    detail = row.explain(cr, ctx) if cr is not None else row.explain()
+                trace.append(Drop(c.id, i, row.reason, detail, row.name))
     return out, best

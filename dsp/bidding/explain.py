@@ -4,8 +4,9 @@
     print(render(report))
 
 Runs the same steps as the hot path (:func:`prepare`, :func:`choose`) with tracing on and a money
-gate that admits everything without reserving, so the answer shows the bid the targeting and the
-value formula produce; budget and pacing state are live-only and are not part of it.
+gate that admits everything without reserving (:class:`dsp.testing.fakes.AdmitAll`), so the answer
+shows the bid the targeting and the value formula produce; budget and pacing state are live-only
+and are not part of it. Every drop names its row of the filter table (:mod:`dsp.bidding.filters`).
 """
 
 from __future__ import annotations
@@ -16,31 +17,18 @@ from dsp.bidding.audience import Audience
 from dsp.bidding.decide import IdSource, Prepared, Priced, choose, prepare
 from dsp.bidding.eligibility import Drop
 from dsp.config.snapshot import ExchangeProfile, Snapshot
-from dsp.openrtb.nobid import NoBidReason
 from dsp.openrtb.request import BidRequest
-
-
-class DryMoney:
-    """Admits everything, reserves nothing (explain must not touch budgets)."""
-
-    def pacing_multiplier(self, campaign_id: str) -> float:
-        return 0.0
-
-    def admit(self, campaign_id: str, value_micros: int) -> NoBidReason | None:
-        return None
-
-    def reserve(self, campaign_id: str, bid_id: str, price_micros: int, expires_at_s: float,
-                *, test: bool = False) -> bool:
-        return True
+from dsp.testing.fakes import AdmitAll
 
 
 class Line(msgspec.Struct, frozen=True):
     campaign: str
     imp: str  # imp id, or "*" for the whole request
-    outcome: str  # "bid" | "candidate" | a NoBidReason value
+    outcome: str  # "bid" | "outbid" | a NoBidReason value
     detail: str
     value_cpm: float | None = None
     bid_cpm: float | None = None
+    filter: str = ""  # the row of dsp.bidding.filters that decided it ("" for bid/outbid)
 
 
 class Report(msgspec.Struct, frozen=True):
@@ -60,14 +48,14 @@ def explain(req: BidRequest, profile: ExchangeProfile, snapshot: Snapshot, audie
     prep = prepare(req, profile, snapshot, now_s, trace=drops)
     imp_ids = [imp.id for imp in req.imp]
     lines = [Line(d.campaign_id, imp_ids[d.imp_index] if d.imp_index >= 0 else "*",
-                  d.reason.value, d.detail) for d in drops]
+                  d.reason.value, d.detail, filter=d.filter) for d in drops]
     user = user_note or (f"known (p_intent={audience.p_intent:.4f}, pd={audience.pd:.4f})"
                          if audience.known else
                          f"unknown (population p_intent={audience.p_intent:.4f}, pd={audience.pd:.4f})")
     if not isinstance(prep, Prepared):
         return Report(req.id, profile.name, None, user, lines,
                       f"no-bid: {prep.value}", prep.nbr)
-    chosen = choose(prep, audience, DryMoney(), snapshot, IdSource("explain-"), trace=priced)
+    chosen = choose(prep, audience, AdmitAll(), snapshot, IdSource("explain-"), trace=priced)
     winners = {} if not isinstance(chosen, list) else {
         (c.candidate.campaign.id, c.candidate.imp_index): c for c in chosen}
     for p in priced:
@@ -76,7 +64,7 @@ def explain(req: BidRequest, profile: ExchangeProfile, snapshot: Snapshot, audie
         outcome = "bid" if won else (p.reason.value if p.reason is not None else "outbid")
         detail = p.detail or ("wins the imp" if won else "another campaign bids more on this imp")
         lines.append(Line(p.campaign_id, imp_id, outcome, detail, p.value_cpm_micros / 1e6,
-                          p.bid_cpm_micros / 1e6))
+                          p.bid_cpm_micros / 1e6, filter=p.filter))
     if isinstance(chosen, list):
         parts = [f"imp {c.candidate.imp.id} -> {c.candidate.campaign.id} "
                  f"{c.price_cpm_micros / 1e6:.6f} {prep.currency} CPM"
@@ -102,6 +90,7 @@ def render(report: Report) -> str:
                 money = f" value {ln.value_cpm:.4f} CPM"
                 if ln.bid_cpm:
                     money += f", bid {ln.bid_cpm:.4f} CPM"
-            out.append(f"  {where}: {ln.outcome}{money}" + (f" — {ln.detail}" if ln.detail else ""))
+            by = f" [filter {ln.filter}]" if ln.filter else ""
+            out.append(f"  {where}: {ln.outcome}{by}{money}" + (f" — {ln.detail}" if ln.detail else ""))
     out.append(f"decision: {report.decision}" + (f" (nbr {report.nbr})" if report.nbr is not None else ""))
     return "\n".join(out)

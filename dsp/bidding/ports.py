@@ -23,6 +23,8 @@ from dsp.clock import Deadline
 from dsp.openrtb.nobid import NoBidReason
 
 FloatArray = npt.NDArray[np.float32]
+#: Named scores of a batch: score name (``p_intent``, ``pd``, ...) -> shape (n,) float32.
+Scores = dict[str, FloatArray]
 
 
 class UserRecord(Protocol):

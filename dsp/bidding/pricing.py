@@ -4,7 +4,8 @@ For an impression of a user with calibrated ``p_intent`` and probability of defa
 
     NPV   = margin · (1 − pd) − pd · lgd · ead − cost            (currency units, per booked loan)
     v     = p_intent · apply_rate · p_approve · NPV               (per impression)
-    gate    p_intent < intent_min -> INTENT_TOO_LOW; pd > pd_max -> RISK_TOO_HIGH; v ≤ 0 -> VALUE_NOT_POSITIVE
+    gate    v ≤ 0 -> VALUE_NOT_POSITIVE (intent_min and pd_max are rows of dsp.bidding.filters,
+            checked before pricing)
     bid   = min(max_cpm, 1000 · v / (1 + λ))                      (CPM; second price, at=2)
     at=1    bid · shading, clamped up to the floor when the unshaded bid clears it
     always  bid ≥ floor, else BELOW_FLOOR
@@ -19,19 +20,20 @@ from __future__ import annotations
 
 import msgspec
 
+from dsp.bidding.filters import FLOOR, VALUE, Filter
 from dsp.config.snapshot import CompiledCampaign
 from dsp.money import round_half_away
-from dsp.openrtb.nobid import NoBidReason
 
 _CPM_MICROS_PER_UNIT_PER_IMP = 1000 * 1_000_000  # 1 unit per imp = 1000 units CPM = 1e9 CPM micros
 
 
 class Price(msgspec.Struct, gc=False):
-    """Outcome of pricing one (imp, campaign): ``reason`` is None when ``bid_cpm_micros`` is a bid."""
+    """Outcome of pricing one (imp, campaign): ``stopped`` is None when ``bid_cpm_micros`` is a
+    bid, else the filter row (``value`` or ``floor``) that stopped it."""
 
     value_cpm_micros: int
     bid_cpm_micros: int
-    reason: NoBidReason | None
+    stopped: Filter | None
     detail: str = ""
 
 
@@ -41,27 +43,13 @@ def impression_value(c: CompiledCampaign, p_intent: float, pd: float) -> float:
     return p_intent * c.apply_rate * c.p_approve * npv
 
 
-def risk_gate(c: CompiledCampaign, p_intent: float, pd: float) -> NoBidReason | None:
-    """The campaign's thresholds: intent below intent_min or pd above pd_max stop the bid."""
-    # Intent first: the risk model is skipped for users below every campaign's intent_min, and
-    # their pd is NaN (which compares False, so it must never be the deciding test).
-    if p_intent < c.intent_min:
-        return NoBidReason.INTENT_TOO_LOW
-    if not pd <= c.pd_max:
-        return NoBidReason.RISK_TOO_HIGH
-    return None
-
-
 def price(c: CompiledCampaign, p_intent: float, pd: float, *, pacing_lambda: float,
           floor_cpm_micros: int, auction_type: int, shading: float) -> Price:
-    """Price one candidate. Amounts are CPM micros in the campaign's currency."""
-    gate = risk_gate(c, p_intent, pd)
-    if gate is not None:
-        return Price(0, 0, gate, f"pd={pd:.4f} (max {c.pd_max}), p_intent={p_intent:.4f} "
-                                 f"(min {c.intent_min})")
+    """Price one candidate that passed the score gates. Amounts are CPM micros in the campaign's
+    currency."""
     value = round_half_away(impression_value(c, p_intent, pd) * _CPM_MICROS_PER_UNIT_PER_IMP)
     if value <= 0:
-        return Price(value, 0, NoBidReason.VALUE_NOT_POSITIVE, "expected value is not positive")
+        return Price(value, 0, VALUE, "expected value is not positive")
     bid = min(c.max_cpm_micros, round_half_away(value / (1.0 + max(pacing_lambda, 0.0))))
     if auction_type == 1:
         shaded = round_half_away(bid * shading)
@@ -69,6 +57,6 @@ def price(c: CompiledCampaign, p_intent: float, pd: float, *, pacing_lambda: flo
             shaded = floor_cpm_micros
         bid = shaded
     if bid < floor_cpm_micros or bid <= 0:
-        return Price(value, bid, NoBidReason.BELOW_FLOOR,
+        return Price(value, bid, FLOOR,
                      f"bid {bid / 1e6:.4f} below floor {floor_cpm_micros / 1e6:.4f} CPM")
     return Price(value, bid, None)

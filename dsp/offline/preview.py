@@ -16,9 +16,9 @@ import msgspec
 
 from dsp.bidding.audience import Audience
 from dsp.bidding.decide import IdSource, Prepared, choose, prepare
-from dsp.bidding.explain import DryMoney
 from dsp.config.snapshot import Snapshot
 from dsp.openrtb.request import BidRequest
+from dsp.testing.fakes import AdmitAll
 
 
 class Sample(msgspec.Struct, frozen=True):
@@ -49,7 +49,7 @@ def _decide(snapshot: Snapshot, s: Sample, now_s: float) -> Decision:
     prep = prepare(s.request, profile, snapshot, now_s)
     if not isinstance(prep, Prepared):
         return Decision(prep.value, {})
-    chosen = choose(prep, s.audience, DryMoney(), snapshot, IdSource("preview-"))
+    chosen = choose(prep, s.audience, AdmitAll(), snapshot, IdSource("preview-"))
     if not isinstance(chosen, list):
         return Decision(chosen.value, {})
     bids: dict[str, float] = {}
