@@ -156,8 +156,9 @@ def group_cpu_s(pgid: int) -> float:
 
 class Server:
     def __init__(self, name: str, cmd: list[str], port: int, workers: int = 1,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, metrics_port: int | None = None) -> None:
         self.name, self.cmd, self.port, self.workers = name, cmd, port, workers
+        self.metrics_port = metrics_port or port  # dsp serve: /metrics is on its admin port
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -227,14 +228,16 @@ def main() -> int:
                                                 "--redis-url", redis.url, "--configs", str(configs)], p))
             for transport in args.transports.split(","):
                 for w in (int(x) for x in args.workers.split(",")):
-                    p = free_port()
+                    p, admin = free_port(), free_port()
                     name = f"bidder-{w}w" if transport == "front" else f"bidder-aio-{w}w"
                     servers.append(Server(name, [PY, "-m", "dsp.cli", "serve", "--port", str(p),
+                                                 "--admin-port", str(admin),
                                                  "--workers", str(w), "--redis-url", redis.url,
                                                  "--transport", transport,
                                                  "--configs", str(configs), "--log-level", "WARNING"],
                                           p, w, env={"DSP_TOKEN_KEYS": "b1:" + "ab" * 16,
-                                                     "PROMETHEUS_MULTIPROC_DIR": str(work / f"prom-{w}")}))
+                                                     "PROMETHEUS_MULTIPROC_DIR": str(work / f"prom-{w}")},
+                                          metrics_port=admin))
             # Rounds: each round starts every server in turn (alone on the machine), warms it up
             # and measures every connection count; the best round per point is reported. Load
             # from other jobs on a shared machine then hits every server in some round, and no
@@ -248,13 +251,13 @@ def main() -> int:
                     with srv:
                         run_wrk(srv.port, lua, 64, 2)  # warm-up
                         for c in conns:
-                            before = scrape_outcomes(srv.port)
+                            before = scrape_outcomes(srv.metrics_port)
                             assert srv.proc is not None
                             cpu0 = group_cpu_s(srv.proc.pid)
                             res = run_wrk(srv.port, lua, c, args.duration)
                             res["cpu_us_per_req"] = (group_cpu_s(srv.proc.pid) - cpu0) \
                                 / max(1.0, res["requests"]) * 1e6
-                            after = scrape_outcomes(srv.port)
+                            after = scrape_outcomes(srv.metrics_port)
                             total = sum(after.values()) - sum(before.values())
                             bids = after.get("bid", 0.0) - before.get("bid", 0.0)
                             row = {"server": srv.name, "conns": c, **res,
