@@ -5,7 +5,8 @@ picklable). Secrets come from the environment only:
 
 * ``DSP_TOKEN_KEYS`` — ``kid:hexkey[,kid:hexkey...]``, the first is active (keys ≥ 16 bytes);
   unset: a random key is made at start-up and shared by this server's workers (notices then do
-  not survive a restart — fine for a demo, not for production).
+  not survive a restart or verify on another replica — fine for a demo, not for production;
+  ``dsp serve`` refuses more than one process without it unless ``--ephemeral-token-key``).
 * ``DSP_PUBLIC_URL`` — the base URL exchanges use for notices (default ``http://HOST:PORT``).
 * ``DSP_USER_HASH_KEY`` — the user-id hash key (:mod:`dsp.features.keys`).
 * ``DSP_ADMIN_TOKEN`` — the admin port's bearer token (:mod:`dsp.server.admin`), read at start.
