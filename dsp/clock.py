@@ -6,10 +6,23 @@ hot path asks it for ``remaining_s()`` and gives up (no-bid) when it is spent.
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Callable
+
+#: Rehearsals and tests only: shift this process's wall clock by this many seconds (e.g. to run
+#: a campaign's midnight inside a one-minute test). Everything that reads wall time (budgets,
+#: pacing, notice tokens) goes through :data:`wall_time`, so the process stays consistent with
+#: itself; Redis-side lease expiry uses Redis ``TIME`` and is unaffected. Every process that
+#: issues or checks tokens must run with the same offset. ``dsp serve`` warns when it is set.
+CLOCK_OFFSET_ENV = "DSP_CLOCK_OFFSET_S"
+CLOCK_OFFSET_S = float(os.environ.get(CLOCK_OFFSET_ENV, "0") or 0)
 
 monotonic = time.monotonic
-wall_time = time.time
+wall_time: Callable[[], float] = time.time
+if CLOCK_OFFSET_S:
+    def wall_time() -> float:
+        return time.time() + CLOCK_OFFSET_S
 
 
 class Deadline:

@@ -11,7 +11,7 @@ import pytest
 import redis as sync_redis
 import redis.asyncio as aioredis
 
-from dsp.bidding.audience import AudienceResolver, ModelScorer
+from dsp.bidding.audience import AudienceResolver, ModelScorer, stacking_caps
 from dsp.clock import Deadline
 from dsp.features.contract import DEFAULTS, FEATURE_INDEX
 from dsp.features.store import FeatureStore
@@ -78,3 +78,32 @@ async def test_redis_down_means_unknown_users(models: dict[str, ModelRunner]) ->
         await resolver.close()
         await r.aclose()
     assert not aud.known and (aud.p_intent, aud.pd) == (0.01, 0.2) and errors
+
+
+async def test_multi_lending_stops_raising_intent_past_the_stacking_threshold(
+        redis_url: str, models: dict[str, ModelRunner]) -> None:
+    base = np.asarray(DEFAULTS, dtype=np.float32).copy()
+    base[FEATURE_INDEX["loan_app_installs"]] = 4
+    users = {}
+    for n in (0, 3, 9):
+        row = base.copy()
+        row[FEATURE_INDEX["lenders_applied_30d"]] = n
+        row[FEATURE_INDEX["lenders_applied_90d"]] = n
+        users[f"stack-{n}"] = row
+    client = sync_redis.Redis.from_url(redis_url)
+    write_rows(client, list(users), np.stack(list(users.values())))
+    client.close()
+    intent, risk = models["intent"], models["risk"]
+    raw = intent.predict(np.stack(list(users.values())))
+    assert raw[2] > raw[1] > raw[0]  # unclipped, the model keeps rising with applications
+    r = aioredis.Redis.from_url(redis_url)
+    resolver = AudienceResolver(FeatureStore(r), ModelScorer(intent, risk), (0.01, 0.2),
+                                caps=lambda: stacking_caps(3, 3))
+    try:
+        got = [await resolver.resolve(u, Deadline.after_ms(1000)) for u in users]
+    finally:
+        await resolver.close()
+        await r.aclose()
+    assert got[1].p_intent > got[0].p_intent  # below the threshold, applications still count
+    assert got[2].p_intent == pytest.approx(got[1].p_intent)  # 9 applications score as 3
+    assert stacking_caps(None, None) == ()

@@ -33,3 +33,11 @@ def test_explain_an_invalid_request(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["explain", str(bad), "--models", str(ROOT / "models")]) == 2
     assert "imp[0].banner.w" in capsys.readouterr().out
     assert main(["explain", str(bad), "--exchange", "smaato", "--models", str(ROOT / "models")]) == 1
+
+
+def test_explain_shows_the_privacy_decision(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["explain", str(STORIES / "nobid-gdpr-vendor-denied.json"), "--models", str(ROOT / "models")])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "privacy: gdpr_no_consent (no user data) — no consent for vendor 1234, GDPR applies" in out
+    assert "decision: no-bid: no_consent" in out

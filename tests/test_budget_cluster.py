@@ -27,8 +27,9 @@ def test_one_campaigns_keys_share_a_slot(cluster_port: int) -> None:
 async def test_leases_notices_and_caps_through_the_cluster_client(cluster_port: int) -> None:
     client = AsyncRedisCluster(host="127.0.0.1", port=cluster_port)
     settings = MoneySettings(first_check_s=0.0, settle_grace_s=0.0)
-    rt = MoneyRuntime(client, Metrics(), [CampaignBudget("c1", 100_000, max_lease_micros=20_000)],
-                      settings=settings)
+    # Guard on (its four keys share the campaign's slot), with an allowance that never binds here.
+    spec = CampaignBudget("c1", 100_000, max_lease_micros=20_000, allowance_micros=100_000)
+    rt = MoneyRuntime(client, Metrics(), [spec], settings=settings)
     await rt.tick()
     assert rt.reserve("c1", "b1", 3_000, time.time() + 60)
     day = campaign_day(time.time(), 0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -24,11 +25,15 @@ MAX_LEASE_MICROS = 30_000
 N_BIDDERS = 3
 
 
+SIM_KEY_HEX = secrets.token_hex(32)  # one notice key shared by every simulated process
+
+
 def spawn(role: str, redis_url: str, *extra: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "DSP_SIM_TOKEN_KEY": SIM_KEY_HEX}
     return subprocess.Popen([PY, "-m", "dsp.testing.money_sim", role, "--redis", redis_url,
                              "--daily-micros", str(BUDGET_MICROS),
                              "--max-lease-micros", str(MAX_LEASE_MICROS), *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
 async def test_bidders_and_notices_never_overspend_or_double_count(redis_client: aioredis.Redis,

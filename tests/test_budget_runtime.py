@@ -17,7 +17,8 @@ from dsp.testing.redis_server import RedisServer
 
 FAST = MoneySettings(tick_s=0.05, lease_ttl_s=2.0, brake_grace_s=0.3, redis_timeout_s=0.3,
                      first_check_s=0.0, settle_grace_s=0.0, lease_horizon_s=1.0)
-BUDGET = CampaignBudget("c1", 100_000, max_lease_micros=20_000)
+# Lease mechanics on a tiny budget: no plan guard here (tests/test_budget_guard.py has it).
+BUDGET = CampaignBudget("c1", 100_000, max_lease_micros=20_000, plan_guard=False)
 
 
 def led_has(rt: MoneyRuntime, bid_id: str) -> bool:

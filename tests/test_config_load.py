@@ -89,3 +89,27 @@ def test_failed_reload_keeps_last_good_snapshot(config_dir: Path) -> None:
     assert result.ok and result.changed and holder.current is not good
     ql = next(c for c in holder.current.campaigns if c.id == "quickloan-prime")
     assert ql.max_cpm_micros == 7_250_000 and seen == [holder.current]
+
+
+def test_an_alias_inherits_its_parent_and_overrides_a_few_keys() -> None:
+    snap = load_snapshot(ROOT / "tests" / "fixtures" / "configs" / "demo")
+    parent, alias = snap.exchanges["bidswitch"], snap.exchanges["bidswitch-eu"]
+    assert alias.currency == "EUR" and parent.currency == "USD"
+    assert (alias.auction_type, alias.first_price_shading, alias.seat, alias.nobid_body) == (
+        parent.auction_type, parent.first_price_shading, parent.seat, parent.nobid_body)
+    assert alias.hook_name == "bidswitch"
+    assert snap.campaigns_for("bidswitch-eu")  # its own route, with the campaigns of any exchange
+
+
+def test_alias_problems_name_the_alias_file(config_dir: Path) -> None:
+    (config_dir / "exchanges" / "ghost.yaml").write_text("name: ghost\nalias_of: nowhere\n")
+    (config_dir / "exchanges" / "a1.yaml").write_text("name: a1\nalias_of: generic\n")
+    (config_dir / "exchanges" / "a2.yaml").write_text("name: a2\nalias_of: a1\n")
+    (config_dir / "exchanges" / "a3.yaml").write_text("name: a3\nalias_of: generic\ntmax_default_ms: -1\n")
+    with pytest.raises(ConfigInvalid) as err:
+        load_snapshot(config_dir)
+    text = "\n".join(str(p) for p in err.value.problems)
+    assert "ghost.yaml" in text and "no exchange profile named 'nowhere'" in text
+    assert "a2.yaml" in text and "'a1' is itself an alias" in text
+    assert "a3.yaml" in text and "tmax_default_ms" in text
+    assert "a1.yaml" not in text

@@ -130,3 +130,17 @@ def test_risk_rises_with_delinquency() -> None:
     _, late = parse_row(json.dumps({"id": "b", "features": {**base, "pay_0": 3, "pay_2": 2}}))
     pd_good, pd_late = runner.predict(np.stack([good, late]))
     assert pd_late > pd_good + 0.2
+
+
+def test_the_serving_process_never_imports_offline_code_or_commands() -> None:
+    """What `dsp serve`'s worker loads (dsp.server and everything it imports, at run time, not
+    only what the import linter sees statically): no dsp.offline, no dsp.cli, no dsp.testing."""
+    import subprocess
+    import sys
+
+    code = ("import sys, dsp.server.app, dsp.server.run, dsp.server.front; "
+            "bad = sorted(m for m in sys.modules if m.split('.')[:2] in "
+            "(['dsp', 'offline'], ['dsp', 'cli'], ['dsp', 'testing']) or m in ('lightgbm', 'sklearn')); "
+            "print(bad); sys.exit(1 if bad else 0)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -40,6 +40,7 @@ class Tok(NamedTuple):
     bill: str
     loss: str
     click: str
+    event: str
 
 
 def tok(bid_id: str = "bid-1", campaign: str = "c1", price: int = 2_000, *, test: bool = False,
@@ -50,10 +51,9 @@ def tok(bid_id: str = "bid-1", campaign: str = "c1", price: int = 2_000, *, test
                     exchange="x", bid_price_micros=price, currency="USD", user_key=USER,
                     issued_at_s=now - 1, expires_at_s=now + expires_in_s, test=test,
                     floor_micros=floor), ("win", "bill", "loss"))
-    click = signer.sign_click(ClickToken(kid="k1", bid_id=bid_id, campaign_id=campaign,
-                                         exchange="x", issued_at_s=now - 1,
-                                         expires_at_s=now + expires_in_s, test=test))
-    return Tok(win, bill, loss, click)
+    public = ClickToken(kid="k1", bid_id=bid_id, campaign_id=campaign, exchange="x",
+                        issued_at_s=now - 1, expires_at_s=now + expires_in_s, test=test)
+    return Tok(win, bill, loss, signer.sign_click(public), signer.sign_click(public, "event"))
 
 
 class Env:
@@ -307,3 +307,18 @@ async def test_clearing_price_in_the_auction_currency_is_converted(env: Env) -> 
     assert (await env.get("/notice/bill", t=bill, p="90"))[:2] == (200, "ok")
     assert await env.spent() == 1_000  # 90,000 RUB micros per imp = 1,000 USD micros
     assert env.metrics.price_anomalies.labels(kind="bill", anomaly="above_bid")._value.get() == 0
+
+
+async def test_video_tracking_events_are_counted_and_move_no_money(env: Env) -> None:
+    t = tok("bid-ev")
+    for event in ("impression", "start", "firstQuartile", "complete"):
+        code, _, _ = await env.get("/notice/event", t=t.event, e=event)
+        assert code == 200
+    assert env.metrics.notices.labels(kind="video_start", result="ok")._value.get() == 1
+    assert env.metrics.notices.labels(kind="video_complete", result="ok")._value.get() == 1
+    assert (await env.get("/notice/event", t=t.event, e="rewind"))[0] == 400
+    for money_token in (t.win, t.bill, t.loss, t.click):  # only the public event token
+        assert (await env.get("/notice/event", t=money_token, e="start"))[0] == 403
+    assert (await env.get("/notice/bill", t=t.event, p="1.0"))[0] == 403  # closed set of names
+    assert (await env.get("/notice/event", t="forged.token", e="start"))[0] == 403
+    assert env.metrics.spend_micros.labels(campaign="c1")._value.get() == 0

@@ -51,13 +51,13 @@ async def client(redis_url: str, request: pytest.FixtureRequest) -> AsyncIterato
         yield session
 
 
-def _request(user: str = KNOWN, **over: object) -> dict[str, object]:
+def _request(user_id: str = KNOWN, **over: object) -> dict[str, object]:
     req: dict[str, object] = {
         "id": "req-1", "tmax": 200,
         "imp": [{"id": "1", "banner": {"w": 300, "h": 250}, "bidfloor": 0.5}],
         "site": {"id": "s", "domain": "news.example", "cat": ["IAB12"]},
         "device": {"devicetype": 2, "os": "Windows", "geo": {"country": "USA"}},
-        "user": {"id": user}}
+        "user": {"id": user_id}}
     req.update(over)
     return req
 
@@ -77,7 +77,7 @@ async def test_known_user_gets_a_priced_bid(client: aiohttp.ClientSession) -> No
 
 
 async def test_unknown_user_no_bid(client: aiohttp.ClientSession) -> None:
-    resp = await client.post("/bid/generic", json=_request(user="nobody-we-know"))
+    resp = await client.post("/bid/generic", json=_request(user_id="nobody-we-know"))
     assert resp.status == 204
 
 
@@ -216,6 +216,17 @@ async def test_metrics_record_the_bid_path(
     assert 'dsp_batch_size_count{batcher="audience"} 1.0' in text
 
 
+async def test_malformed_consent_is_a_nobid_counted_by_outcome(client: aiohttp.ClientSession) -> None:
+    bad = _request(regs={"gdpr": 1}, user={"buyeruid": KNOWN, "consent": "C%%%"})
+    assert (await client.post("/bid/generic", json=bad)).status == 204
+    opted_out = _request(regs={"us_privacy": "1YYN"})
+    assert (await client.post("/bid/generic", json=opted_out)).status == 204
+    text = await (await client.get("/metrics")).text()
+    assert 'dsp_privacy_decisions_total{exchange="generic",outcome="tcf_malformed"} 1.0' in text
+    assert 'dsp_privacy_decisions_total{exchange="generic",outcome="us_opt_out"} 1.0' in text
+    assert 'dsp_nobids_total{exchange="generic",reason="privacy_opt_out"} 1.0' in text
+
+
 async def test_decisions_are_logged_when_sampled(redis_url: str, caplog: pytest.LogCaptureFixture) -> None:
     r = sync_redis.Redis.from_url(redis_url)
     write_rows(r, [KNOWN], interested_user_row())
@@ -244,6 +255,12 @@ async def test_decisions_are_logged_when_sampled(redis_url: str, caplog: pytest.
     {"imp": [{"id": "1", "video": {"w": 0, "h": 0}, "pmp": {"private_auction": 1, "deals": [
         {"id": "d", "bidfloor": 1e300, "bidfloorcur": "XXX"}]}}]},
     {"regs": {"gdpr": 1, "ext": {"gdpr": 0, "us_privacy": "1YNN"}}},
+    # malformed consent strings: no consent, never a 4xx
+    {"regs": {"gdpr": 1}, "user": {"buyeruid": "b", "consent": "%%%not-base64%%%"}},
+    {"regs": {"gdpr": 1}, "user": {"buyeruid": "b", "consent": "BOEFEAyOEFEAyAHABDENAI4AAAB9vABAASA"}},
+    {"regs": {"gpp": "DBACNY~garbage", "gpp_sid": "2,x"}, "user": {"buyeruid": "b"}},
+    {"regs": {"gpp": "~~~", "gpp_sid": [7]}, "user": {"buyeruid": "b"}},
+    {"regs": {"us_privacy": "YYYYYYYY", "ext": {"gpc": "yes"}}, "user": {"buyeruid": "b"}},
     {"source": {"ext": {"schain": {"complete": 1, "nodes": []}}}, "dooh": None, "app": None},
 ])
 async def test_odd_but_valid_requests_never_fail(client: aiohttp.ClientSession,
@@ -269,3 +286,13 @@ async def test_every_corpus_request_on_every_dialect_profile(client: aiohttp.Cli
         resp = await client.post(f"/bid/{exchange}", data=path.read_bytes())
         lax_ok = "strings" in path.name and exchange != "bidswitch"
         assert resp.status in ((200, 204) if lax_ok else (400,)), f"{path}: {resp.status}"
+
+
+async def test_sec_gpc_header_means_no_user_data(client: aiohttp.ClientSession) -> None:
+    """``Sec-GPC: 1`` forwarded by the exchange counts like regs.gpc, on both transports."""
+    assert (await client.post("/bid/generic", json=_request())).status == 200
+    resp = await client.post("/bid/generic", json=_request(), headers={"Sec-GPC": "1"})
+    assert resp.status == 204
+    text = await (await client.get("/metrics")).text()
+    assert 'dsp_privacy_decisions_total{exchange="generic",outcome="gpc"} 1.0' in text
+    assert 'dsp_nobids_total{exchange="generic",reason="privacy_opt_out"} 1.0' in text

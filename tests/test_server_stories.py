@@ -1,7 +1,8 @@
 """HTTP stories: one file = request + the user's features in Redis + expected answer.
 
 ``tests/fixtures/http/*.json``: ``request`` (as the exchange sends it), ``exchange``, ``features``
-(contract feature name -> value, the rest at their defaults; null = the user has no record) and
+(contract feature name -> value, the rest at their defaults; null = the user has no record; stored
+under ``user_id`` when given, else the request's buyeruid or user id) and
 ``expect`` (HTTP status, and the winning campaign and price, or the ``nbr`` of a no-bid body).
 The real server, real Redis and the real ONNX models decide.
 """
@@ -25,6 +26,7 @@ from dsp.server.app import build_app
 from dsp.server.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "tests" / "fixtures" / "configs" / "demo"
 STORIES = sorted((ROOT / "tests" / "fixtures" / "http").glob("*.json"))
 
 
@@ -34,9 +36,10 @@ def _seed(redis_url: str, story: dict[str, Any]) -> None:
     row = np.asarray(DEFAULTS, dtype=np.float32).copy()
     for name, value in story["features"].items():
         row[FEATURE_INDEX[name]] = value
-    user = story["request"]["user"]
+    user = story["request"].get("user", {})
+    user_id = story.get("user_id") or user.get("buyeruid") or user["id"]
     client = sync_redis.Redis.from_url(redis_url)
-    write_rows(client, [user.get("buyeruid") or user["id"]], row.reshape(1, -1))
+    write_rows(client, [user_id], row.reshape(1, -1))
     client.close()
 
 
@@ -44,7 +47,7 @@ def _seed(redis_url: str, story: dict[str, Any]) -> None:
 async def test_http_story(path: Path, redis_url: str) -> None:
     story = json.loads(path.read_text())
     _seed(redis_url, story)
-    settings = Settings(redis_url=redis_url, configs_dir=str(ROOT / "bidder_configs"),
+    settings = Settings(redis_url=redis_url, configs_dir=str(DEMO),
                         models_dir=str(ROOT / "models"), token_keys={"k1": b"0123456789abcdef01"},
                         token_active="k1", reload_check_s=3600)
     expect = story["expect"]
@@ -60,4 +63,7 @@ async def test_http_story(path: Path, redis_url: str) -> None:
             return
         bid = body["seatbid"][0]["bid"][0]
         assert bid["cid"] == expect["campaign"]
+        if "openrtb_version" in expect:
+            assert resp.headers["x-openrtb-version"] == expect["openrtb_version"]
+            assert ("mtype" in bid) == (expect["openrtb_version"] != "2.5")
         assert bid["price"] == pytest.approx(expect["price"], abs=1e-6)

@@ -1,11 +1,11 @@
-"""Who is the user, scored: features and both models for many concurrent requests in one go.
+"""Who is the user, scored: features and the scoring plan's models for many concurrent requests.
 
-    resolver = AudienceResolver(feature_store, ModelScorer(intent, risk), population)
+    resolver = AudienceResolver(feature_store, scorer, scorer.population())   # a PlanScorer
     audience = await resolver.resolve(user_id, deadline)       # the request's one await
 
 Each request submits its user id to a :class:`dsp.batching.MicroBatcher`. One batch is one
 ``FeatureSource.fetch`` (one Redis pipeline) followed by one ``Scorer.score`` over the known users'
-rows (one ONNX run per model). Outcomes:
+rows (one ONNX run per plan step at most). Outcomes:
 
 * Redis slow or down (``DependencyUnavailable`` from the fetch) -> every user of the batch is
   unknown with the *population* scores (the models' output on the contract defaults, computed
@@ -16,8 +16,7 @@ rows (one ONNX run per model). Outcomes:
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from typing import Protocol
 
@@ -28,70 +27,30 @@ from dsp.batching import MicroBatcher
 from dsp.bidding.ports import FeatureSource, FloatArray, Scorer, StagedScorer
 from dsp.clock import Deadline, monotonic
 from dsp.errors import DependencyUnavailable
+from dsp.features.contract import FEATURE_INDEX
+from dsp.scoring.plan import PlanScorer, Predictor, two_model_plan
 
 
 class Audience(msgspec.Struct, gc=False, frozen=True):
-    """A resolved, scored user. ``known`` False: population scores, no user-level data."""
+    """A resolved, scored user. ``known`` False: population scores, no user-level data.
+
+    ``p_intent`` and ``pd`` are the value formula's inputs; ``scores`` holds every named score of
+    the scoring plan (gates read it: a campaign's ``max_scores``), empty when the plan has only
+    the two pricing scores."""
 
     user_key: str
     known: bool
     p_intent: float
     pd: float
     caps: dict[str, bytes]
+    scores: dict[str, float] = {}
+    features: FloatArray | None = None  # the model input row (known users), for the event log
 
 
-class Predictor(Protocol):
-    """A synchronous model: (n, n_features) float32 rows -> (n,) calibrated probabilities."""
-
-    def predict(self, rows: FloatArray) -> FloatArray: ...
-
-
-class ModelScorer:
-    """:class:`dsp.bidding.ports.Scorer` over two synchronous predictors (one run each per call).
-
-    With ``executor`` (one thread), both runs happen off the event loop: onnxruntime releases the
-    GIL, so the loop keeps parsing and answering other requests (and gathering the next batch)
-    while a batch is scored; without it they run inline. Either way one batch = one run per model.
-    """
-
-    __slots__ = ("_executor", "_intent", "_risk")
-
-    def __init__(self, intent: Predictor, risk: Predictor, executor: Executor | None = None) -> None:
-        self._intent = intent
-        self._risk = risk
-        self._executor = executor
-
-    def _both(self, rows: FloatArray) -> tuple[FloatArray, FloatArray]:
-        return self._intent.predict(rows), self._risk.predict(rows)
-
-    def _staged(self, rows: FloatArray, floors: FloatArray) -> tuple[FloatArray, FloatArray]:
-        p_intent = self._intent.predict(rows)
-        wanted = p_intent >= floors
-        pd = np.full(rows.shape[0], np.nan, dtype=np.float32)
-        if wanted.all():
-            pd = self._risk.predict(rows)
-        elif wanted.any():
-            pd[wanted] = self._risk.predict(rows[wanted])
-        return p_intent, pd
-
-    async def score_staged(self, rows: FloatArray, intent_floors: FloatArray,
-                           deadline: Deadline) -> tuple[FloatArray, FloatArray]:
-        """Intent for every row, risk only where intent clears the row's floor (NaN elsewhere):
-        cheapest filter first; the risk model is the larger one."""
-        if deadline.expired():
-            raise DependencyUnavailable("scoring: deadline passed")
-        if self._executor is None:
-            return self._staged(rows, intent_floors)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._staged, rows, intent_floors)
-
-    async def score(self, rows: FloatArray, deadline: Deadline) -> tuple[FloatArray, FloatArray]:
-        if deadline.expired():
-            raise DependencyUnavailable("scoring: deadline passed")
-        if self._executor is None:
-            return self._both(rows)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._both, rows)
+def ModelScorer(intent: Predictor, risk: Predictor, executor: Executor | None = None) -> PlanScorer:
+    """Today's two-model plan over two predictors (tests, benchmarks, ``dsp explain``); the
+    server loads whatever ``models/plan.json`` says (:func:`dsp.scoring.plan.load_plan`)."""
+    return PlanScorer(two_model_plan(intent, risk), executor)
 
 
 class AudienceSource(Protocol):
@@ -107,17 +66,43 @@ class AudienceSource(Protocol):
     async def close(self) -> None: ...
 
 
-class AudienceResolver:
-    """Resolves and scores users through one shared micro-batch per event-loop tick."""
+Caps = tuple[tuple[int, float], ...]  # (feature column, highest value the models may see)
+_LENDER_FEATURES = ("lenders_applied_30d", "lenders_applied_90d")
 
-    def __init__(self, features: FeatureSource, scorer: Scorer, population: tuple[float, float], *,
+
+def stacking_caps(threshold_30d: float | None, threshold_90d: float | None) -> Caps:
+    """Multi-lending: applications to other lenders raise intent up to a threshold, no further.
+
+    Past it the user is stacking loans (a risk sign, not more intent), so the intent model sees
+    the count clipped at the threshold: bids stop rising with it. Example with threshold 3: a
+    user with 9 applications in 30 days is scored as one with 3."""
+    out = []
+    for name, cap in zip(_LENDER_FEATURES, (threshold_30d, threshold_90d), strict=True):
+        if cap is not None:
+            out.append((FEATURE_INDEX[name], float(cap)))
+    return tuple(out)
+
+
+class AudienceResolver:
+    """Resolves and scores users through one shared micro-batch per event-loop tick.
+
+    ``caps`` (called once per batch, so a config reload applies at once) clips feature columns
+    before scoring: see :func:`stacking_caps`."""
+
+    def __init__(self, features: FeatureSource, scorer: Scorer,
+                 population: tuple[float, float] | Mapping[str, float], *,
                  max_batch_size: int = 128, max_wait_us: int = 0, max_in_flight: int = 1,
                  on_batch: Callable[[int], None] | None = None,
                  on_redis_error: Callable[[DependencyUnavailable], None] | None = None,
-                 on_stage: Callable[[str, float], None] | None = None) -> None:
+                 on_stage: Callable[[str, float], None] | None = None,
+                 caps: Callable[[], Caps] | None = None) -> None:
+        self._caps = caps
         self._features = features
         self._scorer = scorer
-        self.population = population
+        pop = (dict(population) if isinstance(population, Mapping)
+               else {"p_intent": population[0], "pd": population[1]})
+        self.population = (pop["p_intent"], pop["pd"])
+        self._pop_scores = pop if set(pop) - {"p_intent", "pd"} else {}
         self._on_redis_error = on_redis_error
         self._on_stage = on_stage
         # A runtime Protocol check costs microseconds; the scorer does not change, ask once.
@@ -128,7 +113,7 @@ class AudienceResolver:
 
     def unknown(self, user_key: str = "", caps: dict[str, bytes] | None = None) -> Audience:
         p_intent, pd = self.population
-        return Audience(user_key, False, p_intent, pd, caps if caps is not None else {})
+        return Audience(user_key, False, p_intent, pd, caps if caps is not None else {}, self._pop_scores)
 
     async def resolve(self, user_id: str, deadline: Deadline, intent_floor: float = 0.0) -> Audience:
         """One user. Raises DependencyUnavailable (model failure) or DeadlineExceeded.
@@ -154,20 +139,26 @@ class AudienceResolver:
         out = [self.unknown(r.user_key, r.caps) for r in records]
         if known:
             rows = np.stack([records[i].features for i in known]).astype(np.float32, copy=False)
+            if self._caps is not None:
+                for col, cap in self._caps():
+                    np.minimum(rows[:, col], cap, out=rows[:, col])
             t1 = monotonic()
             staged = self._staged
             if staged is not None:
                 floors = np.array([items[i][1] for i in known], dtype=np.float32)
-                p_intent, pd = await staged.score_staged(rows, floors, deadline)
+                scores = await staged.score_staged(rows, floors, deadline)
             else:
-                p_intent, pd = await self._scorer.score(rows, deadline)
+                scores = await self._scorer.score(rows, deadline)
             if on_stage is not None:
                 on_stage("scoring", monotonic() - t1)
-            pi_list: Sequence[float] = p_intent.tolist()
-            pd_list: Sequence[float] = pd.tolist()
+            pi_list: Sequence[float] = scores["p_intent"].tolist()
+            pd_list: Sequence[float] = scores["pd"].tolist()
+            extra = {name: v.tolist() for name, v in scores.items() if name not in ("p_intent", "pd")}
             for k, i in enumerate(known):
                 r = records[i]
-                out[i] = Audience(r.user_key, True, pi_list[k], pd_list[k], r.caps)
+                named = {**{n: v[k] for n, v in extra.items()}, "p_intent": pi_list[k],
+                         "pd": pd_list[k]} if extra else {}
+                out[i] = Audience(r.user_key, True, pi_list[k], pd_list[k], r.caps, named, r.features)
         return out
 
     async def close(self) -> None:

@@ -10,30 +10,12 @@ from __future__ import annotations
 
 import msgspec
 
+from dsp.bidding.quality import NO_FACTS, SupplyFacts
 from dsp.config.snapshot import iab_keys
+from dsp.openrtb.geo import country_alpha3, domain_keys, region_code
+from dsp.openrtb.native import NativeRequest, parse_native
 from dsp.openrtb.request import BidRequest
-
-# ISO-3166 alpha-2 -> alpha-3 for traffic that sends the short form (OpenRTB says alpha-3).
-_ALPHA3 = {
-    "US": "USA", "GB": "GBR", "UK": "GBR", "CA": "CAN", "AU": "AUS", "NZ": "NZL", "IE": "IRL",
-    "DE": "DEU", "FR": "FRA", "ES": "ESP", "IT": "ITA", "NL": "NLD", "BE": "BEL", "PT": "PRT",
-    "AT": "AUT", "CH": "CHE", "SE": "SWE", "NO": "NOR", "DK": "DNK", "FI": "FIN", "PL": "POL",
-    "CZ": "CZE", "HU": "HUN", "RO": "ROU", "GR": "GRC", "RU": "RUS", "UA": "UKR", "TR": "TUR",
-    "IN": "IND", "CN": "CHN", "HK": "HKG", "JP": "JPN", "KR": "KOR", "TW": "TWN", "SG": "SGP",
-    "MY": "MYS", "TH": "THA", "VN": "VNM", "PH": "PHL", "ID": "IDN", "BR": "BRA", "MX": "MEX",
-    "AR": "ARG", "CL": "CHL", "CO": "COL", "PE": "PER", "ZA": "ZAF", "NG": "NGA", "KE": "KEN",
-    "EG": "EGY", "IL": "ISR", "AE": "ARE", "SA": "SAU",
-}
-
-
-def country_alpha3(value: str | None) -> str | None:
-    """Normalise a country code to upper-case alpha-3 (alpha-2 mapped when known)."""
-    if not value:
-        return None
-    code = value.strip().upper()
-    if len(code) == 2:
-        return _ALPHA3.get(code, code)
-    return code
+from dsp.privacy.policy import NO_SIGNAL, PrivacyDecision, PrivacyPolicy, decide, eu_applies
 
 
 class RequestContext(msgspec.Struct, gc=False):
@@ -43,6 +25,10 @@ class RequestContext(msgspec.Struct, gc=False):
     test: bool
     auction_type: int
     country: str | None
+    region: str | None  # ISO 3166-2, e.g. "US-CA" (dialects normalised)
+    metro: str | None
+    domain_keys: tuple[str, ...]  # site domain and its parents, lower case
+    bundle: str | None  # app bundle / store id, lower case
     device_type: int | None
     os: str | None
     categories: tuple[str, ...]
@@ -51,9 +37,12 @@ class RequestContext(msgspec.Struct, gc=False):
     badv: frozenset[str]
     bapp: frozenset[str]
     user_id: str  # raw id to look up ("" when none or not allowed)
-    user_allowed: bool  # False: lmt/dnt/GDPR without consent -> no user-level features
+    user_allowed: bool  # False: lmt/dnt, GDPR without consent, a US opt-out -> no user-level data
     gdpr_no_consent: bool
     now_s: float  # wall clock, seconds since the epoch (schedules, token expiry)
+    privacy: PrivacyDecision = NO_SIGNAL  # what the consent signals allow, and why not
+    supply: SupplyFacts = NO_FACTS  # data-centre address, schain completeness, resellers
+    natives: tuple[NativeRequest | None, ...] = ()  # each imp's parsed native request (if any)
 
 
 _EMPTY: frozenset[str] = frozenset()
@@ -86,30 +75,50 @@ def _categories(req: BidRequest) -> tuple[str, ...]:
     return tuple(cats)
 
 
+_DEFAULT_POLICY = PrivacyPolicy()
+
+
+def privacy_decision(req: BidRequest, policy: PrivacyPolicy, user_id: str) -> PrivacyDecision:
+    """Decode the consent signals only when the answer matters: GDPR applies (the campaigns'
+    ``gdpr_without_consent`` policy depends on it) or there is a user id we would look up."""
+    regs = req.regs
+    if regs is None or not (user_id or eu_applies(regs)):
+        return NO_SIGNAL
+    return decide(req, policy)
+
+
 def request_context(req: BidRequest, exchange: str, default_auction_type: int,
-                    now_s: float) -> RequestContext:
+                    now_s: float, privacy: PrivacyPolicy = _DEFAULT_POLICY,
+                    supply: SupplyFacts = NO_FACTS) -> RequestContext:
     """Derive the :class:`RequestContext` of ``req`` (pure)."""
     device = req.device
     geo = device.geo if device is not None and device.geo is not None else None
     if geo is None and req.user is not None:
         geo = req.user.geo
-    regs = req.regs
-    gdpr = regs is not None and regs.gdpr == 1
-    consent = req.user.consent if req.user is not None else None
-    gdpr_no_consent = gdpr and not consent
     limited = device is not None and (device.lmt == 1 or device.dnt == 1)
-    user_allowed = not gdpr_no_consent and not limited
+    user_id = "" if limited else _user_id(req)
+    decision = privacy_decision(req, privacy, user_id)
+    gdpr_no_consent = decision.eu and not decision.user_data
+    user_allowed = decision.user_data and not limited
     at = req.at if req.at in (1, 2) else default_auction_type
     cats = _categories(req)
+    country = country_alpha3(geo.country) if geo is not None else None
+    site, app = req.site, req.app
     return RequestContext(
         exchange=exchange, test=req.test == 1, auction_type=at,
-        country=country_alpha3(geo.country) if geo is not None else None,
+        country=country,
+        region=region_code(geo.region, country) if geo is not None else None,
+        metro=geo.metro if geo is not None else None,
+        domain_keys=domain_keys(site.domain) if site is not None else (),
+        bundle=app.bundle.strip().lower() if app is not None and app.bundle else None,
         device_type=device.devicetype if device is not None else None,
         os=device.os.lower() if device is not None and device.os else None,
         categories=cats, category_keys=iab_keys(cats) if cats else _EMPTY,
         bcat=frozenset(req.bcat) if req.bcat else _EMPTY,
         badv=frozenset(req.badv) if req.badv else _EMPTY,
         bapp=frozenset(req.bapp) if req.bapp else _EMPTY,
-        user_id=_user_id(req) if user_allowed else "",
+        user_id=user_id if user_allowed else "",
         user_allowed=user_allowed, gdpr_no_consent=gdpr_no_consent,
-        now_s=now_s)
+        now_s=now_s, privacy=decision, supply=supply,
+        natives=tuple(parse_native(imp.native) for imp in req.imp)
+        if any(imp.native is not None for imp in req.imp) else ())

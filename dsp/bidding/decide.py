@@ -19,8 +19,10 @@ from dsp.bidding.context import RequestContext, request_context
 from dsp.bidding.eligibility import Candidate, Drop, eligible
 from dsp.bidding.filters import RESERVATION, Filter, checks, outcome, response_currency
 from dsp.bidding.ports import MoneyGate
-from dsp.bidding.pricing import Price, price
-from dsp.config.snapshot import ExchangeProfile, Snapshot
+from dsp.bidding.pricing import Price, explore_price, price
+from dsp.bidding.quality import quality_gate
+from dsp.config.snapshot import Snapshot
+from dsp.exchanges.profile import ExchangeProfile
 from dsp.openrtb.nobid import NoBidReason
 from dsp.openrtb.request import BidRequest
 
@@ -34,6 +36,9 @@ class Prepared(msgspec.Struct, gc=False):
     currency: str
     candidates: list[Candidate]
     fallback: Filter  # the row reported if no candidate ends up bidding
+    # Exploration draw, uniform in [0, 1) (2.0: none drawn): campaign c explores this request
+    # when explore_u < c.explore_share (set by the flow; see :func:`choose`).
+    explore_u: float = 2.0
 
     @property
     def needs_user(self) -> bool:
@@ -41,8 +46,16 @@ class Prepared(msgspec.Struct, gc=False):
 
     @property
     def intent_floor(self) -> float:
-        """The lowest intent_min among the candidates: below it nothing can bid."""
+        """The lowest intent_min among the candidates: below it nothing can bid (0 when the
+        request is explored: every score is needed)."""
+        if self.explore_u < 1.0 and any(self.explore_u < c.campaign.explore_share
+                                        for c in self.candidates):
+            return 0.0
         return min(c.campaign.intent_min for c in self.candidates)
+
+    @property
+    def may_explore(self) -> bool:
+        return any(c.campaign.explore_share > 0.0 for c in self.candidates)
 
 
 class Chosen(msgspec.Struct, gc=False):
@@ -73,19 +86,33 @@ _PRICE_CHECKS = checks("price")
 def prepare(req: BidRequest, profile: ExchangeProfile, snapshot: Snapshot, now_s: float,
             trace: list[Drop] | None = None) -> Prepared | NoBidReason:
     """Request gates, request context and eligible candidates. No I/O."""
+    return prepare_in_context(req, profile, snapshot, now_s, trace)[1]
+
+
+def prepare_in_context(req: BidRequest, profile: ExchangeProfile, snapshot: Snapshot, now_s: float,
+                       trace: list[Drop] | None = None
+                       ) -> tuple[RequestContext | None, Prepared | NoBidReason]:
+    """:func:`prepare`, also returning the request context when one was built (the flow counts
+    its privacy outcome even when no campaign is left)."""
     rates = snapshot.rates
     for check, row in _REQUEST_CHECKS:
         if check(req, profile, rates):
             if trace is not None:
                 trace.append(Drop("*", -1, row.reason, row.explain(req, profile, rates), row.name))
-            return row.reason
+            return None, row.reason
+    quality = quality_gate(req, profile, snapshot.traffic)
+    if isinstance(quality, tuple):  # an outcome row of the request stage (filters table)
+        row = outcome("request", quality[0])
+        if trace is not None:
+            trace.append(Drop("*", -1, row.reason, quality[1], row.name))
+        return None, row.reason
     currency = response_currency(req, profile, rates) or profile.currency
-    ctx = request_context(req, profile.name, profile.auction_type, now_s)
+    ctx = request_context(req, profile.name, profile.auction_type, now_s, snapshot.privacy, quality)
     candidates, fallback = eligible(snapshot.campaigns_for(profile.name), req.imp, ctx,
                                     rates, profile.seat, trace)
     if not candidates:
-        return fallback.reason
-    return Prepared(req, profile, ctx, currency, candidates, fallback)
+        return ctx, fallback.reason
+    return ctx, Prepared(req, profile, ctx, currency, candidates, fallback)
 
 
 def choose(prep: Prepared, audience: Audience, money: MoneyGate, snapshot: Snapshot,
@@ -101,14 +128,21 @@ def choose(prep: Prepared, audience: Audience, money: MoneyGate, snapshot: Snaps
         c = cand.campaign
         row: Filter | None = None
         p: Price | None = None
+        explore = prep.explore_u < c.explore_share and audience.known
         for check, r in _PRICE_CHECKS:
             if check(cand, audience, ctx):
+                if explore and r.name == "intent_min":
+                    continue  # explored: the intent gate is what exploration looks past
                 row = r
                 break
         if row is None:
             p = price(c, audience.p_intent, audience.pd, pacing_lambda=money.pacing_multiplier(c.id),
                       floor_cpm_micros=cand.floor_cpm_micros, auction_type=cand.auction_type,
-                      shading=shading)
+                      shading=shading,
+                      table=snapshot.shading_table(c, prep.profile, cand.creative.kind)
+                      if cand.auction_type == 1 and snapshot.shading else None)
+            if explore and (p.stopped is not None or audience.p_intent < c.intent_min):
+                p = explore_price(c, p, cand.floor_cpm_micros)
             if p.stopped is not None:
                 row = p.stopped
             else:

@@ -14,10 +14,15 @@ import msgspec
 
 from dsp.bidding.context import RequestContext
 from dsp.bidding.filters import DEAL, FLOOR_CURRENCY, NO_CAMPAIGN, NO_CREATIVE, Filter, checks
+from dsp.bidding.native import NativePlan, native_fit
+from dsp.bidding.video import VastPlan, video_fit
 from dsp.config.snapshot import CompiledCampaign, CompiledCreative, Rates
 from dsp.money import units_to_micros
+from dsp.openrtb.native import parse_native
 from dsp.openrtb.nobid import NoBidReason
 from dsp.openrtb.request import Deal, Imp
+
+Plan = VastPlan | NativePlan | None
 
 
 class Candidate(msgspec.Struct, gc=False):
@@ -30,6 +35,7 @@ class Candidate(msgspec.Struct, gc=False):
     deal: Deal | None
     floor_cpm_micros: int  # in the campaign's currency
     auction_type: int
+    plan: Plan = None  # video: the VAST plan; native: the assets answered
 
 
 class Drop(msgspec.Struct, frozen=True):
@@ -54,27 +60,38 @@ def campaign_drop(c: CompiledCampaign, ctx: RequestContext) -> Filter | None:
     return None
 
 
-def _creative(c: CompiledCampaign, imp: Imp) -> CompiledCreative | None:
+def _creative(c: CompiledCampaign, imp: Imp, i: int = 0,
+              ctx: RequestContext | None = None) -> tuple[CompiledCreative, Plan] | None:
+    """The creative that fits imp ``i`` (and, for video and native, how it is built), or None.
+
+    Banners by size (``w``/``h``, then ``format``); video by :func:`dsp.bidding.video.video_fit`
+    (protocols, duration, mimes, bitrate, placement); native by the request's assets
+    (:func:`dsp.bidding.native.native_fit`, the request parsed once per imp in the context)."""
     banner = imp.banner
     if banner is not None and c.banners:
         if banner.w and banner.h:
             hit = c.banners.get((banner.w, banner.h))
             if hit is not None:
-                return hit
+                return hit, None
         if banner.format:
             for fmt in banner.format:
                 if fmt.w and fmt.h:
                     hit = c.banners.get((fmt.w, fmt.h))
                     if hit is not None:
-                        return hit
-    by_kind = c.by_kind
-    if by_kind:
-        if imp.video is not None and "video" in by_kind:
-            return by_kind["video"]
-        if imp.native is not None and "native" in by_kind:
-            return by_kind["native"]
-        if imp.audio is not None and "audio" in by_kind:
-            return by_kind["audio"]
+                        return hit, None
+    if imp.video is not None and c.videos:
+        for cr in c.videos:
+            vplan = video_fit(cr.video, imp.video)
+            if vplan is not None:
+                return cr, vplan
+    if imp.native is not None and c.natives:
+        nreq = ctx.natives[i] if ctx is not None and i < len(ctx.natives) else parse_native(imp.native)
+        for cr in c.natives:
+            nplan = native_fit(cr.native, nreq)
+            if nplan is not None:
+                return cr, nplan
+    if imp.audio is not None and "audio" in c.by_kind:
+        return c.by_kind["audio"], None
     return None
 
 
@@ -101,9 +118,10 @@ def _floor(amount: float, cur: str | None, to_cur: str, rates: Rates) -> int | N
 def imp_candidate(c: CompiledCampaign, i: int, imp: Imp, ctx: RequestContext, rates: Rates,
                   seat: str | None) -> Candidate | tuple[Filter, str]:
     """The candidate of campaign ``c`` on imp ``i``, or the row that drops it (and a detail text)."""
-    creative = _creative(c, imp)
-    if creative is None:
+    fit = _creative(c, imp, i, ctx)
+    if fit is None:
         return NO_CREATIVE, ""
+    creative, plan = fit
     blocked = _blocked(creative, ctx)
     if blocked is not None:
         return blocked, ""
@@ -115,7 +133,7 @@ def imp_candidate(c: CompiledCampaign, i: int, imp: Imp, ctx: RequestContext, ra
                 if floor is None:
                     return FLOOR_CURRENCY, f"deal floor currency {deal.bidfloorcur}"
                 at = deal.at if deal.at in (1, 2) else ctx.auction_type
-                return Candidate(i, imp, c, creative, deal, floor, at)
+                return Candidate(i, imp, c, creative, deal, floor, at, plan)
     if pmp is not None and pmp.private_auction == 1:
         return DEAL, "private auction and no deal of this campaign"
     if not c.open_auction:
@@ -123,7 +141,7 @@ def imp_candidate(c: CompiledCampaign, i: int, imp: Imp, ctx: RequestContext, ra
     floor = _floor(imp.bidfloor, imp.bidfloorcur, c.currency, rates)
     if floor is None:
         return FLOOR_CURRENCY, f"floor currency {imp.bidfloorcur} has no rate"
-    return Candidate(i, imp, c, creative, None, floor, ctx.auction_type)
+    return Candidate(i, imp, c, creative, None, floor, ctx.auction_type, plan)
 
 
 def eligible(campaigns: tuple[CompiledCampaign, ...], imps: list[Imp], ctx: RequestContext,
@@ -151,7 +169,7 @@ def eligible(campaigns: tuple[CompiledCampaign, ...], imps: list[Imp], ctx: Requ
                 best = row
             if trace is not None:
                 if not detail:
-                    cr = _creative(c, imp)
-                    detail = row.explain(cr, ctx) if cr is not None else row.explain()
+                    fit = _creative(c, imp, i, ctx)
+                    detail = row.explain(fit[0], ctx) if fit is not None else row.explain()
                 trace.append(Drop(c.id, i, row.reason, detail, row.name))
     return out, best

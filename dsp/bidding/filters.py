@@ -46,7 +46,8 @@ if TYPE_CHECKING:
     from dsp.bidding.audience import Audience
     from dsp.bidding.context import RequestContext
     from dsp.bidding.eligibility import Candidate
-    from dsp.config.snapshot import CompiledCampaign, CompiledCreative, ExchangeProfile, Rates
+    from dsp.config.snapshot import CompiledCampaign, CompiledCreative, Rates
+    from dsp.exchanges.profile import ExchangeProfile
     from dsp.openrtb.request import BidRequest
 
 Stage = Literal["request", "campaign", "creative", "deal", "price", "money"]
@@ -126,6 +127,69 @@ def _country(c: CompiledCampaign, ctx: RequestContext) -> bool:
     return c.countries is not None and ctx.country not in c.countries
 
 
+def _region(c: CompiledCampaign, ctx: RequestContext) -> bool:
+    p = c.placement
+    return p is not None and p.regions is not None and ctx.region not in p.regions
+
+
+def _exclude_region(c: CompiledCampaign, ctx: RequestContext) -> bool:
+    p = c.placement
+    return p is not None and bool(p.exclude_regions) and ctx.region in p.exclude_regions
+
+
+def _metro(c: CompiledCampaign, ctx: RequestContext) -> bool:
+    p = c.placement
+    return p is not None and p.metros is not None and ctx.metro not in p.metros
+
+
+def _block_domain(c: CompiledCampaign, ctx: RequestContext) -> bool:
+    p = c.placement
+    return (p is not None and bool(p.exclude_domains) and bool(ctx.domain_keys)
+            and not p.exclude_domains.isdisjoint(ctx.domain_keys))
+
+
+def _block_bundle(c: CompiledCampaign, ctx: RequestContext) -> bool:
+    p = c.placement
+    return p is not None and bool(p.exclude_bundles) and ctx.bundle in p.exclude_bundles
+
+
+def _allow_placement(c: CompiledCampaign, ctx: RequestContext) -> bool:
+    p = c.placement
+    if p is None or not p.allow_lists:
+        return False
+    site_ok = p.domains is not None and bool(ctx.domain_keys) and not p.domains.isdisjoint(ctx.domain_keys)
+    return not site_ok and not (p.bundles is not None and ctx.bundle in p.bundles)
+
+
+def _where(ctx: RequestContext) -> str:
+    return ctx.domain_keys[0] if ctx.domain_keys else str(ctx.bundle)
+
+
+def _datacenter(c: CompiledCampaign, ctx: RequestContext) -> bool:
+    return ctx.supply.datacenter is not None and not c.supply.allow_datacenter_ip
+
+
+def _resellers(c: CompiledCampaign, ctx: RequestContext) -> bool:
+    limit = c.supply.max_resellers
+    return limit is not None and ctx.supply.resellers > limit
+
+
+def _schain_complete(c: CompiledCampaign, ctx: RequestContext) -> bool:
+    return c.supply.require_complete_schain and not ctx.supply.schain_complete
+
+
+def _gdpr_user_data(c: CompiledCampaign, ctx: RequestContext) -> bool:
+    return c.requires_user and ctx.gdpr_no_consent
+
+
+def _opted_out(c: CompiledCampaign, ctx: RequestContext) -> bool:
+    return c.requires_user and not ctx.privacy.user_data and not ctx.privacy.eu
+
+
+def _privacy_detail(c: CompiledCampaign, ctx: RequestContext) -> str:
+    return f"campaign needs user data; {ctx.privacy.outcome.value}: {ctx.privacy.detail}"
+
+
 def _device(c: CompiledCampaign, ctx: RequestContext) -> bool:
     return c.device_types is not None and ctx.device_type not in c.device_types
 
@@ -186,6 +250,23 @@ def _risk(cand: Candidate, audience: Audience, ctx: RequestContext) -> bool:
     return not audience.pd <= cand.campaign.pd_max
 
 
+def _max_scores(cand: Candidate, audience: Audience, ctx: RequestContext) -> bool:
+    # A score the plan did not produce (or a NaN: not scored) does not gate.
+    if not cand.campaign.max_scores:
+        return False
+    scores = audience.scores
+    for name, highest in cand.campaign.max_scores:
+        value = scores.get(name)
+        if value is not None and value > highest:
+            return True
+    return False
+
+
+def _max_scores_detail(cand: Candidate, audience: Audience, ctx: RequestContext) -> str:
+    return ", ".join(f"{n}={audience.scores.get(n, float('nan')):.4f} (max {m})"
+                     for n, m in cand.campaign.max_scores)
+
+
 def _scores_detail(cand: Candidate, audience: Audience, ctx: RequestContext) -> str:
     c = cand.campaign
     return f"pd={audience.pd:.4f} (max {c.pd_max}), p_intent={audience.p_intent:.4f} (min {c.intent_min})"
@@ -209,20 +290,49 @@ FILTERS: tuple[Filter, ...] = _ranked(
     Filter("bseat", "request", R.BLOCKED_SEAT, _bseat, lambda *_: "our seat is in bseat"),
     Filter("currency", "request", R.CURRENCY_UNSUPPORTED, _currency,
            lambda req, *_: f"no rate for any of cur {req.cur}"),
+    # Outcome rows of dsp.bidding.quality.quality_gate (one call, its own detail text):
+    Filter("ip", "request", R.NON_HUMAN_TRAFFIC, None,
+           lambda *_: "device.ip missing where always sent, or not a public address"),
+    Filter("bot_user_agent", "request", R.KNOWN_CRAWLER, None, lambda *_: "known bot user agent"),
+    Filter("seller_authorisation", "request", R.UNAUTHORISED_SELLER, None,
+           lambda *_: "seller not in sellers.json or not authorised by ads.txt / app-ads.txt"),
+    Filter("ads_txt_required", "request", R.ADS_TXT_UNAVAILABLE, None,
+           lambda *_: "no ads.txt / app-ads.txt for the domain"),
     Filter("campaigns", "campaign", R.NO_ELIGIBLE_CAMPAIGN, None,
            lambda *_: "no enabled campaign runs on this exchange"),
     Filter("flight_dates", "campaign", R.OUT_OF_SCHEDULE, _flight, lambda *_: "outside the flight dates"),
     Filter("hours", "campaign", R.OUT_OF_SCHEDULE, _hours, _hours_detail),
     Filter("country", "campaign", R.NO_ELIGIBLE_CAMPAIGN, _country,
            lambda c, ctx: f"country {ctx.country} not targeted"),
+    Filter("region", "campaign", R.NO_ELIGIBLE_CAMPAIGN, _region,
+           lambda c, ctx: f"region {ctx.region} not targeted"),
+    Filter("exclude_region", "campaign", R.NO_ELIGIBLE_CAMPAIGN, _exclude_region,
+           lambda c, ctx: f"region {ctx.region} excluded"),
+    Filter("metro", "campaign", R.NO_ELIGIBLE_CAMPAIGN, _metro,
+           lambda c, ctx: f"metro {ctx.metro} not targeted"),
+    Filter("exclude_domain", "campaign", R.NO_ELIGIBLE_CAMPAIGN, _block_domain,
+           lambda c, ctx: f"domain {ctx.domain_keys[0]} blocked"),
+    Filter("exclude_app", "campaign", R.NO_ELIGIBLE_CAMPAIGN, _block_bundle,
+           lambda c, ctx: f"app {ctx.bundle} blocked"),
+    Filter("placement_allow", "campaign", R.NO_ELIGIBLE_CAMPAIGN, _allow_placement,
+           lambda c, ctx: f"placement {_where(ctx)} not on the allow list"),
     Filter("device_type", "campaign", R.NO_ELIGIBLE_CAMPAIGN, _device,
            lambda c, ctx: f"device type {ctx.device_type} not targeted"),
     Filter("os", "campaign", R.NO_ELIGIBLE_CAMPAIGN, _os, lambda c, ctx: f"os {ctx.os} not targeted"),
     Filter("categories", "campaign", R.NO_ELIGIBLE_CAMPAIGN, _categories, lambda *_: "no targeted category"),
     Filter("exclude_categories", "campaign", R.NO_ELIGIBLE_CAMPAIGN, _exclude,
            lambda *_: "excluded category"),
+    Filter("data_center_ip", "campaign", R.DATA_CENTER_IP, _datacenter,
+           lambda c, ctx: f"device.ip is in {ctx.supply.datacenter}"),
+    Filter("schain_resellers", "campaign", R.SCHAIN_BLOCKED, _resellers,
+           lambda c, ctx: f"{ctx.supply.resellers} reseller(s), campaign allows {c.supply.max_resellers}"),
+    Filter("schain_complete", "campaign", R.SCHAIN_INCOMPLETE, _schain_complete,
+           lambda *_: "campaign requires a complete schain"),
     Filter("gdpr_consent", "campaign", R.NO_CONSENT, _consent,
-           lambda *_: "GDPR applies without consent; campaign does not bid contextually"),
+           lambda c, ctx: f"GDPR without consent ({ctx.privacy.outcome.value}: {ctx.privacy.detail}); "
+                          "campaign does not bid contextually"),
+    Filter("gdpr_user_data", "campaign", R.NO_CONSENT, _gdpr_user_data, _privacy_detail),
+    Filter("privacy_opt_out", "campaign", R.PRIVACY_OPT_OUT, _opted_out, _privacy_detail),
     Filter("user_id", "campaign", R.USER_UNKNOWN, _no_user_id,
            lambda *_: "campaign needs a known user; none may be looked up"),
     Filter("creative_fit", "creative", R.NO_MATCHING_CREATIVE, None,
@@ -240,6 +350,7 @@ FILTERS: tuple[Filter, ...] = _ranked(
     Filter("frequency_cap", "price", R.FREQUENCY_CAPPED, _freq, lambda *_: "frequency cap reached"),
     Filter("intent_min", "price", R.INTENT_TOO_LOW, _intent, _scores_detail),
     Filter("pd_max", "price", R.RISK_TOO_HIGH, _risk, _scores_detail),
+    Filter("max_scores", "price", R.SCORE_TOO_HIGH, _max_scores, _max_scores_detail),
     Filter("value", "money", R.VALUE_NOT_POSITIVE, None, lambda *_: "expected value is not positive"),
     Filter("floor", "money", R.BELOW_FLOOR, None, lambda *_: "bid below the floor"),
     Filter("budget_schedule", "money", R.OUT_OF_SCHEDULE, None, lambda *_: "money gate: not bidding now"),

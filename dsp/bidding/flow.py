@@ -14,19 +14,23 @@ MODEL_ERROR no-bid; a deadline that runs out anywhere is a DEADLINE no-bid, neve
 
 from __future__ import annotations
 
+import random
+
 import msgspec
 
 from dsp.batching import DeadlineExceeded
 from dsp.bidding.audience import Audience, AudienceSource
-from dsp.bidding.decide import IdSource, Prepared, choose, prepare
+from dsp.bidding.decide import Chosen, IdSource, Prepared, choose, prepare_in_context
 from dsp.bidding.ports import MoneyGate
 from dsp.bidding.respond import NoticeUrls, bid_response
 from dsp.clock import Deadline, monotonic, wall_time
-from dsp.config.snapshot import ExchangeProfile, Snapshot
+from dsp.config.snapshot import Snapshot
 from dsp.errors import DependencyUnavailable
+from dsp.exchanges.profile import ExchangeProfile
 from dsp.openrtb.nobid import NoBidReason
 from dsp.openrtb.request import BidRequest
 from dsp.openrtb.response import BidResponse
+from dsp.privacy.policy import Privacy
 
 
 class Decision(msgspec.Struct, gc=False):
@@ -36,12 +40,17 @@ class Decision(msgspec.Struct, gc=False):
     reason: NoBidReason | None = None
     campaigns: tuple[str, ...] = ()
     pricing_s: float = 0.0  # time spent pricing and building the response (when timed)
+    privacy: Privacy | None = None  # the consent signals' outcome (None: not looked at)
+    # What the decision was made from, for the event log (None where the flow stopped earlier).
+    prep: Prepared | None = None
+    audience: Audience | None = None
+    chosen: list[Chosen] | None = None
 
 
 class BidFlow:
     """The bid path's orchestration. Holds its collaborators; no per-request state."""
 
-    __slots__ = ("_ids", "_money", "_notices", "_resolver")
+    __slots__ = ("_draw", "_ids", "_money", "_notices", "_resolver")
 
     def __init__(self, resolver: AudienceSource, money: MoneyGate, notices: NoticeUrls,
                  ids: IdSource) -> None:
@@ -49,6 +58,7 @@ class BidFlow:
         self._money = money
         self._notices = notices
         self._ids = ids
+        self._draw = random.Random().random  # exploration draws (campaign learning.explore_share)
 
     async def audience(self, prep: Prepared, deadline: Deadline) -> Audience | NoBidReason:
         """The request's one await: resolve and score the user (or the population for nobody)."""
@@ -65,19 +75,25 @@ class BidFlow:
                   deadline: Deadline, *, timed: bool = False) -> Decision:
         if deadline.expired():
             return Decision(reason=NoBidReason.DEADLINE)
-        prep = prepare(req, profile, snapshot, wall_time())
+        ctx, prep = prepare_in_context(req, profile, snapshot, wall_time())
+        privacy = ctx.privacy.outcome if ctx is not None else None
         if not isinstance(prep, Prepared):
-            return Decision(reason=prep)
+            return Decision(reason=prep, privacy=privacy)
+        if prep.may_explore:
+            prep.explore_u = self._draw()
         audience = await self.audience(prep, deadline)
         if not isinstance(audience, Audience):
-            return Decision(reason=audience)
+            return Decision(reason=audience, prep=prep, privacy=privacy)
         if deadline.expired():
-            return Decision(reason=NoBidReason.DEADLINE)
+            return Decision(reason=NoBidReason.DEADLINE, prep=prep, audience=audience,
+                            privacy=privacy)
         t0 = monotonic() if timed else 0.0
         chosen = choose(prep, audience, self._money, snapshot, self._ids)
         if not isinstance(chosen, list):
-            return Decision(reason=chosen, pricing_s=monotonic() - t0 if timed else 0.0)
+            return Decision(reason=chosen, pricing_s=monotonic() - t0 if timed else 0.0,
+                            prep=prep, audience=audience, privacy=privacy)
         response = bid_response(prep, chosen, self._notices, audience.user_key)
         return Decision(response=response,
                         campaigns=tuple(ch.candidate.campaign.id for ch in chosen),
-                        pricing_s=monotonic() - t0 if timed else 0.0)
+                        pricing_s=monotonic() - t0 if timed else 0.0,
+                        prep=prep, audience=audience, chosen=chosen, privacy=privacy)

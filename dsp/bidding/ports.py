@@ -2,7 +2,7 @@
 
 Implementations:
     FeatureSource  -> dsp.features.store.FeatureStore (Redis), wrapped by a cross-request batcher
-    Scorer         -> dsp.scoring (ONNX runners behind a micro-batcher)
+    Scorer         -> dsp.scoring.plan.PlanScorer (the scoring plan's ONNX runners, micro-batched)
     MoneyGate      -> dsp.budget (local budget leases, pacing multipliers, emergency brake)
 
 Contracts every implementation keeps:
@@ -58,8 +58,10 @@ class FeatureSource(Protocol):
 
 
 class Scorer(Protocol):
-    async def score(self, rows: FloatArray, deadline: Deadline) -> tuple[FloatArray, FloatArray]:
-        """Score a (n, n_features) matrix; return (p_intent, pd), each shape (n,), calibrated.
+    async def score(self, rows: FloatArray, deadline: Deadline) -> Scores:
+        """Score a (n, n_features) matrix: named scores, each shape (n,), calibrated. Always
+        ``p_intent`` and ``pd`` (the value formula's inputs); any other name feeds a gate (a
+        campaign's ``max_scores``). NaN where the plan did not score a row.
 
         Raises DependencyUnavailable on model failure or when the deadline cannot be met.
         """
@@ -68,12 +70,13 @@ class Scorer(Protocol):
 
 @runtime_checkable
 class StagedScorer(Protocol):
-    """A Scorer that can skip the risk model where intent already rules every campaign out."""
+    """A Scorer that can skip cascaded models where intent already rules every campaign out."""
 
     async def score_staged(self, rows: FloatArray, intent_floors: FloatArray,
-                           deadline: Deadline) -> tuple[FloatArray, FloatArray]:
-        """(p_intent, pd): p_intent for every row; pd only where ``p_intent >= intent_floors``
-        (row-wise), NaN elsewhere. One run of each model at most. Same errors as ``score``."""
+                           deadline: Deadline) -> Scores:
+        """Named scores: ``p_intent`` for every row; cascaded scores (``pd``) only where
+        ``p_intent >= intent_floors`` (row-wise), NaN elsewhere. One run of each model at most.
+        Same errors as ``score``."""
         ...
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import msgspec
 
 from dsp.bidding.filters import FLOOR, VALUE, Filter
+from dsp.config.learned import ShadingTable
 from dsp.config.snapshot import CompiledCampaign
 from dsp.money import round_half_away
 
@@ -35,6 +36,10 @@ class Price(msgspec.Struct, gc=False):
     bid_cpm_micros: int
     stopped: Filter | None
     detail: str = ""
+    shading: float = 1.0  # first price: the factor applied to the unshaded bid
+    pacing_lambda: float = 0.0
+    explore: bool = False  # placed by the exploration policy
+    propensity: float = 1.0  # probability that the policy places this bid (exploration: its share)
 
 
 def impression_value(c: CompiledCampaign, p_intent: float, pd: float) -> float:
@@ -44,19 +49,38 @@ def impression_value(c: CompiledCampaign, p_intent: float, pd: float) -> float:
 
 
 def price(c: CompiledCampaign, p_intent: float, pd: float, *, pacing_lambda: float,
-          floor_cpm_micros: int, auction_type: int, shading: float) -> Price:
+          floor_cpm_micros: int, auction_type: int, shading: float,
+          table: ShadingTable | None = None) -> Price:
     """Price one candidate that passed the score gates. Amounts are CPM micros in the campaign's
-    currency."""
+    currency. First price: ``table`` (the learned landscape's surplus-maximising bid for this
+    value, :class:`dsp.config.learned.ShadingTable`) when given, else the fixed ``shading``."""
     value = round_half_away(impression_value(c, p_intent, pd) * _CPM_MICROS_PER_UNIT_PER_IMP)
     if value <= 0:
         return Price(value, 0, VALUE, "expected value is not positive")
-    bid = min(c.max_cpm_micros, round_half_away(value / (1.0 + max(pacing_lambda, 0.0))))
+    lam = max(pacing_lambda, 0.0)
+    bid = min(c.max_cpm_micros, round_half_away(value / (1.0 + lam)))
+    factor = 1.0
     if auction_type == 1:
-        shaded = round_half_away(bid * shading)
+        shaded = table.bid_for(bid) if table is not None else round_half_away(bid * shading)
         if shaded < floor_cpm_micros <= bid:
             shaded = floor_cpm_micros
+        factor = shaded / bid if bid > 0 else shading
         bid = shaded
     if bid < floor_cpm_micros or bid <= 0:
         return Price(value, bid, FLOOR,
                      f"bid {bid / 1e6:.4f} below floor {floor_cpm_micros / 1e6:.4f} CPM")
-    return Price(value, bid, None)
+    return Price(value, bid, None, shading=factor, pacing_lambda=lam)
+
+
+#: An exploration bid: the floor, or this share of the campaign's max CPM when that is higher.
+EXPLORE_BID_SHARE_OF_MAX_CPM = 0.1
+
+
+def explore_price(c: CompiledCampaign, p: Price, floor_cpm_micros: int) -> Price:
+    """The bid placed on an explored request the policy would not bid on (intent below the
+    campaign's ``intent_min``, or a value below the floor): ``max(floor, 10% of max_cpm)``,
+    flagged ``explore`` with propensity ``c.explore_share``. Its cost is bounded by the share:
+    at most ``explore_share`` of the otherwise unbid traffic, at that price."""
+    bid = max(floor_cpm_micros, round_half_away(c.max_cpm_micros * EXPLORE_BID_SHARE_OF_MAX_CPM))
+    return Price(p.value_cpm_micros, bid, None, "exploration", pacing_lambda=p.pacing_lambda,
+                 explore=True, propensity=c.explore_share)

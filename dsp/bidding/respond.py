@@ -5,8 +5,15 @@ Notice URLs (the endpoints belong to dsp.server.notice_routes), one token per ki
 
     nurl  {base_url}/notice/win?t=<win token>&p=${AUCTION_PRICE}
     burl  {base_url}/notice/bill?t=<bill token>&p=${AUCTION_PRICE}
-    lurl  {base_url}/notice/loss?t=<loss token>&p=${AUCTION_PRICE}&r=${AUCTION_LOSS}
+    lurl  {base_url}/notice/loss?t=<loss token>&r=${AUCTION_LOSS}&m=${AUCTION_MIN_TO_WIN}
     adm   every click-through -> {base_url}/notice/click?t=<click token>
+
+Video ``adm`` is a VAST 4 inline document built for the imp (:mod:`dsp.bidding.video`: the click
+notice as ``<ClickThrough>``, the impression and tracking events to ``/notice/event``); native
+``adm`` a Native 1.2 response (:mod:`dsp.bidding.native`: the click notice as ``link.url``, the
+impression event as the impression tracker). Markup is fetched by browsers and players, so it
+carries only public tokens (click, event: no price, no user, cannot win, bill or lose); money
+moves only on the server-to-server nurl/burl.
 
 The win/bill/loss tokens share one payload: campaign, imp, our bid and the imp's floor in
 account-currency micros per impression, hashed user key, expiry. Only the URLs the exchange
@@ -17,6 +24,8 @@ win, bill or lose): the billing-capable token never reaches a browser.
 from __future__ import annotations
 
 from dsp.bidding.decide import Chosen, Prepared
+from dsp.bidding.native import NativePlan, native_adm
+from dsp.bidding.video import VastPlan, VastUrls, vast_xml
 from dsp.money import micros_to_units
 from dsp.notices.tokens import ClickToken, NoticeToken, TokenSigner
 from dsp.openrtb.nobid import NoBidReason
@@ -63,35 +72,54 @@ class NoticeUrls:
             elif style == "burl":
                 out[style] = f"{base}/notice/bill?t={t}&p=${{AUCTION_PRICE}}"
             else:
-                out[style] = f"{base}/notice/loss?t={t}&p=${{AUCTION_PRICE}}&r=${{AUCTION_LOSS}}"
+                out[style] = f"{base}/notice/loss?t={t}&r=${{AUCTION_LOSS}}&m=${{AUCTION_MIN_TO_WIN}}"
         return out
 
+    def _public(self, token: NoticeToken, kind: str) -> str:
+        public = ClickToken(kid=token.kid, bid_id=token.bid_id, campaign_id=token.campaign_id,
+                            exchange=token.exchange, issued_at_s=token.issued_at_s,
+                            expires_at_s=token.issued_at_s + CLICK_TTL_S, test=token.test)
+        return self._signer.sign_click(public, kind)
+
     def click_url(self, token: NoticeToken) -> str:
-        click = ClickToken(kid=token.kid, bid_id=token.bid_id, campaign_id=token.campaign_id,
-                           exchange=token.exchange, issued_at_s=token.issued_at_s,
-                           expires_at_s=token.issued_at_s + CLICK_TTL_S, test=token.test)
-        return f"{self._base}/notice/click?t={self._signer.sign_click(click)}"
+        """The click notice: counts the click, then redirects to the campaign's landing page."""
+        return f"{self._base}/notice/click?t={self._public(token, 'click')}"
+
+    def event_url(self, token: NoticeToken) -> str:
+        """A tracking-event notice (impression, video progress), to be completed with the event
+        name: counted, never billed."""
+        return f"{self._base}/notice/event?t={self._public(token, 'event')}&e="
 
 
 def bid_response(prep: Prepared, chosen: list[Chosen], notices: NoticeUrls,
                  user_key: str) -> BidResponse:
     """The 200 response for ``chosen`` (one bid per imp), in ``prep.currency``."""
     wanted = prep.profile.notices
+    v25 = prep.profile.openrtb_version == "2.5"  # mtype is a 2.6 field: not in 2.5 answers
     bids: list[Bid] = []
     for ch in chosen:
         cand = ch.candidate
         cr = cand.creative
         token = notices.token(prep, ch, user_key)
         urls = notices.urls(token, wanted)
+        w, h = cr.w, cr.h
         parts = cr.markup_parts
         adm = notices.click_url(token).join(parts) if len(parts) > 1 else cr.markup
-        w, h = cr.w, cr.h
-        if cr.kind == "video" and cand.imp.video is not None:
+        plan = cand.plan
+        if isinstance(plan, VastPlan) and cr.video is not None and cand.imp.video is not None:
             w, h = cand.imp.video.w, cand.imp.video.h
+            events = notices.event_url(token)
+            adm = vast_xml(plan, ch.bid_id, cr.id, cr.video,
+                           VastUrls(events + "impression", notices.click_url(token), events),
+                           ad_system=prep.profile.seat or "lender-dsp")
+        elif isinstance(plan, NativePlan):
+            adm = native_adm(plan, notices.click_url(token), notices.event_url(token) + "impression",
+                             wrapped=prep.profile.native_wrapper)
         bids.append(Bid(
             id=ch.bid_id, impid=cand.imp.id, price=micros_to_units(ch.price_cpm_micros),
-            adm=adm, adomain=list(cr.adomain), crid=cr.id, cid=cand.campaign.id,
-            cat=list(cr.cat), w=w, h=h, mtype=cr.mtype,
+            adm=adm, adomain=list(cr.adomain), crid=cr.id,
+            cid=cand.campaign.id if prep.profile.send_cid else None,
+            cat=list(cr.cat), w=w, h=h, mtype=None if v25 else cr.mtype,
             dealid=cand.deal.id if cand.deal is not None else None,
             nurl=urls.get("nurl"), burl=urls.get("burl"), lurl=urls.get("lurl")))
     return BidResponse(id=prep.req.id, seatbid=[SeatBid(bid=bids, seat=prep.profile.seat)],

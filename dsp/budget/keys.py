@@ -4,8 +4,12 @@ One campaign's keys live on one Redis Cluster slot, so one Lua script may touch 
 
     dsp:bd:{c42}:20415     day ledger hash (campaign-local day number, days since 1970-01-01):
                            budget, pinned, out (money held by live leases), spent (committed),
-                           lease:<lease id> (micros held), lexp:<lease id> (expiry, Redis ms)
+                           lease:<lease id> (micros held), lexp:<lease id> (expiry, Redis ms),
+                           plan / plan_ms / allow (the plan guard: plan-to-date, its last advance
+                           in Redis ms, the allowance)
     dsp:bt:{c42}           lifetime hash: budget (total, if any), out, spent
+    dsp:bp:{c42}           pacing state "λ throttle value_floor" (continued by restarts, new
+                           workers and the next day)
     dsp:bo:{c42}:20415     notice outcomes of that day's bids: <bid id> -> W | L | C<micros>,
                            and <bid id>|<kind> dedup markers (kinds w b l)
     dsp:bc:{c42}:20415     conversion dedup markers <bid id>|<event> of that day's bids
@@ -32,6 +36,10 @@ def day_key(campaign_id: str, day: int) -> str:
 
 def total_key(campaign_id: str) -> str:
     return f"dsp:bt:{{{campaign_id}}}"
+
+
+def pacing_key(campaign_id: str) -> str:
+    return f"dsp:bp:{{{campaign_id}}}"
 
 
 def outcomes_key(campaign_id: str, day: int) -> str:

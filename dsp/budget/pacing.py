@@ -18,6 +18,14 @@ falls as λ rises). When λ is at ``lambda_max`` and spend is still too high, th
 ``throttle``: the fraction of the lowest-value traffic that ``admit`` turns away (lowest value
 first, by a quantile of recently seen values); under-spend lowers the throttle before λ.
 
+Plan guard. The controller acts in steps of ``interval_s``; a burst (every bid wins at its full
+price) can spend far ahead of the plan before it catches up. So the money gate also enforces the
+plan directly (:mod:`dsp.budget.runtime`, LEASE script): spend + open reservations ≤ plan-to-date +
+allowance, where the plan-to-date advances at :meth:`PacingPlan.guard_rate` — the target above,
+capped at ``catch_up_max`` × the planned rate. When the guard binds, :meth:`PacingController.guard`
+raises the throttle at once (lowest-value traffic first), without waiting for λ to reach
+``lambda_max``.
+
 The same :class:`PacingController` runs in the bidder (wall clock) and in ``dsp replay``
 (simulated clock).
 """
@@ -42,6 +50,8 @@ class PacingSettings(msgspec.Struct, frozen=True):
     lambda_max: float = 20.0
     throttle_gain: float = 0.2
     throttle_max: float = 0.95
+    # Guard feedback (every tick): the throttle closes this share of the gap the guard refused.
+    guard_gain: float = 0.5
 
 
 class PacingPlan:
@@ -71,6 +81,23 @@ class PacingPlan:
         sec = self.seconds_into_day(now_s)
         hour = int(sec // SECONDS_PER_HOUR)
         return self._cum[hour] + self._weights[hour] * (sec - hour * SECONDS_PER_HOUR) / SECONDS_PER_HOUR
+
+    def density_per_s(self, now_s: float) -> float:
+        """The plan's share of the day's spend per second at ``now_s``."""
+        return self._weights[int(self.seconds_into_day(now_s) // SECONDS_PER_HOUR)] / SECONDS_PER_HOUR
+
+    def planned_micros(self, budget_micros: int, now_s: float) -> int:
+        """Plan-to-date as planned at the start of the day: ``budget · F(t)``."""
+        return int(budget_micros * self.elapsed_fraction(now_s))
+
+    def guard_rate(self, budget_micros: int, spent_micros: int, now_s: float,
+                   catch_up_max: float) -> float:
+        """Micros per second the plan guard's plan-to-date advances by now: the re-spread target,
+        never above ``catch_up_max`` × the planned rate ``budget · density``. Worked example: an
+        even $300 day planned at 3,472 micros/s; nothing spent by noon, the re-spread target is
+        6,944/s, the guard allows 1.5 × 3,472 = 5,208/s (``catch_up_max`` 1.5)."""
+        planned = budget_micros * self.density_per_s(now_s)
+        return min(self.target_rate(budget_micros - spent_micros, now_s), catch_up_max * planned)
 
     def target_rate(self, remaining_micros: int, now_s: float) -> float:
         """Micros per second the campaign should spend now (0 when nothing is left)."""
@@ -131,3 +158,20 @@ class PacingController:
             u = max(0.0, u + step)
         self.lam = math.expm1(u)
         return self.lam
+
+    def guard(self, refused_share: float) -> float:
+        """The plan guard refused ``refused_share`` of the requests that passed the throttle since
+        the last call: raise the throttle by ``guard_gain`` of that share of the remaining
+        traffic, so the lowest-value requests are the ones left out (not whichever came last in
+        a tick). Returns the throttle. Lowered by :meth:`update` when spend falls under target."""
+        if refused_share > 0:
+            s = self.settings
+            step = (1.0 - self.throttle) * min(1.0, refused_share) * s.guard_gain
+            self.throttle = min(s.throttle_max, self.throttle + step)
+        return self.throttle
+
+    def restore(self, lam: float, throttle: float) -> None:
+        """Continue from a saved state (another worker's, or this campaign's before a restart)."""
+        s = self.settings
+        self.lam = min(max(0.0, lam), s.lambda_max)
+        self.throttle = min(max(0.0, throttle), s.throttle_max)

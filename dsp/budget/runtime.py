@@ -7,10 +7,18 @@ task (``start()``/``stop()``) does everything that talks to Redis, every ``tick_
 1. looks up the outcomes of outstanding bids (one HMGET per campaign day) and commits or
    releases them in the local :class:`~dsp.budget.ledger.Ledger`;
 2. renews each campaign's lease with one LEASE script call (settle commits, return excess,
-   lease more, extend the TTL) — see :mod:`dsp.budget.leases`;
-3. every ``pacing.interval_s``, feeds the campaign's global spend rate vs its plan to the
+   lease more within the plan guard, extend the TTL, save the pacing state) — see
+   :mod:`dsp.budget.leases`;
+3. when the guard refused requests since the last tick, raises the throttle at once
+   (:meth:`~dsp.budget.pacing.PacingController.guard`); every ``pacing.interval_s``, feeds the
+   campaign's global spend rate (the demand, while the guard refuses) vs its plan to the
    :class:`~dsp.budget.pacing.PacingController`;
-4. exports λ, lease money, ledger drift and the brake.
+4. exports λ, throttle, lease money, ledger drift, spend, plan-to-date and the brake.
+
+Plan guard: the lease is the only money the bid path can reserve, and the LEASE script grants it
+only while the campaign's spend + all leases (which hold every open reservation) stay within the
+plan-to-date + allowance, each process holding at most its share. So the guard holds across any
+number of processes with the same local check as the budget: ``available_micros > 0``.
 
 Emergency brake: when no LEASE call has succeeded for ``brake_grace_s`` (Redis unreachable or
 slow), ``admit`` answers BUDGET_BRAKE and ``reserve`` refuses, for every budgeted campaign, until
@@ -42,6 +50,7 @@ from dsp.openrtb.nobid import NoBidReason
 log = logging.getLogger(__name__)
 
 _VALUE_WINDOW = 512
+_MIN_VALUES = 64  # values seen before this process computes its own throttle floor
 #: Bids settled per Redis round trip, and slices per campaign per tick (16k bids: far above one
 #: process's bid rate times the tick; a larger backlog drains over the next ticks).
 SETTLE_SLICE = 256
@@ -65,6 +74,9 @@ class MoneySettings(msgspec.Struct, frozen=True):
     # A released bid is looked up once more this long later; a notice that committed it
     # meanwhile is charged to the lease (late notices then cost the budget, not overspend).
     late_recheck_s: float = 600.0
+    # Plan guard allowance when the campaign sets none: this share of the daily budget, at least
+    # one impression at the campaign's max price (docs/money.md, "Pacing guarantee").
+    allowance_fraction: float = 0.001
     pacing: PacingSettings = PacingSettings()
 
 
@@ -72,13 +84,10 @@ class _Campaign:
     """Everything the runtime keeps for one campaign."""
 
     def __init__(self, spec: CampaignBudget, settings: MoneySettings, day: int) -> None:
-        self.spec = spec
-        self.plan = PacingPlan(spec.pacing_curve, spec.utc_offset_minutes)
         self.controller = PacingController(settings.pacing)
         self.ledger = Ledger(spec.campaign_id, day)
         self.draining: list[Ledger] = []
-        self.max_lease_micros = spec.max_lease_micros or max(
-            settings.min_lease_micros, int(spec.daily_budget_micros * settings.lease_fraction))
+        self.configure(spec, settings)
         self.spent_micros = 0
         self.budget_micros = spec.daily_budget_micros
         self.free_micros = spec.daily_budget_micros
@@ -90,20 +99,58 @@ class _Campaign:
         self.values = [0] * _VALUE_WINDOW
         self.values_n = 0
         self.value_floor = 0
+        # Requests that reached the lease check, and those it refused (since the last tick / the
+        # last pacing update): the guard's refused share drives the throttle.
+        self.asked = self.refused = 0
+        self.asked_interval = self.refused_interval = 0
+        self.plan_micros = -1  # the guard's plan-to-date in Redis (-1: guard not in force)
+        self.guard_limited = False
+        self.share_micros = self.max_lease_micros  # what the guard lets this process hold
+        self.adopted = False  # pacing state loaded from Redis (or found absent)
+
+    def configure(self, spec: CampaignBudget, settings: MoneySettings) -> None:
+        """(Re)derive everything that comes from the campaign's spec (start-up, reload)."""
+        self.spec = spec
+        self.plan = PacingPlan(spec.pacing_curve, spec.utc_offset_minutes)
+        self.max_lease_micros = spec.max_lease_micros or max(
+            settings.min_lease_micros, int(spec.daily_budget_micros * settings.lease_fraction))
+        self.allowance_micros = spec.allowance_micros if spec.allowance_micros is not None else max(
+            int(spec.daily_budget_micros * settings.allowance_fraction), spec.max_price_micros)
 
     def note_value(self, value_micros: int) -> None:
         self.values[self.values_n % _VALUE_WINDOW] = value_micros
         self.values_n += 1
 
     def recompute_value_floor(self) -> None:
-        """Lowest-value-first throttle: drop values below the ``throttle`` quantile."""
+        """Lowest-value-first throttle: drop values below the ``throttle`` quantile. With fewer
+        than :data:`_MIN_VALUES` values seen (a fresh worker) the floor stays as adopted."""
         throttle = self.controller.throttle
         n = min(self.values_n, _VALUE_WINDOW)
-        if throttle <= 0 or n == 0:
+        if throttle <= 0:
             self.value_floor = 0
+            return
+        if n < _MIN_VALUES:
             return
         seen = sorted(self.values[:n])
         self.value_floor = seen[min(n - 1, int(throttle * n))]
+
+    def pacing_state(self) -> str:
+        """What the LEASE script keeps for the next worker / restart / day: "λ throttle floor"."""
+        c = self.controller
+        return f"{c.lam:.6g} {c.throttle:.6g} {self.value_floor}"
+
+    def adopt(self, state: str) -> None:
+        """Continue from a stored pacing state (once, at this process's first sync)."""
+        self.adopted = True
+        parts = state.split()
+        if len(parts) != 3:
+            return
+        try:
+            lam, throttle, floor = float(parts[0]), float(parts[1]), int(parts[2])
+        except ValueError:
+            return
+        self.controller.restore(lam, throttle)
+        self.value_floor = max(0, floor) if self.controller.throttle > 0 else 0
 
 
 class MoneyRuntime:
@@ -137,11 +184,7 @@ class MoneyRuntime:
                 fresh[spec.campaign_id] = _Campaign(spec, self.settings,
                                                     campaign_day(now, spec.utc_offset_minutes))
             else:
-                old.spec = spec
-                old.plan = PacingPlan(spec.pacing_curve, spec.utc_offset_minutes)
-                old.max_lease_micros = spec.max_lease_micros or max(
-                    self.settings.min_lease_micros,
-                    int(spec.daily_budget_micros * self.settings.lease_fraction))
+                old.configure(spec, self.settings)
                 fresh[spec.campaign_id] = old
         for cid, gone in self._campaigns.items():
             if cid not in fresh:
@@ -177,11 +220,13 @@ class MoneyRuntime:
             return NoBidReason.OUT_OF_SCHEDULE
         if self.braked:
             return NoBidReason.BUDGET_BRAKE
-        if c.ledger.available_micros <= 0 or monotonic() >= c.valid_until:
-            return NoBidReason.BUDGET_EXHAUSTED
         c.note_value(value_micros)
-        if c.value_floor > 0 and value_micros < c.value_floor:
+        if value_micros < c.value_floor:
             return NoBidReason.PACING_THROTTLED
+        c.asked += 1
+        if c.ledger.available_micros <= 0 or monotonic() >= c.valid_until:
+            c.refused += 1
+            return NoBidReason.BUDGET_EXHAUSTED
         return None
 
     def reserve(self, campaign_id: str, bid_id: str, price_micros: int, expires_at_s: float,
@@ -202,6 +247,8 @@ class MoneyRuntime:
             c.reserved_since += price_micros
             if expires_at_s > now + s.unanswered_hold_s:
                 c.expiry[bid_id] = expires_at_s
+        else:
+            c.refused += 1
         return ok
 
     def ledger_drift_micros(self) -> int:
@@ -279,16 +326,24 @@ class MoneyRuntime:
             if led.leased_micros == 0 and not led.outstanding:
                 c.draining.remove(led)
         await self._sync_ledger(c.ledger, c, returning=returning)
+        self._guard_feedback(c)
         self._pace(c, now)
         cid = c.spec.campaign_id
-        self.metrics.lease_available_micros.labels(campaign=cid).set(c.ledger.available_micros)
-        self.metrics.ledger_drift_micros.labels(campaign=cid).set(c.ledger.drift_micros())
-        self.metrics.pacing_multiplier.labels(campaign=cid).set(c.controller.lam)
+        m = self.metrics
+        m.lease_available_micros.labels(campaign=cid).set(c.ledger.available_micros)
+        m.ledger_drift_micros.labels(campaign=cid).set(c.ledger.drift_micros())
+        m.pacing_multiplier.labels(campaign=cid).set(c.controller.lam)
+        m.pacing_throttle.labels(campaign=cid).set(c.controller.throttle)
+        m.budget_spent_micros.labels(campaign=cid).set(c.spent_micros)
+        m.budget_plan_micros.labels(campaign=cid).set(c.plan.planned_micros(c.budget_micros, now))
+        if c.plan_micros >= 0:
+            m.budget_guard_micros.labels(campaign=cid).set(c.plan_micros + c.allowance_micros)
 
     async def _sync_ledger(self, led: Ledger, c: _Campaign | None, *, returning: bool) -> None:
         s = self.settings
         await asyncio.wait_for(self._settle_outcomes(led, c), s.redis_timeout_s)
-        if c is None or returning or not self._bidding_now(c):
+        rate = -1.0  # no plan guard on this call (draining, returning, not bidding, guard off)
+        if c is None or returning or led is not c.ledger or not self._bidding_now(c):
             want, give_back = 0, led.available_micros
         else:
             c.rate_micros_s = 0.7 * c.rate_micros_s + 0.3 * c.reserved_since / max(s.tick_s, 1e-3)
@@ -297,8 +352,14 @@ class MoneyRuntime:
                          max(c.max_lease_micros // 4, int(c.rate_micros_s * s.lease_horizon_s)))
             want = max(0, target - led.available_micros)
             give_back = max(0, led.available_micros - 2 * target)
+            if c.spec.plan_guard:
+                rate = c.plan.guard_rate(c.budget_micros, c.spent_micros, self.clock(),
+                                         c.spec.catch_up_max)
+                # More than our share (another process started): hand the excess back.
+                give_back = max(give_back, led.leased_micros - c.share_micros)
         spec = c.spec if c is not None else None
         asked = led.take_for_return(give_back)
+        state = c.pacing_state() if c is not None and c.adopted and led is c.ledger else ""
         sent_at = monotonic()
         try:
             res = await asyncio.wait_for(self.leases.sync(
@@ -307,7 +368,12 @@ class MoneyRuntime:
                 total_budget_micros=spec.total_budget_micros if spec else None,
                 settle_micros=led.committed_micros, return_micros=asked, want_micros=want,
                 max_lease_micros=c.max_lease_micros if c else 0,
-                had_lease=led.leased_micros > 0), s.redis_timeout_s)
+                had_lease=led.leased_micros > 0, plan_rate_micros_s=rate,
+                allowance_micros=c.allowance_micros if c else 0,
+                min_share_micros=spec.max_price_micros if spec else 0,
+                horizon_s=s.lease_horizon_s,
+                reserved_micros=led.reserved_micros,
+                pacing_state=state), s.redis_timeout_s)
         except BaseException:
             led.sync_failed(asked)
             raise
@@ -325,6 +391,10 @@ class MoneyRuntime:
         if c is not None and led is c.ledger:
             c.spent_micros, c.budget_micros = res.spent_micros, res.budget_micros
             c.free_micros = res.budget_micros - res.out_micros - res.spent_micros
+            c.plan_micros, c.guard_limited = res.plan_micros, res.guard_limited
+            c.share_micros = res.share_micros if res.share_micros >= 0 else c.max_lease_micros
+            if not c.adopted:
+                c.adopt(res.pacing_state)
             # Spend only what Redis will reclaim no sooner than our TTL, minus the brake margin.
             c.valid_until = sent_at + s.lease_ttl_s - s.brake_grace_s
 
@@ -379,6 +449,17 @@ class MoneyRuntime:
                 continue
             expiry.pop(bid_id, None)
 
+    def _guard_feedback(self, c: _Campaign) -> None:
+        """Every tick: if the guard (not the budget) cut our lease and refused requests since the
+        last tick, raise the throttle now, so what the plan allows goes to the highest values."""
+        asked, refused = c.asked, c.refused
+        c.asked = c.refused = 0
+        c.asked_interval += asked
+        if c.guard_limited and refused and asked:
+            c.refused_interval += refused
+            c.controller.guard(refused / asked)
+        c.recompute_value_floor()
+
     def _pace(self, c: _Campaign, now: float) -> None:
         if c.pacing_at is None:
             c.pacing_at = (now, c.spent_micros)
@@ -388,9 +469,16 @@ class MoneyRuntime:
         if dt < self.settings.pacing.interval_s:
             return
         c.pacing_at = (now, c.spent_micros)
+        asked, refused = c.asked_interval, c.refused_interval
+        c.asked_interval = c.refused_interval = 0
         if not c.plan.in_schedule(now):
             return
         rate = max(0, c.spent_micros - spent_then) / dt
-        target = c.plan.target_rate(c.budget_micros - c.spent_micros, now)
+        if asked and refused:  # the guard held spend down: the controller sees the demand
+            rate /= max(0.05, 1.0 - refused / asked)
+        if c.spec.plan_guard:  # aim where the guard lets spend go (catch-up capped)
+            target = c.plan.guard_rate(c.budget_micros, c.spent_micros, now, c.spec.catch_up_max)
+        else:
+            target = c.plan.target_rate(c.budget_micros - c.spent_micros, now)
         c.controller.update(rate, target)
         c.recompute_value_floor()

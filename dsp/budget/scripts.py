@@ -3,6 +3,9 @@
 * ``LEASE``  — lease / renew / settle / return in one call (see :mod:`dsp.budget.leases`).
   Reclaims other processes' expired leases first, so a crashed process's money comes back after
   its TTL without any sweeper. Times come from Redis ``TIME`` so hosts' clocks do not matter.
+  With a plan rate it also advances the day's plan guard (``plan``, ``plan_ms``, ``allow``) and
+  grants only within it; it keeps the campaign's pacing state (λ, throttle, value floor) in
+  ``dsp:bp:{c}`` for restarts, new workers and the next day.
 * ``NOTICE`` — one win/bill/loss notice: dedup on ``<bid>|<kind>``, the bid's outcome, and (when
   that kind commits for the exchange) ``spent += price`` on the day and lifetime hashes.
 * ``CAP_HIT`` — append one impression timestamp to a user's frequency-cap field, trimmed.
@@ -18,7 +21,7 @@ LEASE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local id = ARGV[1]
-local lf, xf = 'lease:' .. id, 'lexp:' .. id
+local lf, xf, rf = 'lease:' .. id, 'lexp:' .. id, 'resv:' .. id
 if tonumber(ARGV[2]) >= 0 and redis.call('HGET', KEYS[1], 'pinned') ~= '1' then
   redis.call('HSET', KEYS[1], 'budget', ARGV[2])
 end
@@ -28,13 +31,20 @@ if tb >= 0 and redis.call('HGET', KEYS[2], 'pinned') ~= '1' then
 end
 local flat = redis.call('HGETALL', KEYS[1])
 local reclaimed = 0
+local live = 1
+local held = tonumber(ARGV[16])
 for i = 1, #flat, 2 do
   local f = flat[i]
-  if string.sub(f, 1, 5) == 'lexp:' and tonumber(flat[i + 1]) < now then
+  if string.sub(f, 1, 5) == 'lexp:' then
     local lid = string.sub(f, 6)
-    local amt = tonumber(redis.call('HGET', KEYS[1], 'lease:' .. lid) or '0')
-    redis.call('HDEL', KEYS[1], 'lease:' .. lid, f)
-    reclaimed = reclaimed + amt
+    if tonumber(flat[i + 1]) < now then
+      local amt = tonumber(redis.call('HGET', KEYS[1], 'lease:' .. lid) or '0')
+      redis.call('HDEL', KEYS[1], 'lease:' .. lid, f, 'resv:' .. lid)
+      reclaimed = reclaimed + amt
+    elseif f ~= xf then
+      live = live + 1
+      held = held + tonumber(redis.call('HGET', KEYS[1], 'resv:' .. lid) or '0')
+    end
   end
 end
 if reclaimed > 0 then
@@ -61,20 +71,59 @@ if tb >= 0 then
   local tbudget = tonumber(redis.call('HGET', KEYS[2], 'budget') or '0')
   free = math.min(free, tbudget - tout - tspent)
 end
-local grant = math.min(tonumber(ARGV[6]), free, tonumber(ARGV[7]) - mine)
+local want = tonumber(ARGV[6])
+local cap = tonumber(ARGV[7]) - mine
+local rate = tonumber(ARGV[11])
+local plan, limited, fair = -1, 0, -1
+if rate >= 0 then
+  local allow = tonumber(ARGV[12])
+  local p = tonumber(redis.call('HGET', KEYS[1], 'plan') or '')
+  local pms = tonumber(redis.call('HGET', KEYS[1], 'plan_ms') or '') or now
+  if p == nil then
+    p = 0
+    local prev = redis.call('HGETALL', KEYS[4])
+    local pv, pheld = {}, 0
+    for i = 1, #prev, 2 do
+      if string.sub(prev[i], 1, 5) == 'resv:' then
+        pheld = pheld + tonumber(prev[i + 1])
+      else
+        pv[prev[i]] = prev[i + 1]
+      end
+    end
+    if pv['plan'] then
+      local room = tonumber(pv['plan']) + tonumber(pv['allow'] or '0')
+                   - tonumber(pv['spent'] or '0') - pheld
+      p = math.min(0, room - allow)
+    end
+  end
+  p = math.min(p + rate * math.max(0, now - pms) / 1000, spent + held)
+  local room = p + allow - spent - out
+  local pool = math.min(p + allow - spent, allow + rate * tonumber(ARGV[15]))
+  local share = math.max(pool / live, tonumber(ARGV[13]))
+  local g = math.floor(math.min(room, share - mine))
+  if g < math.min(want, free, cap) then limited = 1 end
+  cap = math.min(cap, g)
+  redis.call('HSET', KEYS[1], 'plan', p, 'plan_ms', now, 'allow', allow)
+  plan = math.floor(p)
+  fair = math.floor(share)
+end
+local grant = math.min(want, free, cap)
 if grant < 0 then grant = 0 end
 mine = mine + grant
 out = out + grant
 tout = tout + grant
 redis.call('HSET', KEYS[1], 'out', out)
 redis.call('HSET', KEYS[2], 'out', tout)
-if mine > 0 then
-  redis.call('HSET', KEYS[1], lf, mine, xf, now + tonumber(ARGV[8]))
+if mine > 0 or (rate >= 0 and lost == 0) then
+  redis.call('HSET', KEYS[1], lf, mine, xf, now + tonumber(ARGV[8]), rf, ARGV[16])
 else
-  redis.call('HDEL', KEYS[1], lf, xf)
+  redis.call('HDEL', KEYS[1], lf, xf, rf)
 end
 redis.call('EXPIRE', KEYS[1], ARGV[10])
-return {mine, grant, spent, budget, out, lost, reclaimed, tspent, settle, ret}
+local state = redis.call('GET', KEYS[3]) or ''
+if ARGV[14] ~= '' then redis.call('SET', KEYS[3], ARGV[14], 'EX', ARGV[10]) end
+return {mine, grant, spent, budget, out, lost, reclaimed, tspent, settle, ret, plan, live, limited,
+        fair, state}
 """
 
 NOTICE = """

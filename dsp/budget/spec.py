@@ -39,3 +39,15 @@ class CampaignBudget(msgspec.Struct, frozen=True):
     # Largest lease one process may hold (micros); None: a fraction of the daily budget
     # (MoneySettings.lease_fraction), at least MoneySettings.min_lease_micros.
     max_lease_micros: int | None = None
+    # Plan guard (docs/money.md, "Pacing guarantee"): spend + open reservations stay within the
+    # plan-to-date + this allowance. None: MoneySettings.allowance_fraction of the daily budget
+    # (0.1 %), at least one impression at ``max_price_micros``. ``plan_guard=False`` turns the
+    # guard off (the budget and the λ controller still apply).
+    plan_guard: bool = True
+    allowance_micros: int | None = None
+    # Catch-up: the guard's rate re-spreads what is left over what is left of the plan, but never
+    # faster than this multiple of the planned rate (so an under-delivered morning never turns
+    # into a burst).
+    catch_up_max: float = 1.5
+    # The campaign's highest price for one impression (max CPM / 1000), micros; 0 if unknown.
+    max_price_micros: int = 0

@@ -22,6 +22,9 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("models", "dsp.cli.models", "train, evaluate and benchmark the ONNX models"),
     ("budget", "dsp.cli.budget", "inspect and set campaign budgets in Redis"),
     ("replay", "dsp.cli.replay", "replay market-price logs through pricing and pacing"),
+    ("events", "dsp.cli.events", "move the event log from Redis streams into Parquet files"),
+    ("report", "dsp.cli.report", "bids, wins, spend, clicks and funded loans from the event log"),
+    ("traffic", "dsp.cli.traffic", "refresh bot and data-centre lists; check a user agent or IP"),
 )
 
 
@@ -30,12 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="dsp", description="Real-time bidding DSP for consumer-lending acquisition.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module_name, help_text in COMMANDS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue  # command not built yet in this checkout
+        module = importlib.import_module(module_name)  # a missing module fails loudly, never skipped
         command_parser = sub.add_parser(name, help=help_text, description=help_text)
         module.configure(command_parser)
     return parser

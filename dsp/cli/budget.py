@@ -20,9 +20,8 @@ from collections.abc import Callable
 from typing import Any
 
 from dsp.budget.keys import campaign_day, day_key, total_key
+from dsp.features.connect import DEFAULT_REDIS_URL
 from dsp.money import micros_to_units, units_to_micros
-
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -44,20 +43,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def _guarded(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
-        import redis
+        from dsp.features.connect import RedisError
 
         try:
             return fn(args)
-        except redis.RedisError as exc:
+        except RedisError as exc:
             print(f"dsp budget: Redis at {args.redis}: {exc}", file=sys.stderr)
             return 1
     return run
 
 
 def _client(url: str) -> Any:
-    import redis
+    from dsp.features.connect import sync_client
 
-    return redis.Redis.from_url(url, socket_timeout=5)
+    return sync_client(url, timeout_s=5)
 
 
 def _day(args: argparse.Namespace) -> int:
@@ -102,11 +101,16 @@ def _show(args: argparse.Namespace) -> int:
     print(f"  spent      {units('spent', raw)}")
     print(f"  leased out {units('out', raw)}")
     print(f"  free       {micros_to_units(budget - out - spent):,.6f}")
+    if "plan" in raw:  # the plan guard: spend + open bids may reach plan + allowance now
+        plan_micros = int(float(raw["plan"]))
+        print(f"  plan guard {micros_to_units(plan_micros):,.6f} + allowance {units('allow', raw)}")
     for field, value in sorted(raw.items()):
         if field.startswith("lease:"):
             lid = field[6:]
             left_s = (int(raw.get(f"lexp:{lid}", "0")) - now_ms) / 1000
-            print(f"  lease {lid}  {micros_to_units(int(value)):,.6f}  expires in {left_s:.1f} s")
+            held = micros_to_units(int(raw.get(f"resv:{lid}", "0")))
+            print(f"  lease {lid}  {micros_to_units(int(value)):,.6f}  (open bids {held:,.6f})"
+                  f"  expires in {left_s:.1f} s")
     if total:
         print(f"  lifetime budget {units('budget', total) if 'budget' in total else '-'}"
               f"  spent {units('spent', total)}")

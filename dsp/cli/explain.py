@@ -41,10 +41,10 @@ def run(args: argparse.Namespace) -> int:
     import msgspec
 
     from dsp.bidding.context import request_context
-    from dsp.bidding.explain import explain, render
     from dsp.clock import wall_time
     from dsp.config.snapshot import load_snapshot
     from dsp.errors import ConfigInvalid, InvalidRequest
+    from dsp.offline.explain import explain, render
     from dsp.openrtb.decode import RequestDecoder
 
     raw = Path(args.request).read_bytes()
@@ -114,14 +114,13 @@ def _audience(args: argparse.Namespace, user_id: str, allowed: bool) -> tuple[Au
 
 async def _lookup(url: str, user_id: str, intent: ModelRunner, risk: ModelRunner,
                   population: tuple[float, float]) -> tuple[Audience, str]:
-    import redis.asyncio as aioredis
-
     from dsp.bidding.audience import AudienceResolver, ModelScorer
     from dsp.clock import Deadline
     from dsp.errors import DependencyUnavailable
+    from dsp.features.connect import async_client
     from dsp.features.store import FeatureStore
 
-    client = aioredis.Redis.from_url(url, socket_connect_timeout=1.0, socket_timeout=1.0)
+    client = async_client(url)
     store = FeatureStore(client)
     try:
         resolver = AudienceResolver(store, ModelScorer(intent, risk), population)

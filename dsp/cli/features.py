@@ -14,7 +14,7 @@ base rate for thin-file users); ``defaulted`` is the anchor row's real outcome.
 ``load`` reads JSON lines (format in dsp.features.rows), loads every good row and reports each
 bad one as ``FILE:LINE: message`` on stderr; exit status 1 if any row was rejected.
 
-Redis URL: ``--redis-url``, else ``$REDIS_URL``, else redis://127.0.0.1:6379/0.
+Redis URL: ``--redis-url``, else ``$REDIS_URL``, else dsp.features.connect.DEFAULT_REDIS_URL.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+from dsp.features.connect import DEFAULT_REDIS_URL
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -30,8 +30,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dsp.clock import CLOCK_OFFSET_ENV, CLOCK_OFFSET_S
+from dsp.features.connect import DEFAULT_REDIS_URL
 from dsp.features.keys import user_hash_key_from_env
-from dsp.server.settings import TOKEN_KEYS_ENV, TRANSPORTS, Settings, token_keys_from_env
+from dsp.server.settings import (
+    TOKEN_KEYS_ENV,
+    TRANSPORTS,
+    Settings,
+    events_hash_key_from_env,
+    token_keys_from_env,
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -39,7 +47,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=int(os.environ.get("DSP_PORT", "8080")))
     parser.add_argument("--workers", type=int, default=int(os.environ.get("DSP_WORKERS", "1")),
                         help="processes sharing the port (one per core)")
-    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", DEFAULT_REDIS_URL))
     parser.add_argument("--redis-cluster", action="store_true",
                         default=os.environ.get("DSP_REDIS_CLUSTER", "") not in ("", "0", "false"),
                         help="--redis-url is a seed node of a Redis Cluster (env DSP_REDIS_CLUSTER=1)")
@@ -69,6 +77,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ephemeral-token-key", action="store_true",
                         help="allow more than one process without DSP_TOKEN_KEYS (each start gets "
                              "a random key: notices do not survive a restart; demos only)")
+    parser.add_argument("--no-events", action="store_true",
+                        default=os.environ.get("DSP_EVENTS", "1") in ("0", "false", "off"),
+                        help="do not write the event log (bids, outcomes, request sample); it is on "
+                             "by default, in the Redis named by --redis-url")
+    parser.add_argument("--events-redis-url", default=os.environ.get("DSP_EVENTS_REDIS_URL", ""),
+                        help="write the event streams to this Redis instead of --redis-url")
+    parser.add_argument("--events-redis-cluster", action="store_true",
+                        help="--events-redis-url is a seed node of a Redis Cluster")
+    parser.add_argument("--events-sample-rate", type=float,
+                        default=float(os.environ.get("DSP_EVENTS_SAMPLE_RATE", "0.01")),
+                        help="share of bid requests kept as request samples (default 0.01)")
     parser.add_argument("--log-level", default=os.environ.get("DSP_LOG_LEVEL", "INFO"))
     parser.set_defaults(func=run)
 
@@ -77,14 +96,18 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     """Raises ValueError for a malformed secret in the environment."""
     keys, active = token_keys_from_env()
     return Settings(admin_host=args.admin_host, admin_port=args.admin_port,
-                    user_hash_key=user_hash_key_from_env(),
+                    features_hash_key=user_hash_key_from_env(),
                     host=args.host, port=args.port, workers=max(1, args.workers),
                     redis_url=args.redis_url, redis_cluster=args.redis_cluster,
                     configs_dir=args.configs, models_dir=args.models,
                     public_url=args.public_url, max_body_bytes=args.max_body_bytes,
                     token_keys=keys, token_active=active, score_in_thread=args.score_thread,
                     batches_in_flight=max(1, args.batches_in_flight),
-                    gc_tuning=not args.no_gc_tuning, transport=args.transport)
+                    gc_tuning=not args.no_gc_tuning, transport=args.transport,
+                    events_enabled=not args.no_events, events_redis_url=args.events_redis_url,
+                    events_redis_cluster=args.events_redis_cluster,
+                    events_sample_rate=min(1.0, max(0.0, args.events_sample_rate)),
+                    events_hash_key=events_hash_key_from_env())
 
 
 def serve_worker(settings: Settings, log_level: str = "INFO") -> None:
@@ -168,6 +191,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"dsp serve: http://{settings.host}:{settings.port} with {settings.workers} worker(s); "
           f"admin (/metrics, /admin/*) on http://{settings.admin_host}:{settings.admin_port}",
           file=sys.stderr)
+    if CLOCK_OFFSET_S:
+        print(f"dsp serve: WARNING wall clock shifted by {CLOCK_OFFSET_S:+.0f} s ({CLOCK_OFFSET_ENV});"
+              " rehearsals and tests only", file=sys.stderr)
     if settings.workers == 1:
         # One process needs no cross-process aggregation: in-memory collectors cost about a third
         # of the file-backed multiprocess ones (~4 vs ~9 µs per request), so drop the setting

@@ -7,7 +7,7 @@ import urllib.parse
 from dsp.config.clickthrough import split_clickthroughs
 from dsp.config.loader import RawConfig
 from dsp.errors import ConfigProblem
-from dsp.exchanges.auth import config_problems as auth_problems
+from dsp.exchanges.profile import auth_problems
 
 
 def cross_check(raw: RawConfig) -> list[ConfigProblem]:
@@ -21,6 +21,18 @@ def cross_check(raw: RawConfig) -> list[ConfigProblem]:
             problems.append(ConfigProblem(f, "currency", f"no rate for {e.currency!r} in currencies.yaml"))
         if e.auth is not None:
             problems.extend(ConfigProblem(f, path, msg) for path, msg in auth_problems(e.auth))
+        sent = {"adomain", "crid", "cat", "w", "h", "adm", *e.notices}
+        if e.openrtb_version == "2.6":
+            sent.add("mtype")  # a 2.5 answer carries no mtype
+        if e.send_cid:
+            sent.add("cid")
+        if e.seat:
+            sent.add("seat")
+        for field in e.required_bid_fields:
+            if field not in sent:
+                problems.append(ConfigProblem(f, "required_bid_fields",
+                                              f"the exchange requires bid.{field}, which this profile "
+                                              "does not send (notices, send_cid or seat)"))
     for c in raw.campaigns:
         f = raw.campaign_files[c.id]
         if c.currency not in known_cur:
@@ -53,7 +65,20 @@ def cross_check(raw: RawConfig) -> list[ConfigProblem]:
             seen.add(cr.id)
             if cr.format == "banner" and (cr.w is None or cr.h is None):
                 problems.append(ConfigProblem(f, f"creatives[{i}]", "a banner creative needs w and h"))
-            if c.landing_url is None and len(split_clickthroughs(cr.markup, cr.format)) > 1:
+            if cr.format in ("banner", "audio") and cr.markup is None:
+                problems.append(ConfigProblem(f, f"creatives[{i}].markup",
+                                              f"a {cr.format} creative needs markup"))
+            if cr.format == "video" and cr.video is None:
+                problems.append(ConfigProblem(f, f"creatives[{i}].video",
+                                              "a video creative declares duration_s, title and media"))
+            if cr.format == "native" and cr.native is None:
+                problems.append(ConfigProblem(f, f"creatives[{i}].native",
+                                              "a native creative declares titles, images and data"))
+            if (cr.video is not None or cr.native is not None) and c.landing_url is None:
+                problems.append(ConfigProblem(f, "landing_url", "video and native ads click through "
+                                              "the click notice, which redirects to landing_url"))
+            if (c.landing_url is None and cr.markup is not None
+                    and len(split_clickthroughs(cr.markup, cr.format)) > 1):
                 problems.append(ConfigProblem(
                     f, f"creatives[{i}].markup",
                     "has click-throughs but the campaign has no landing_url (clicks go through "

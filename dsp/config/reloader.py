@@ -37,7 +37,10 @@ class Candidate(msgspec.Struct, frozen=True):
 
 
 def _fingerprint(root: Path) -> tuple[tuple[str, int, int], ...]:
-    files = sorted(p for p in root.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+    # YAML plus the traffic data files (bot patterns, ranges, sellers.json, ads.txt): a
+    # ``dsp traffic refresh`` is picked up like an edit.
+    files = sorted(p for p in root.rglob("*")
+                   if p.suffix in (".yaml", ".yml", ".txt", ".csv", ".json") and p.is_file())
     out = []
     for p in files:
         st = p.stat()

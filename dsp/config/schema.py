@@ -3,8 +3,11 @@
 Three kinds of human-edited YAML live under ``bidder_configs/``:
 
 * ``campaigns/*.yaml`` — one :class:`CampaignFile` each, owned by marketing;
-* ``exchanges/*.yaml`` — one :class:`ExchangeFile` each, owned by engineering;
-* ``currencies.yaml`` — :class:`CurrencyFile`, the conversion rates.
+* ``exchanges/*.yaml`` — one :class:`dsp.exchanges.profile.ExchangeProfile` each, owned by
+  engineering (``alias_of`` merges a parent profile's file under the alias's keys);
+* ``currencies.yaml`` — :class:`CurrencyFile`, the conversion rates;
+* ``privacy.yaml`` — :class:`PrivacyFile`, our GVL vendor id and the consent we need (optional);
+* ``traffic.yaml`` — :class:`TrafficFile`, invalid-traffic and supply-path data files (optional).
 
 Money in these files is in currency units (what a marketer types: ``max_cpm: 4.50``); the snapshot
 compiler (:mod:`dsp.config.snapshot`) converts every amount to integer micros once.
@@ -18,7 +21,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from dsp.exchanges.auth import ExchangeAuth
+from dsp.exchanges.profile import ExchangeProfile
 
 Probability = Annotated[float, Meta(ge=0.0, le=1.0)]
 PositiveMoney = Annotated[float, Meta(gt=0.0)]
@@ -54,8 +57,18 @@ class Budget(_Cfg, frozen=True, kw_only=True):
 
 
 class Pacing(_Cfg, frozen=True, kw_only=True):
+    """How the day's budget is spread (docs/money.md, "Pacing" and "Pacing guarantee")."""
+
     mode: Literal["even", "curve"] = "even"
     curve: list[Annotated[float, Meta(ge=0.0)]] | None = None
+    # Plan guard: spend + open reservations never run ahead of the plan by more than
+    # ``allowance`` (currency units; default 0.1 % of the daily budget, at least one impression
+    # at max_cpm). ``guard: false`` leaves only the budget and the λ controller.
+    guard: bool = True
+    allowance: NonNegMoney | None = None
+    # Catch-up after under-delivery: what is left is re-spread over what is left of the plan, at
+    # most this multiple of the planned rate (1 = never faster than planned).
+    catch_up_max: Annotated[float, Meta(ge=1.0, le=10.0)] = 1.5
 
 
 class Schedule(_Cfg, frozen=True, kw_only=True):
@@ -74,7 +87,17 @@ class Targeting(_Cfg, frozen=True, kw_only=True):
     """Absent lists mean "any". Categories match by IAB prefix: ``IAB13`` matches ``IAB13-2``."""
 
     exchanges: list[str] | None = None
-    countries: list[Annotated[str, Meta(pattern=r"^[A-Z]{3}$")]] | None = None  # ISO-3166-1 alpha-3
+    countries: list[Annotated[str, Meta(pattern=r"^[A-Za-z]{2,3}$")]] | None = None  # alpha-3 or -2
+    # ISO 3166-2 subdivisions, e.g. US-CA (lending licences are per state); a request whose
+    # region is unknown matches no allow list.
+    regions: list[Annotated[str, Meta(pattern=r"^[A-Za-z]{2}-[A-Za-z0-9]{1,3}$")]] | None = None
+    exclude_regions: list[Annotated[str, Meta(pattern=r"^[A-Za-z]{2}-[A-Za-z0-9]{1,3}$")]] | None = None
+    metros: list[Annotated[str, Meta(min_length=1)]] | None = None  # Nielsen DMA codes, e.g. "807"
+    # Placement lists: domains match the site domain and its subdomains; bundles the app bundle.
+    domains: list[Annotated[str, Meta(min_length=3)]] | None = None
+    exclude_domains: list[Annotated[str, Meta(min_length=3)]] | None = None
+    app_bundles: list[Annotated[str, Meta(min_length=1)]] | None = None
+    exclude_app_bundles: list[Annotated[str, Meta(min_length=1)]] | None = None
     device_types: list[Annotated[int, Meta(ge=1, le=8)]] | None = None  # AdCOM device types
     os: list[str] | None = None  # case-insensitive, e.g. [ios, android]
     categories: list[str] | None = None  # site/app/content categories to include
@@ -83,15 +106,91 @@ class Targeting(_Cfg, frozen=True, kw_only=True):
     open_auction: bool = True  # bid outside deals too
 
 
+class SupplyRules(_Cfg, frozen=True, kw_only=True):
+    """Per-campaign supply-path rules (request-level invalid-traffic checks are in traffic.yaml).
+
+    ``max_resellers``: how many resellers may stand between the publisher's own seller and the
+    exchange (``schain`` nodes after the first; an ads.txt RESELLER line counts as one); 0 means
+    direct paths only."""
+
+    require_complete_schain: bool = False
+    max_resellers: Annotated[int, Meta(ge=0)] | None = None
+    allow_datacenter_ip: bool = False  # opt out of the data-centre IP filter (e.g. B2B offers)
+
+
+HttpsUrl = Annotated[str, Meta(pattern=r"^https?://[^\s<>\"']+$")]
+
+
+class MediaFile(_Cfg, frozen=True, kw_only=True):
+    """One rendition of a video creative (VAST ``<MediaFile>``)."""
+
+    url: HttpsUrl
+    type: Annotated[str, Meta(pattern=r"^[a-z]+/[a-z0-9.+-]+$")]  # MIME type, e.g. video/mp4
+    w: Annotated[int, Meta(gt=0)]
+    h: Annotated[int, Meta(gt=0)]
+    bitrate_kbps: Annotated[int, Meta(gt=0)]
+    delivery: Literal["progressive", "streaming"] = "progressive"
+
+
+class VideoSpec(_Cfg, frozen=True, kw_only=True):
+    """What a video creative is; the VAST 4 document is built per request from it."""
+
+    duration_s: Annotated[int, Meta(gt=0, le=600)]
+    title: Annotated[str, Meta(min_length=1)]
+    media: Annotated[list[MediaFile], Meta(min_length=1)]
+    placements: list[Annotated[int, Meta(ge=1, le=4)]] | None = None  # plcmt values accepted
+
+
+class NativeImage(_Cfg, frozen=True, kw_only=True):
+    url: HttpsUrl
+    w: Annotated[int, Meta(gt=0)]
+    h: Annotated[int, Meta(gt=0)]
+    type: Literal[1, 3] = 3  # Native 1.2 image asset types: 1 icon, 3 main
+    mime: Annotated[str, Meta(pattern=r"^image/[a-z0-9.+-]+$")] = "image/png"
+
+
+class NativeSpec(_Cfg, frozen=True, kw_only=True):
+    """Assets a native response is assembled from, per request (Native 1.2 asset types).
+
+    ``data`` maps a data asset type to its text: 1 sponsored, 2 desc, 3 rating, 4 likes,
+    5 downloads, 6 price, 7 saleprice, 8 phone, 9 address, 10 desc2, 11 displayurl, 12 ctatext."""
+
+    titles: Annotated[list[Annotated[str, Meta(min_length=1)]], Meta(min_length=1)]
+    images: list[NativeImage] = []
+    data: dict[Annotated[int, Meta(ge=1, le=12)], Annotated[str, Meta(min_length=1)]] = {}
+
+
 class Creative(_Cfg, frozen=True, kw_only=True):
+    """``markup`` is the ad for banner and audio; video and native ads are built per request
+    from ``video`` / ``native`` (required for those formats)."""
+
     id: Annotated[str, Meta(min_length=1)]
     adomain: Annotated[list[str], Meta(min_length=1)]
     cat: Annotated[list[str], Meta(min_length=1)]
-    markup: Annotated[str, Meta(min_length=1)]
+    markup: Annotated[str, Meta(min_length=1)] | None = None
     format: Literal["banner", "video", "native", "audio"] = "banner"
     w: Annotated[int, Meta(gt=0)] | None = None
     h: Annotated[int, Meta(gt=0)] | None = None
     bundle: str | None = None  # advertiser app bundle/store id, matched against bapp
+    video: VideoSpec | None = None
+    native: NativeSpec | None = None
+
+
+class Learning(_Cfg, frozen=True, kw_only=True):
+    """What this campaign takes from the event log (``bidder_configs/learned/``, written by
+    ``dsp models funnel`` / ``dsp models shading``). Everything is off by default.
+
+    ``funnel``: price with the re-estimated ``apply_rate`` and ``p_approve`` (Beta-shrunk toward
+    the ``funnel`` constants above) when an estimate exists. ``shading``: first-price shading
+    from the learned bid landscape (``learned``), the exchange's fixed factor (``fixed``) or
+    whatever the exchange profile says (``exchange``). ``explore_share``: the share of the
+    requests where this campaign would not bid (intent or value too low) on which it bids at the
+    floor anyway, so retraining sees outcomes the policy would otherwise never observe (each such
+    bid is logged with ``explore`` and its propensity; at most 0.2)."""
+
+    funnel: bool = False
+    shading: Literal["exchange", "fixed", "learned"] = "exchange"
+    explore_share: Annotated[float, Meta(ge=0.0, le=0.2)] = 0.0
 
 
 class CampaignFile(_Cfg, frozen=True, kw_only=True):
@@ -103,6 +202,7 @@ class CampaignFile(_Cfg, frozen=True, kw_only=True):
     max_cpm: PositiveMoney
     pd_max: Probability
     intent_min: Probability
+    max_scores: dict[str, Probability] = {}  # gate scores of the scoring plan: no bid above
     funnel: Funnel
     budget: Budget
     creatives: Annotated[list[Creative], Meta(min_length=1)]
@@ -117,26 +217,12 @@ class CampaignFile(_Cfg, frozen=True, kw_only=True):
     #: the environment variable holding the lender's conversion-signing secret (never the value);
     #: unset: POST /conversion is refused (401) for this campaign's clicks
     conversion_secret_env: Annotated[str, Meta(pattern=r"^[A-Z_][A-Z0-9_]{0,127}$")] | None = None
+    supply: SupplyRules = SupplyRules()
+    learning: Learning = Learning()
 
 
-class ExchangeFile(_Cfg, frozen=True, kw_only=True):
-    """One exchange profile (``bidder_configs/exchanges/<name>.yaml``): data, not code."""
-
-    name: Ident
-    openrtb_version: Literal["2.5", "2.6"] = "2.6"
-    currency: CurrencyCode = "USD"
-    auction_type: Literal[1, 2] = 2  # used when the request has no ``at``
-    tmax_default_ms: Annotated[int, Meta(gt=0)] = 120
-    round_trip_allowance_ms: Annotated[int, Meta(ge=0)] = 20
-    safety_margin_ms: Annotated[int, Meta(ge=0)] = 5
-    seat: str | None = None
-    lax_numbers: bool = False
-    nobid_body: bool = False  # True: answer 200 + {"id", "nbr"} instead of 204
-    first_price_shading: Annotated[float, Meta(gt=0.0, le=1.0)] = 0.85
-    notices: tuple[Literal["nurl", "burl", "lurl"], ...] = ("nurl", "burl", "lurl")
-    notice_ttl_s: Annotated[int, Meta(gt=0)] = 3600
-    #: who may send bid requests (dsp.exchanges.auth); absent: open (demo profiles)
-    auth: ExchangeAuth | None = None
+#: One exchange profile file; the schema is owned by the exchanges package.
+ExchangeFile = ExchangeProfile
 
 
 class CurrencyFile(_Cfg, frozen=True, kw_only=True):
@@ -144,3 +230,35 @@ class CurrencyFile(_Cfg, frozen=True, kw_only=True):
 
     base: CurrencyCode = "USD"
     rates: dict[CurrencyCode, PositiveMoney] = {}
+
+
+Purpose = Annotated[int, Meta(ge=1, le=24)]
+
+
+class PrivacyFile(_Cfg, frozen=True, kw_only=True):
+    """What user-level data needs (``bidder_configs/privacy.yaml``); see :mod:`dsp.privacy.policy`.
+
+    ``gvl_vendor_id`` is OUR id in the IAB Global Vendor List; without one, user data of EU
+    users is never used (GDPR traffic is contextual or no bid, per campaign)."""
+
+    gvl_vendor_id: Annotated[int, Meta(ge=1, le=65535)] | None = None
+    consent_purposes: tuple[Purpose, ...] = (1, 3, 4)
+    flexible_purposes: tuple[Purpose, ...] = (7,)  # consent or legitimate interest (measurement)
+    special_features: tuple[Annotated[int, Meta(ge=1, le=12)], ...] = ()
+    honour_gpc: bool = True
+
+
+class TrafficFile(_Cfg, frozen=True, kw_only=True):
+    """Invalid-traffic and supply-path data (``bidder_configs/traffic.yaml``); paths are relative
+    to the config directory. See :mod:`dsp.config.traffic`."""
+
+    bot_user_agents: str | None = None  # one regex per line (crawler-user-agents patterns)
+    extra_bot_patterns: tuple[str, ...] = ()
+    datacenter_ranges: str | None = None  # start,end[,name] or CIDR[,name] per line
+    block_non_public_ip: bool = True  # RFC 1918, loopback, link-local, multicast...
+    sellers_dir: str | None = None  # <ad system domain>.json sellers.json files
+    ads_txt_dir: str | None = None  # <publisher domain>.txt
+    app_ads_txt_dir: str | None = None  # <developer domain>.txt
+    ads_txt: Literal["off", "when_present", "required"] = "when_present"
+    stacking_threshold_30d: Annotated[float, Meta(ge=0)] | None = None
+    stacking_threshold_90d: Annotated[float, Meta(ge=0)] | None = None

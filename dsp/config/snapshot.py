@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -19,12 +20,16 @@ import msgspec
 from dsp.budget.spec import CampaignBudget, FrequencyCap
 from dsp.config.checks import cross_check
 from dsp.config.clickthrough import split_clickthroughs
+from dsp.config.learned import Learned, ShadingTable
 from dsp.config.loader import RawConfig, load_dir
-from dsp.config.schema import CampaignFile, CurrencyFile, ExchangeFile
+from dsp.config.schema import CampaignFile, CurrencyFile, NativeSpec, SupplyRules, Targeting, VideoSpec
+from dsp.config.traffic import load_traffic
 from dsp.errors import ConfigInvalid
+from dsp.exchanges.profile import ExchangeProfile
 from dsp.money import MICROS_PER_UNIT, units_to_micros
-
-ExchangeProfile = ExchangeFile  # the exchange profile as the bid path uses it (already immutable)
+from dsp.openrtb.geo import country_alpha3, normalise_domain
+from dsp.privacy.policy import PrivacyPolicy
+from dsp.traffic.rules import TrafficRules
 
 MTYPE = {"banner": 1, "video": 2, "audio": 3, "native": 4}
 
@@ -40,6 +45,8 @@ class CompiledCreative(msgspec.Struct, frozen=True, gc=False):
     markup: str
     cat_keys: frozenset[str]  # cat plus IAB tier-1 parents, for bcat matching
     bundle: str | None = None  # the advertiser's app bundle, matched against bapp
+    video: VideoSpec | None = None  # video creatives: what the per-request VAST is built from
+    native: NativeSpec | None = None  # native creatives: the assets a response is built from
     #: ``markup`` cut at its click-through URLs (dsp.config.clickthrough); the response joins
     #: the parts with the bid's /notice/click URL. One part: no click-through.
     markup_parts: tuple[str, ...] = ()
@@ -81,6 +88,44 @@ class CompiledCampaign(msgspec.Struct, frozen=True, gc=False):
     budget: CampaignBudget
     landing_url: str | None = None  # /notice/click redirects here
     conversion_secret_env: str | None = None  # names the lender's conversion-signing secret
+    max_scores: tuple[tuple[str, float], ...] = ()  # (score name, highest allowed) gates
+    shading_mode: str = "exchange"  # first price: exchange | fixed | learned (learning.shading)
+    explore_share: float = 0.0  # learning.explore_share
+    funnel_learned: bool = False  # apply_rate / p_approve come from learned/funnel.yaml
+    placement: Placement | None = None  # regions, metros, domain and bundle lists (None: any)
+    supply: SupplyRules = SupplyRules()
+    videos: tuple[CompiledCreative, ...] = ()  # every video creative, in file order
+    natives: tuple[CompiledCreative, ...] = ()  # every native creative, in file order
+
+
+class Placement(msgspec.Struct, frozen=True, gc=False):
+    """Region, metro and placement targeting, compiled to canonical sets (None: any)."""
+
+    regions: frozenset[str] | None = None  # "US-CA"
+    exclude_regions: frozenset[str] = frozenset()
+    metros: frozenset[str] | None = None
+    domains: frozenset[str] | None = None  # allow list (sites); apps then need app_bundles
+    exclude_domains: frozenset[str] = frozenset()
+    bundles: frozenset[str] | None = None  # allow list (apps), lower case
+    exclude_bundles: frozenset[str] = frozenset()
+
+    @property
+    def allow_lists(self) -> bool:
+        return self.domains is not None or self.bundles is not None
+
+
+def _placement(t: Targeting) -> Placement | None:
+    def opt(values: list[str] | None, norm: Callable[[str], str]) -> frozenset[str] | None:
+        return None if values is None else frozenset(norm(v) for v in values)
+
+    p = Placement(
+        regions=opt(t.regions, str.upper), exclude_regions=opt(t.exclude_regions, str.upper) or frozenset(),
+        metros=opt(t.metros, str.strip),
+        domains=opt(t.domains, normalise_domain),
+        exclude_domains=opt(t.exclude_domains, normalise_domain) or frozenset(),
+        bundles=opt(t.app_bundles, lambda b: b.strip().lower()),
+        exclude_bundles=opt(t.exclude_app_bundles, lambda b: b.strip().lower()) or frozenset())
+    return None if p == Placement() else p
 
 
 class Rates(msgspec.Struct, frozen=True):
@@ -110,6 +155,18 @@ class Snapshot(msgspec.Struct, frozen=True):
     rates: Rates
     budgets: tuple[CampaignBudget, ...]
     files: dict[str, str]  # campaign id / exchange name -> file
+    shading: dict[tuple[str, str, str], ShadingTable] = {}  # (exchange, format, currency) -> table
+    privacy: PrivacyPolicy = PrivacyPolicy()
+    traffic: TrafficRules = TrafficRules()
+
+    def shading_table(self, c: CompiledCampaign, profile: ExchangeProfile,
+                      fmt: str) -> ShadingTable | None:
+        """The learned first-price table this campaign uses on this exchange and format, if it
+        opted in (campaign ``learning.shading``, else the exchange's ``shading``) and one exists."""
+        mode = profile.shading if c.shading_mode == "exchange" else c.shading_mode
+        if mode != "learned" or not self.shading:
+            return None
+        return self.shading.get((profile.name, fmt, c.currency))
 
     def campaigns_for(self, exchange: str) -> tuple[CompiledCampaign, ...]:
         return self.by_exchange.get(exchange, ())
@@ -119,6 +176,13 @@ class Snapshot(msgspec.Struct, frozen=True):
         for c in self.campaigns:
             if c.id == campaign_id:
                 return c.landing_url
+        return None
+
+    def campaign_currency(self, campaign_id: str) -> str | None:
+        """The campaign's (account) currency; None if unknown."""
+        for c in self.campaigns:
+            if c.id == campaign_id:
+                return c.currency
         return None
 
     def bills_on(self, exchange: str) -> str | None:
@@ -166,15 +230,21 @@ def _budget(c: CampaignFile) -> CampaignBudget:
         daily_budget_micros=units_to_micros(c.budget.daily),
         total_budget_micros=units_to_micros(c.budget.total) if c.budget.total is not None else None,
         pacing_curve=curve, utc_offset_minutes=c.schedule.utc_offset_minutes, frequency_cap=cap,
+        plan_guard=c.pacing.guard, catch_up_max=c.pacing.catch_up_max,
+        allowance_micros=None if c.pacing.allowance is None else units_to_micros(c.pacing.allowance),
+        max_price_micros=-(-units_to_micros(c.max_cpm) // 1000),
         active_from_s=None if start is None else float(start * 86400 - offset_s),
         active_until_s=None if end is None else float((end + 1) * 86400 - offset_s))
 
 
-def compile_campaign(c: CampaignFile) -> CompiledCampaign:
+def compile_campaign(c: CampaignFile, learned: Learned | None = None) -> CompiledCampaign:
+    """Compile one campaign; ``learned`` funnel rates replace the configured ones when the
+    campaign opts in (``learning.funnel``) and an estimate exists."""
+    funnel = learned.funnel.get(c.id) if learned is not None and c.learning.funnel else None
     creatives = [CompiledCreative(cr.id, cr.format, MTYPE[cr.format], cr.w, cr.h,
-                                  tuple(cr.adomain), tuple(cr.cat), cr.markup,
-                                  iab_keys(cr.cat), cr.bundle,
-                                  split_clickthroughs(cr.markup, cr.format))
+                                  tuple(cr.adomain), tuple(cr.cat), cr.markup or "",
+                                  iab_keys(cr.cat), cr.bundle, cr.video, cr.native,
+                                  split_clickthroughs(cr.markup or "", cr.format))
                  for cr in c.creatives]
     banners = {(cr.w, cr.h): cr for cr in creatives
                if cr.kind == "banner" and cr.w is not None and cr.h is not None}
@@ -186,11 +256,12 @@ def compile_campaign(c: CampaignFile) -> CompiledCampaign:
     return CompiledCampaign(
         id=c.id, name=c.name or c.id, currency=c.currency,
         max_cpm_micros=units_to_micros(c.max_cpm), pd_max=c.pd_max, intent_min=c.intent_min,
-        apply_rate=c.funnel.apply_rate, p_approve=c.funnel.p_approve, margin=c.funnel.margin,
+        apply_rate=funnel.apply_rate if funnel else c.funnel.apply_rate,
+        p_approve=funnel.p_approve if funnel else c.funnel.p_approve, margin=c.funnel.margin,
         lgd=c.funnel.lgd, ead=c.funnel.ead, cost=c.funnel.cost,
         requires_user=c.requires_user, gdpr_contextual=c.gdpr_without_consent == "contextual",
         exchanges=frozenset(t.exchanges) if t.exchanges is not None else None,
-        countries=frozenset(t.countries) if t.countries is not None else None,
+        countries=frozenset(country_alpha3(x) or x for x in t.countries) if t.countries is not None else None,
         device_types=frozenset(t.device_types) if t.device_types is not None else None,
         os=frozenset(o.lower() for o in t.os) if t.os is not None else None,
         categories=frozenset(t.categories) if t.categories is not None else None,
@@ -200,36 +271,51 @@ def compile_campaign(c: CampaignFile) -> CompiledCampaign:
         hours=frozenset(c.schedule.hours) if c.schedule.hours is not None else None,
         utc_offset_minutes=c.schedule.utc_offset_minutes,
         banners=banners, by_kind=by_kind,
+        videos=tuple(cr for cr in creatives if cr.kind == "video" and cr.video is not None),
+        natives=tuple(cr for cr in creatives if cr.kind == "native" and cr.native is not None),
         adomains=frozenset(d for cr in creatives for d in cr.adomain),
         creative_cats=tuple(sorted({k for cr in creatives for k in cr.cat})),
-        budget=_budget(c), landing_url=c.landing_url,
-        conversion_secret_env=c.conversion_secret_env)
+        budget=_budget(c), landing_url=c.landing_url, placement=_placement(t), supply=c.supply,
+        max_scores=tuple(sorted(c.max_scores.items())),
+        shading_mode=c.learning.shading, explore_share=c.learning.explore_share,
+        funnel_learned=funnel is not None, conversion_secret_env=c.conversion_secret_env)
 
 
 def _version(raw: RawConfig) -> str:
-    payload = msgspec.json.encode([raw.campaigns, raw.exchanges, raw.currencies])
+    payload = msgspec.json.encode([raw.campaigns, raw.exchanges, raw.currencies, raw.privacy,
+                                   sorted(raw.learned.funnel.items()),
+                                   [t for _, t in sorted(raw.learned.shading.items())]])
     return hashlib.sha256(payload).hexdigest()[:12]
 
 
-def compile_snapshot(raw: RawConfig) -> Snapshot:
+def compile_snapshot(raw: RawConfig, traffic: TrafficRules | None = None,
+                     traffic_digest: str = "") -> Snapshot:
     """Cross-check and compile. Raises ConfigInvalid with every cross-file problem."""
     problems = cross_check(raw)
     if problems:
         raise ConfigInvalid(problems)
-    campaigns = tuple(compile_campaign(c) for c in raw.campaigns if c.enabled)
+    campaigns = tuple(compile_campaign(c, raw.learned) for c in raw.campaigns if c.enabled)
     exchanges = {e.name: e for e in raw.exchanges}
     by_exchange = {name: tuple(c for c in campaigns if c.exchanges is None or name in c.exchanges)
                    for name in exchanges}
     cur: CurrencyFile = raw.currencies
     rates = Rates(cur.base, {cur.base: 1.0, **cur.rates})
     files = {**raw.campaign_files, **raw.exchange_files}
-    return Snapshot(_version(raw), exchanges, campaigns, by_exchange, rates,
-                    tuple(c.budget for c in campaigns), files)
+    p = raw.privacy
+    privacy = PrivacyPolicy(p.gvl_vendor_id, tuple(p.consent_purposes), tuple(p.flexible_purposes),
+                            tuple(p.special_features), p.honour_gpc)
+    version = _version(raw)
+    if traffic_digest:
+        version = hashlib.sha256((version + traffic_digest).encode()).hexdigest()[:12]
+    return Snapshot(version, exchanges, campaigns, by_exchange, rates,
+                    tuple(c.budget for c in campaigns), files, raw.learned.shading, privacy,
+                    traffic if traffic is not None else TrafficRules())
 
 
 def load_snapshot(root: Path) -> Snapshot:
     """Load, validate and compile ``root``; raise ConfigInvalid listing every problem found."""
     raw, problems = load_dir(root)
-    if raw is None:
+    traffic, digest = load_traffic(root, problems)
+    if raw is None or problems:
         raise ConfigInvalid(problems)
-    return compile_snapshot(raw)
+    return compile_snapshot(raw, traffic, digest)

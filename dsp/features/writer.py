@@ -14,6 +14,7 @@ import numpy.typing as npt
 import redis
 from redis.cluster import RedisCluster
 
+from dsp.features.connect import sync_client
 from dsp.features.keys import DEV_USER_HASH_KEY, user_key
 from dsp.features.record import RecordCodec
 
@@ -24,9 +25,7 @@ DEFAULT_CHUNK = 5000
 
 def connect(url: str, cluster: bool = False) -> redis.Redis | RedisCluster:
     """A synchronous client for bulk writes: one node, or Redis Cluster via any of its nodes."""
-    if cluster:
-        return RedisCluster.from_url(url)
-    return redis.Redis.from_url(url)
+    return sync_client(url, cluster=cluster)
 
 
 def write_rows(client: redis.Redis | RedisCluster, raw_ids: Sequence[str], rows: FloatArray, *,

@@ -24,6 +24,10 @@ Money rules:
 * The bid id is the idempotency key: each notice kind counts once per bid (one Lua script does the
   dedup and the ledger update together, :mod:`dsp.budget.outcomes`).
 * Test bids (``token.test``) are verified and answered but never touch money, caps or counters.
+* Each notice that counts (not a duplicate, not test traffic) appends one event to the event log
+  (``events``: :class:`dsp.events.writer.EventWriter`, never awaited): win/bill with the clearing
+  price and whether it commits spend, loss with its reason code and ``${AUCTION_MIN_TO_WIN}``
+  (``m``), click, conversion with its stage and amount.
 * The click's landing page comes from config (``landing_url_for(campaign_id)``), never from the
   request: no open redirect. It receives ``dsp_click=<click id>`` (never a token); the click's
   record (campaign, day, bid) is stored under that id for the conversion window.
@@ -40,6 +44,7 @@ import math
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
 
 import msgspec
 
@@ -49,6 +54,16 @@ from dsp.budget.outcomes import OutcomeStore
 from dsp.budget.spec import CampaignBudget
 from dsp.clock import wall_time
 from dsp.errors import DependencyUnavailable, RequestRejected
+from dsp.events.schema import (
+    NO_LOSS_REASON,
+    NO_PRICE,
+    BillEvent,
+    ClickEvent,
+    ConversionEvent,
+    Event,
+    LossEvent,
+    WinEvent,
+)
 from dsp.features.keys import caps_key
 from dsp.money import cpm_to_micros_per_imp, round_half_away, units_to_micros
 from dsp.notices.signature import SIGNATURE_HEADER, Unauthorized, verify
@@ -57,7 +72,14 @@ from dsp.observability.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
+class EventAppender(Protocol):
+    def append(self, event: Event) -> None: ...
+
+
 CONVERSION_EVENTS = ("submitted", "approved", "funded")
+#: tracking events the markup may fire: the ad's impression pixel (video ``<Impression>``, native
+#: impression tracker) and the video progress events
+VIDEO_EVENTS = ("impression", "start", "firstQuartile", "midpoint", "thirdQuartile", "complete")
 _MAX_CPM = 1_000_000.0
 #: the largest conversion amount accepted (currency units): a consumer loan is far below it, so a
 #: larger number is a unit mix-up or an attack on the value metrics
@@ -73,6 +95,8 @@ class ClickRecord(msgspec.Struct, array_like=True, frozen=True):
     bid_id: str
     clicked_at_s: int
     test: bool = False
+    exchange: str = ""
+    currency: str = ""  # the campaign's (account) currency: conversion amounts are in it
 
 
 _CLICK_ENC = msgspec.msgpack.Encoder()
@@ -104,8 +128,11 @@ class NoticeService:
                  landing_url_for: Callable[[str], str | None] = lambda _cid: None,
                  bills_on_for: Callable[[NoticeToken], str | None] = lambda _t: None,
                  conversion_secrets: Callable[[], Mapping[str, bytes]] = dict,
+                 currency_for: Callable[[str], str | None] = lambda _cid: None,
                  conversion_window_s: int = 30 * 86_400,
-                 clock: Callable[[], float] = wall_time) -> None:
+                 clock: Callable[[], float] = wall_time,
+                 events: EventAppender | None = None) -> None:
+        self.events = events
         self.signer = signer
         self.outcomes = outcomes
         self.caps = caps
@@ -113,6 +140,7 @@ class NoticeService:
         self.landing_url_for = landing_url_for
         self.bills_on_for = bills_on_for
         self.conversion_secrets = conversion_secrets
+        self.currency_for = currency_for
         self._anomalies: dict[str, tuple[float, int]] = {}  # anomaly -> (last log time, unlogged)
         self.conversion_window_s = conversion_window_s
         self.clock = clock
@@ -137,15 +165,15 @@ class NoticeService:
             raise
 
     def _price_micros(self, kind: str, text: str | None, token: NoticeToken, *,
-                      required: bool = True) -> int:
-        """``p`` (CPM, currency units of the auction) -> one impression's micros in the campaign
-        currency, capped at our bid.
+                      required: bool = True) -> tuple[int, int]:
+        """``p`` (CPM, currency units of the auction) -> (one impression's micros in the campaign
+        currency, capped at our bid; the same price in the auction currency, as sent).
 
         An absent or unsubstituted (``${AUCTION_PRICE}``) price is a 400 when the notice must
         commit spend, and 0 otherwise (a win notice on an exchange that bills on burl)."""
         if text is None or text == "" or text.startswith("${"):
             if not required:
-                return 0
+                return 0, 0
             self.metrics.notices.labels(kind=kind, result="invalid").inc()
             raise RequestRejected("p: missing clearing price (macro not substituted?)", status=400)
         try:
@@ -156,7 +184,7 @@ class NoticeService:
         if not math.isfinite(cpm) or cpm < 0 or cpm > _MAX_CPM:
             self.metrics.notices.labels(kind=kind, result="invalid").inc()
             raise RequestRejected("p: clearing price out of range", status=400)
-        micros = cpm_to_micros_per_imp(cpm)
+        auction_micros = micros = cpm_to_micros_per_imp(cpm)
         if token.auction_bid_micros > 0:  # the auction ran in another currency: convert exactly
             micros = round_half_away(micros * token.bid_price_micros / token.auction_bid_micros)
         if micros > token.bid_price_micros:
@@ -165,7 +193,7 @@ class NoticeService:
         elif micros + 1 < token.floor_micros:
             self._anomaly(kind, "below_floor", token, micros)
             micros = token.floor_micros
-        return micros
+        return micros, auction_micros
 
     def _anomaly(self, kind: str, anomaly: str, token: NoticeToken, micros: int) -> None:
         """Count a price outside [floor, bid]; log it at most once per anomaly per 10 s."""
@@ -193,7 +221,27 @@ class NoticeService:
         spec = self._budgets.get(token.campaign_id)
         return campaign_day(token.issued_at_s, spec.utc_offset_minutes if spec else 0)
 
-    async def _record(self, name: str, kind: str, token: NoticeToken, price_micros: int) -> NoticeOutcome:
+    def _emit(self, event: Event) -> None:
+        if self.events is not None:
+            self.events.append(event)
+
+    def _priced_event(self, name: str, token: NoticeToken, price: tuple[int, int]) -> Event:
+        cls = WinEvent if name == "win" else BillEvent
+        price_micros, auction_micros = price
+        rate = (token.bid_price_micros / token.auction_bid_micros
+                if token.auction_bid_micros > 0 else 1.0)
+        return cls(ts_us=int(self.clock() * 1_000_000), exchange=token.exchange,
+                   campaign=token.campaign_id, bid_id=token.bid_id, price_micros=price_micros,
+                   currency=token.currency,
+                   auction_price_micros=auction_micros,
+                   auction_currency=token.auction_currency or token.currency, rate=rate,
+                   bid_price_micros=token.bid_price_micros,
+                   bills=self._commits("w" if name == "win" else "b", token))
+
+    async def _record(self, name: str, kind: str, token: NoticeToken, price_micros: int,
+                      event: Event | None = None) -> NoticeOutcome:
+        """Apply the notice; ``event`` goes to the event log when the notice counts (first of
+        its kind for the bid). Built before the await so concurrent notices cannot mix fields."""
         if token.test:
             self.metrics.notices.labels(kind=name, result="test").inc()
             return NoticeOutcome(name, "test")
@@ -206,6 +254,11 @@ class NoticeService:
             raise DependencyUnavailable(f"notice not recorded: {exc}") from exc
         known = token.campaign_id in self._budgets
         label = result if known or result == "duplicate" else "unknown"
+        if result != "duplicate" and event is not None:
+            if isinstance(event, WinEvent):  # BillEvent too
+                event.committed_micros = committed
+                event.result = result
+            self._emit(event)
         self.metrics.notices.labels(kind=name, result=label).inc()
         if committed:
             self.metrics.spend_micros.labels(campaign=token.campaign_id).inc(committed)
@@ -215,7 +268,7 @@ class NoticeService:
     async def win(self, token_text: str | None, price_text: str | None) -> NoticeOutcome:
         token = self._verify("win", token_text)
         price = self._price_micros("win", price_text, token, required=self._commits("w", token))
-        out = await self._record("win", "w", token, price)
+        out = await self._record("win", "w", token, price[0], self._priced_event("win", token, price))
         if out.result in ("duplicate", "test"):
             return out
         self.metrics.wins.labels(campaign=token.campaign_id).inc()
@@ -231,15 +284,44 @@ class NoticeService:
     async def bill(self, token_text: str | None, price_text: str | None) -> NoticeOutcome:
         token = self._verify("bill", token_text)
         price = self._price_micros("bill", price_text, token)
-        return await self._record("bill", "b", token, price)
+        return await self._record("bill", "b", token, price[0],
+                                  self._priced_event("bill", token, price))
 
-    async def loss(self, token_text: str | None, reason_text: str | None) -> NoticeOutcome:
+    async def loss(self, token_text: str | None, reason_text: str | None,
+                   price_text: str | None = None) -> NoticeOutcome:
+        """``r`` = ``${AUCTION_LOSS}`` (an integer code); ``m`` = ``${AUCTION_MIN_TO_WIN}`` (CPM,
+        auction currency; optional, an unsubstituted macro counts as absent)."""
         token = self._verify("loss", token_text)
-        if reason_text and not reason_text.startswith("${") \
-                and not reason_text.strip().lstrip("-").isdigit():
+        reason = NO_LOSS_REASON
+        if reason_text and not reason_text.startswith("${"):
+            if not reason_text.strip().lstrip("-").isdigit() or len(reason_text) > 12:
+                self.metrics.notices.labels(kind="loss", result="invalid").inc()
+                raise RequestRejected(f"r: loss reason must be an integer: {reason_text[:40]!r}",
+                                      status=400)
+            reason = int(reason_text)
+        price = NO_PRICE
+        if price_text and not price_text.startswith("${"):
+            # min-to-win may exceed our bid (that is why we lost): no cap at the bid here.
+            price = self._loss_price_micros(price_text, token)
+        event = LossEvent(ts_us=int(self.clock() * 1_000_000), exchange=token.exchange,
+                          campaign=token.campaign_id, bid_id=token.bid_id, loss_reason=reason,
+                          min_to_win_micros=price, bid_price_micros=token.bid_price_micros,
+                          currency=token.currency)
+        return await self._record("loss", "l", token, 0, event)
+
+    def _loss_price_micros(self, text: str, token: NoticeToken) -> int:
+        try:
+            cpm = float(text)
+        except ValueError:
+            cpm = math.nan
+        if not math.isfinite(cpm) or cpm < 0 or cpm > _MAX_CPM:
             self.metrics.notices.labels(kind="loss", result="invalid").inc()
-            raise RequestRejected(f"r: loss reason must be an integer: {reason_text[:40]!r}", status=400)
-        return await self._record("loss", "l", token, 0)
+            raise RequestRejected(f"m: minimum price to win must be a CPM number: {text[:40]!r}",
+                                  status=400)
+        micros = cpm_to_micros_per_imp(cpm)
+        if token.auction_bid_micros > 0:
+            micros = round_half_away(micros * token.bid_price_micros / token.auction_bid_micros)
+        return micros
 
     async def click(self, token_text: str | None) -> NoticeOutcome:
         """302 to the campaign's landing page (from config), with ``dsp_click=<click id>``."""
@@ -262,7 +344,8 @@ class NoticeService:
         now = self.clock()
         spec = self._budgets.get(token.campaign_id)
         day = campaign_day(token.issued_at_s, spec.utc_offset_minutes if spec else 0)
-        record = ClickRecord(token.campaign_id, day, token.bid_id, int(now), token.test)
+        record = ClickRecord(token.campaign_id, day, token.bid_id, int(now), token.test,
+                             token.exchange, self.currency_for(token.campaign_id) or "")
         try:
             first = await self.outcomes.record_click(click_id, _CLICK_ENC.encode(record),
                                                      self.conversion_window_s)
@@ -275,8 +358,31 @@ class NoticeService:
             return NoticeOutcome("click", "test", status=302, location=location)
         if first:
             self.metrics.clicks.labels(campaign=token.campaign_id).inc()
+            self._emit(ClickEvent(ts_us=int(self.clock() * 1_000_000), exchange=token.exchange,
+                                  campaign=token.campaign_id, bid_id=token.bid_id,
+                                  click_id=click_id))
         self.metrics.notices.labels(kind="click", result="ok" if first else "duplicate").inc()
         return NoticeOutcome("click", "ok" if first else "duplicate", status=302, location=location)
+
+    async def event(self, token_text: str | None, event: str | None) -> NoticeOutcome:
+        """A tracking event from markup (the impression pixel of a video or native ad, video
+        start/quartiles/complete): counted by event, no money moves. Takes the public ``event``
+        token only; the event name is checked against :data:`VIDEO_EVENTS` (a closed label set)."""
+        if not token_text:
+            self.metrics.notices.labels(kind="event", result="invalid").inc()
+            raise RequestRejected("t: missing event token", status=400)
+        try:
+            token = self.signer.verify_click(token_text, now_s=self.clock(), kind="event")
+        except (TokenInvalid, TokenExpired) as exc:
+            self.metrics.notices.labels(
+                kind="event", result="expired" if isinstance(exc, TokenExpired) else "invalid").inc()
+            raise
+        if event not in VIDEO_EVENTS:
+            self.metrics.notices.labels(kind="event", result="invalid").inc()
+            raise RequestRejected(f"e: unknown video event {str(event)[:40]!r}", status=400)
+        result = "test" if token.test else "ok"
+        self.metrics.notices.labels(kind=f"video_{event}", result=result).inc()
+        return NoticeOutcome("event", result)
 
     def _conversion_rejected(self, exc: RequestRejected) -> RequestRejected:
         result = "unauthorized" if exc.status == 401 else "invalid"
@@ -332,6 +438,10 @@ class NoticeService:
             self.metrics.redis_errors.labels(op="notice", kind="error").inc()
             raise DependencyUnavailable(f"conversion not recorded: {exc}") from exc
         if first:
+            self._emit(ConversionEvent(
+                ts_us=int(self.clock() * 1_000_000), exchange=click.exchange,
+                campaign=click.campaign_id, bid_id=click.bid_id, stage=conv.event,
+                amount_micros=amount_micros, currency=click.currency, click_id=conv.click_id))
             self.metrics.conversions.labels(campaign=click.campaign_id, event=conv.event).inc()
             self.metrics.conversion_value_micros.labels(
                 campaign=click.campaign_id, event=conv.event).inc(amount_micros)

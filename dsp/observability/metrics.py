@@ -37,6 +37,8 @@ class Metrics:
                                 ["exchange", "outcome"], registry=r)  # outcome: bid|nobid|invalid
         self.bids = Counter("dsp_bids", "Bids returned", ["exchange", "campaign"], registry=r)
         self.nobids = Counter("dsp_nobids", "No-bids by reason", ["exchange", "reason"], registry=r)
+        self.privacy = Counter("dsp_privacy_decisions", "Consent-signal outcomes of bid requests "
+                               "(malformed strings included)", ["exchange", "outcome"], registry=r)
         self.request_latency = Histogram("dsp_request_latency_seconds",
                                          "Whole bid request, received to answered",
                                          ["exchange"], buckets=LATENCY_BUCKETS_S, registry=r)
@@ -62,6 +64,23 @@ class Metrics:
         self.ledger_drift_micros = Gauge("dsp_ledger_drift_micros",
                                          "leased - (committed + reserved + available)",
                                          ["campaign"], registry=r, multiprocess_mode="max")
+        self.pacing_throttle = Gauge("dsp_pacing_throttle",
+                                     "Share of the lowest-value traffic the pacing throttle turns away",
+                                     ["campaign"], registry=r, multiprocess_mode="livemax")
+        # Every worker reads the same values from Redis (its last LEASE call): the most recent
+        # live one is the campaign's. All in micros of the campaign currency, today (local day).
+        self.budget_spent_micros = Gauge("dsp_budget_spent_micros",
+                                         "Committed spend of the campaign's current day",
+                                         ["campaign"], registry=r,
+                                         multiprocess_mode="livemostrecent")
+        self.budget_plan_micros = Gauge("dsp_budget_plan_micros",
+                                        "Plan-to-date: the day's budget times the plan's elapsed share",
+                                        ["campaign"], registry=r,
+                                        multiprocess_mode="livemostrecent")
+        self.budget_guard_micros = Gauge("dsp_budget_guard_micros",
+                                         "Plan guard: spend + open reservations may reach this now",
+                                         ["campaign"], registry=r,
+                                         multiprocess_mode="livemostrecent")
         self.budget_brake = Gauge("dsp_budget_brake", "1 while the emergency brake is on",
                                   registry=r, multiprocess_mode="max")
         self.config_reloads = Counter("dsp_config_reloads", "Config reloads", ["result"],
@@ -86,6 +105,42 @@ class Metrics:
         self.conversion_value_micros = Counter("dsp_conversion_value_micros",
                                                "Conversion amounts in micros", ["campaign", "event"],
                                                registry=r)
+        # The event log's writer (dsp.events.writer): what reached Redis, what was dropped.
+        self.events_written = Counter("dsp_events_written", "Events written to the Redis streams",
+                                      ["kind"], registry=r)
+        self.events_dropped = Counter("dsp_events_dropped", "Events dropped before Redis",
+                                      ["reason"], registry=r)  # reason: buffer_full|redis_error
+        self.events_buffered = Gauge("dsp_events_buffered", "Events waiting for the next flush",
+                                     registry=r, multiprocess_mode="livesum")
+
+
+class SinkMetrics:
+    """What ``dsp events sink`` exports (its own process and registry)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        r = registry if registry is not None else CollectorRegistry()
+        self.registry = r
+        self.events = Counter("dsp_sink_events", "Events written to Parquet (after dedup)",
+                              ["kind"], registry=r)
+        self.duplicates = Counter("dsp_sink_duplicates", "Events skipped as duplicates of an id",
+                                  ["kind"], registry=r)
+        self.files = Counter("dsp_sink_files", "Parquet files written", ["kind"], registry=r)
+        self.bytes = Counter("dsp_sink_bytes", "Parquet bytes written", ["kind"], registry=r)
+        self.entries = Counter("dsp_sink_entries", "Stream entries acknowledged", ["result"],
+                               registry=r)  # result: ok|rejected
+        self.batch_seconds = Histogram("dsp_sink_batch_seconds", "Read, write, fsync and ack of a batch",
+                                       buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+                                       registry=r)
+        self.lag_entries = Gauge("dsp_sink_lag_entries", "Stream entries not yet read by the group",
+                                 ["stream"], registry=r)
+        self.pending_entries = Gauge("dsp_sink_pending_entries", "Entries read but not acknowledged",
+                                     ["stream"], registry=r)
+        self.oldest_age_seconds = Gauge("dsp_sink_oldest_unread_seconds",
+                                        "Age of the oldest entry not yet read by the group",
+                                        ["stream"], registry=r)
+        self.partition_files = Gauge("dsp_sink_partition_files",
+                                     "Parquet files in the current hour's partition", ["kind"],
+                                     registry=r)
 
 
 def render(metrics: Metrics) -> bytes:

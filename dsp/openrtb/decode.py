@@ -6,13 +6,14 @@
 Two msgspec decoders are built once: a strict one (``generic`` and most exchanges) and a lax one
 (``strict=False``: numeric strings such as ``"728"`` are accepted for numeric fields) for exchange
 profiles with ``lax_numbers: true``. After decoding, 2.5 ``ext`` locations are copied to their 2.6
-places (the 2.6 value wins when both are present) and the semantic checks of
-:mod:`dsp.openrtb.validate` run.
+places (the 2.6 value wins when both are present), the exchange's own hook runs if it has one,
+and the semantic checks of :mod:`dsp.openrtb.validate` run.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import msgspec
 
@@ -42,6 +43,10 @@ def normalise(req: BidRequest) -> BidRequest:
             regs.us_privacy = ext.us_privacy
         if regs.gpp is None:
             regs.gpp = ext.gpp
+        if regs.gpp_sid is None:
+            regs.gpp_sid = ext.gpp_sid
+        if regs.gpc is None:
+            regs.gpc = ext.gpc
     user = req.user
     if user is not None and user.ext is not None:
         uext = user.ext
@@ -84,8 +89,12 @@ class RequestDecoder:
         self._strict = msgspec.json.Decoder(BidRequest)
         self._lax = msgspec.json.Decoder(BidRequest, strict=False)
 
-    def decode(self, body: bytes, *, lax_numbers: bool = False) -> BidRequest:
-        """Decode, normalise and check one request. Raises :class:`InvalidRequest` naming the path."""
+    def decode(self, body: bytes, *, lax_numbers: bool = False,
+               hook: Callable[[BidRequest], None] | None = None) -> BidRequest:
+        """Decode, normalise and check one request. Raises :class:`InvalidRequest` naming the path.
+
+        ``hook`` (an exchange's ``normalise_request``, see dsp.exchanges.hooks) runs after the
+        generic normalisation and before the semantic checks."""
         try:
             req = (self._lax if lax_numbers else self._strict).decode(body)
         except msgspec.ValidationError as exc:
@@ -95,5 +104,7 @@ class RequestDecoder:
             raise InvalidRequest(f"malformed JSON: {exc}", "") from None
         _check_duplicate_companionad(body, req)
         normalise(req)
+        if hook is not None:
+            hook(req)
         check_request(req)
         return req

@@ -61,8 +61,26 @@ class CompanionAdWrapper(_S):
 
 
 class Video(_S):
+    """The fields creative eligibility reads (OpenRTB 2.6 §3.2.7; 2.5 names kept)."""
+
+    mimes: list[str] | None = None
+    minduration: int | None = None  # seconds
+    maxduration: int | None = None
+    rqddurs: list[int] | None = None  # 2.6: exact durations allowed (seconds)
+    protocols: list[int] | None = None  # AdCOM creative subtypes: 7 VAST 4.0, 11 4.1, 13 4.2, ...
+    protocol: int | list[int] | None = None  # 2.2-era single value (a list in some dialects)
     w: int | None = None
     h: int | None = None
+    startdelay: int | None = None
+    placement: int | None = None  # 2.5
+    plcmt: int | None = None  # 2.6 (1 instream, 2 accompanying, 3 interstitial, 4 no content)
+    linearity: int | None = None  # 1 linear, 2 non-linear
+    skip: int | None = None
+    api: list[int] | None = None
+    boxingallowed: int | None = None  # 0: no letter-boxing, media must keep the player's ratio
+    minbitrate: int | None = None  # Kbps
+    maxbitrate: int | None = None
+    delivery: list[int] | None = None  # 1 streaming, 2 progressive, 3 download
     companionad: list[CompanionAd] | CompanionAdWrapper | None = None
 
 
@@ -71,7 +89,11 @@ class Audio(_S):
 
 
 class Native(_S):
-    """Presence is what matters (a media type); the native request string is not parsed."""
+    """``request`` is the Native 1.x request, as a JSON string (the spec) or an object (seen in
+    the wild); :mod:`dsp.openrtb.native` parses it (malformed: no native creative fits)."""
+
+    request: str | dict[str, object] | None = None
+    ver: str | None = None
 
 
 class Deal(_S):
@@ -101,6 +123,7 @@ class Imp(_S):
 
 class Publisher(_S):
     id: str | None = None
+    domain: str | None = None
 
 
 class Content(_S):
@@ -120,6 +143,7 @@ class Site(_S):
 class App(_S):
     id: str | None = None
     bundle: str | None = None
+    domain: str | None = None
     cat: list[str] | None = None
     sectioncat: list[str] | None = None
     pagecat: list[str] | None = None
@@ -135,10 +159,15 @@ class Dooh(_S):
 
 class Geo(_S):
     country: str | None = None
+    region: str | None = None  # ISO 3166-2 (dialects normalised by dsp.openrtb.geo)
+    metro: str | None = None  # Nielsen DMA code as a string, e.g. "807"
     utcoffset: int | None = None
 
 
 class Device(_S):
+    ua: str | None = None
+    ip: str | None = None
+    ipv6: str | None = None
     geo: Geo | None = None
     dnt: int | None = None
     lmt: int | None = None
@@ -171,10 +200,19 @@ class User(_S):
     ext: UserExt | None = None
 
 
+# Privacy strings and flags arrive in every shape in the wild (``"gpp_sid": "2"``, ``"gpc": "1"``):
+# these fields take what comes and :mod:`dsp.privacy.policy` treats a bad value as "no consent",
+# never as an invalid request.
+GppSid = list[int | str] | str | None
+GpcFlag = int | str | None
+
+
 class RegsExt(_S):
     gdpr: Flag | None = None
     us_privacy: str | None = None
     gpp: str | None = None
+    gpp_sid: GppSid = None
+    gpc: GpcFlag = None  # Global Privacy Control as Prebid forwards it ("1")
 
 
 class Regs(_S):
@@ -182,6 +220,8 @@ class Regs(_S):
     gdpr: Flag | None = None
     us_privacy: str | None = None
     gpp: str | None = None
+    gpp_sid: GppSid = None
+    gpc: GpcFlag = None
     ext: RegsExt | None = None
 
 
@@ -206,6 +246,20 @@ class Source(_S):
     ext: SourceExt | None = None
 
 
+class Udi(_S):
+    """Smaato's 2.x-era unique device ids (``ext.udi``): the advertising id arrives here instead
+    of ``device.ifa`` (the Smaato hook in :mod:`dsp.exchanges.smaato` moves it)."""
+
+    idfa: str | None = None
+    googleadid: str | None = None
+
+
+class RequestExt(_S):
+    """Request-level ``ext`` keys some exchange hook reads; everything else is skipped."""
+
+    udi: Udi | None = None
+
+
 class BidRequest(_S):
     """The request. ``imp`` must be non-empty; ``tmax`` (ms) non-negative when present."""
 
@@ -228,3 +282,4 @@ class BidRequest(_S):
     bapp: list[str] | None = None
     source: Source | None = None
     regs: Regs | None = None
+    ext: RequestExt | None = None

@@ -9,6 +9,10 @@ The config is the contract between a trained model and the serving path:
   float tensor holding the calibrated probability of the positive class.
 * ``calibration`` — ``platt`` (a sigmoid already *inside* the graph; the runner does nothing),
   ``table`` (piecewise-linear lookup table applied by the runner) or ``none``.
+* ``score`` / ``feeds`` — the name of the score this model produces and what reads it: ``pricing``
+  (the value formula's inputs ``p_intent`` and ``pd``) or ``gate`` (a campaign's ``max_scores``
+  row in the filter table); which models run, and on which rows, is the plan
+  (:mod:`dsp.scoring.plan`, ``models/plan.json``).
 * ``max_batch_size`` / ``max_wait_us`` — limits for the cross-request micro-batcher (defaults:
   128 rows, no waiting: batch whatever is already queued).
 """
@@ -25,6 +29,8 @@ from dsp.errors import ModelContractError
 from dsp.features.contract import FEATURE_NAMES, is_prohibited
 
 CONFIG_FILE = "config.json"
+#: The scores the value formula reads (DESIGN.md §3); every other score feeds a gate.
+PRICING_SCORES = ("p_intent", "pd")
 
 
 class TensorSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -61,12 +67,18 @@ class ModelConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
     output: str
+    score: str = ""  # the named score this model produces ("" = the model's name)
+    feeds: Literal["pricing", "gate"] = "gate"
     calibration: Calibration = Calibration()
     max_batch_size: Annotated[int, msgspec.Meta(ge=1, le=65536)] = 128
     max_wait_us: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 0
     description: str = ""
     trained_at: str = ""
     training: dict[str, str | int | float] = msgspec.field(default_factory=dict)
+
+    @property
+    def score_name(self) -> str:
+        return self.score or self.name
 
 
 def check_features(model_name: str, features: list[str],
@@ -102,6 +114,9 @@ def read_config(path: Path) -> ModelConfig:
         raise ModelContractError(f"{path}: invalid model config: {exc}") from exc
     except msgspec.DecodeError as exc:
         raise ModelContractError(f"{path}: model config is not valid JSON: {exc}") from exc
+    if cfg.feeds == "pricing" and cfg.score_name not in PRICING_SCORES:
+        raise ModelContractError(f"{path}: a pricing model's score must be one of {PRICING_SCORES}, "
+                                 f"got {cfg.score_name!r} (other scores feed gates)")
     if cfg.calibration.kind == "table":
         xs, ys = cfg.calibration.x, cfg.calibration.y
         if len(xs) < 2 or len(xs) != len(ys) or any(b < a for a, b in itertools.pairwise(xs)):

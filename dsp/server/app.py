@@ -3,11 +3,12 @@
     app = build_app(settings, metrics)       # web.run_app(app) or an AppRunner
 
 Every resource is owned by one cleanup context that starts it before ``yield`` and stops it after
-(``Services.open``): the Redis client, the ONNX runners (loaded and checked against the feature
-contract at start-up), the audience micro-batcher, the money runtime (budget leases, pacing), the
-notice service, the config reloader (SIGHUP, ``POST /admin/reload`` on the admin port, periodic
-file check; the YAML work runs in a thread, off the event loop) and the Redis health probe behind
-``/readyz`` and the once-a-second flush of the bid-path metric tallies.
+(``Services.open``): the Redis client, the scoring plan's ONNX runners (``models/plan.json``,
+loaded and checked against the feature contract at start-up; ``/readyz`` probes each), the
+audience micro-batcher, the money runtime (budget leases, pacing), the notice service, the config
+reloader (SIGHUP, ``POST /admin/reload`` on the admin port, periodic file check; the YAML work
+runs in a thread, off the event loop), the Redis health probe behind ``/readyz`` and the
+once-a-second flush of the bid-path metric tallies.
 
 This application is the **bid port**: ``/bid/*``, ``/notice/*``, ``/conversion``, ``/healthz``,
 ``/readyz`` and nothing else. ``/metrics`` and ``/admin/*`` live on the admin port
@@ -22,31 +23,35 @@ import logging
 import os
 import secrets
 import signal
+import socket
+import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
-import redis.asyncio as aioredis
 from aiohttp import web
-from redis.asyncio.cluster import RedisCluster
 
-from dsp.bidding.audience import AudienceResolver, AudienceSource, ModelScorer
+from dsp.bidding.audience import AudienceResolver, AudienceSource, stacking_caps
 from dsp.bidding.decide import IdSource
+from dsp.bidding.eventlog import BidEventLog
 from dsp.bidding.flow import BidFlow
 from dsp.bidding.respond import NoticeUrls
 from dsp.budget.freqcap import CapRecorder
 from dsp.budget.outcomes import OutcomeStore
 from dsp.budget.runtime import MoneyRuntime
+from dsp.config.diff import diff_snapshots
 from dsp.config.reloader import SnapshotHolder
 from dsp.config.snapshot import Snapshot
-from dsp.features.contract import DEFAULTS
+from dsp.events.schema import ConfigEvent
+from dsp.events.writer import EventStats, EventWriter
+from dsp.features.connect import AnyAsyncRedis, async_client
 from dsp.features.store import FeatureStore
 from dsp.notices.service import NoticeService
 from dsp.notices.tokens import TokenSigner
 from dsp.observability.logging import DecisionLog
 from dsp.observability.metrics import Metrics
-from dsp.scoring.model import ModelRunner, load_models
+from dsp.scoring.model import ModelRunner
+from dsp.scoring.plan import load_plan
 from dsp.server.bid_endpoint import BidEndpoint
 from dsp.server.credentials import conversion_secrets
 from dsp.server.notice_routes import add_notice_routes
@@ -57,23 +62,18 @@ log = logging.getLogger(__name__)
 
 SERVICES: web.AppKey[Services] = web.AppKey("services")
 
-AnyRedis = aioredis.Redis | RedisCluster
+AnyRedis = AnyAsyncRedis
 METRICS_FLUSH_S = 1.0
 
 
-def connect_redis(s: Settings) -> AnyRedis:
-    """One client per process (connections are made lazily). Every key the bidder touches is
-    designed for Redis Cluster (hash tags); with ``redis_cluster`` the cluster client routes them.
-    The feature store, budget scripts and notice stores work with both clients (tested on a
-    cluster in tests/test_*_cluster.py)."""
-    if s.redis_cluster:
-        return RedisCluster.from_url(s.redis_url, decode_responses=False,
-                                     socket_connect_timeout=1.0, socket_timeout=1.0)
-    return aioredis.Redis.from_url(s.redis_url, decode_responses=False,
-                                   socket_connect_timeout=1.0, socket_timeout=1.0)
+def connect_redis(s: Settings, url: str = "", cluster: bool | None = None) -> AnyRedis:
+    """One client per process (:func:`dsp.features.connect.async_client`; lazily connected).
+    ``url``/``cluster`` override the settings' Redis (the event log's own Redis)."""
+    return async_client(url or s.redis_url, cluster=s.redis_cluster if cluster is None else cluster)
 
 
-#: Builds the audience source from (redis client, intent runner, risk runner, population scores);
+#: Builds the audience source from (redis client, intent runner, risk runner, population scores)
+#: for benchmarks that compare against a per-request baseline;
 #: the default is the micro-batched AudienceResolver (benchmarks swap in a per-request one).
 AudienceFactory = Callable[[AnyRedis, ModelRunner, ModelRunner, tuple[float, float]], AudienceSource]
 
@@ -86,50 +86,72 @@ class Services:
                  make_audience: AudienceFactory | None = None) -> None:
         s = settings
         self.settings = settings
+        self._scoring_thread: ThreadPoolExecutor | None = None
         self.metrics = metrics
         self.holder = holder
         self.recorder = BidRecorder(metrics)
         self.redis = connect_redis(s)
-        runners = load_models(Path(s.models_dir))  # ModelContractError aborts start-up
-        intent, risk = runners["intent"], runners["risk"]
-        defaults = np.asarray(DEFAULTS, dtype=np.float32).reshape(1, -1)
-        population = (float(intent.predict(defaults)[0]), float(risk.predict(defaults)[0]))
-        self.models_ok = True
+        if s.score_in_thread and make_audience is None:
+            self._scoring_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnx")
+        # The scoring plan (models/plan.json) and every model it names; ModelContractError aborts
+        # start-up.
+        self.scorer, runners = load_plan(Path(s.models_dir), self._scoring_thread)
+        population = self.scorer.population()
         self.redis_ok = False
         snap = holder.current
         self.money = MoneyRuntime(self.redis, metrics, snap.budgets)
         self.resolver: AudienceSource
-        self.features = FeatureStore(self.redis, hash_key=s.user_hash_key)
-        self._scoring_thread: ThreadPoolExecutor | None = None
+        self.features = FeatureStore(self.redis, hash_key=s.features_hash_key)
         if make_audience is not None:
-            self.resolver = make_audience(self.redis, intent, risk, population)
+            self.resolver = make_audience(self.redis, runners["intent"], runners["risk"],
+                                          (population["p_intent"], population["pd"]))
         else:
-            if s.score_in_thread:
-                self._scoring_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnx")
             self.resolver = AudienceResolver(
-                self.features, ModelScorer(intent, risk, self._scoring_thread), population,
-                max_batch_size=min(intent.config.max_batch_size, risk.config.max_batch_size),
-                max_wait_us=max(intent.config.max_wait_us, risk.config.max_wait_us),
+                self.features, self.scorer, population,
+                max_batch_size=min(r.config.max_batch_size for r in runners.values()),
+                max_wait_us=max(r.config.max_wait_us for r in runners.values()),
                 max_in_flight=s.batches_in_flight, on_batch=self.recorder.batch,
                 on_redis_error=self.recorder.redis_error,
-                on_stage=self.recorder.stage)
+                on_stage=self.recorder.stage,
+                caps=lambda: stacking_caps(holder.current.traffic.stacking_threshold_30d,
+                                           holder.current.traffic.stacking_threshold_90d))
         signer = TokenSigner(s.token_keys, s.token_active)
         ids = IdSource(f"{secrets.token_hex(3)}{os.getpid():x}-")
         flow = BidFlow(self.resolver, self.money, NoticeUrls(signer, s.base_url), ids)
+        # The event log: on by default, in the same Redis unless --events-redis-url says otherwise.
+        self.events: EventWriter | None = None
+        self._events_redis: AnyRedis | None = None
+        event_log: BidEventLog | None = None
+        if s.events_enabled:
+            if s.events_redis_url:
+                self._events_redis = connect_redis(s, s.events_redis_url, s.events_redis_cluster)
+            self.events = EventWriter(self._events_redis or self.redis, stats=EventStats(metrics),
+                                      shards=s.events_shards, max_buffer=s.events_max_buffer,
+                                      tick_s=s.events_tick_s)
+            event_log = BidEventLog(
+                self.events, s.user_hash_key, sample_rate=s.events_sample_rate,
+                model_versions={name: r.config.version for name, r in runners.items()})
         self.endpoint = BidEndpoint(holder, flow, self.recorder, s.max_body_bytes,
-                                    DecisionLog(sample_rate=s.decision_sample_rate, metrics=metrics))
+                                    DecisionLog(sample_rate=s.decision_sample_rate, metrics=metrics),
+                                    events=event_log)
+        self._loaded = snap
         self.notices = NoticeService(
             signer, OutcomeStore(self.redis), CapRecorder(self.redis), metrics, snap.budgets,
             # Read through the holder so a reload changes landing pages and billing styles too.
             landing_url_for=lambda cid: holder.current.landing_url(cid),
             bills_on_for=lambda token: holder.current.bills_on(token.exchange),
-            conversion_secrets=lambda: self._conversion_secrets)
+            conversion_secrets=lambda: self._conversion_secrets,
+            currency_for=lambda cid: holder.current.campaign_currency(cid),
+            events=self.events)
         self._conversion_secrets = conversion_secrets(snap)
         holder.subscribe(self._on_snapshot)
         self._tasks: list[asyncio.Task[None]] = []
         self._reloads: set[asyncio.Task[dict[str, object]]] = set()
 
     async def open(self) -> None:
+        if self.events is not None:
+            self.events.start()
+            self._config_event("start", "", self._loaded, self._loaded, ok=True, problems=0)
         await self._ping()
         try:
             await asyncio.wait_for(self.money.start(), timeout=5.0)
@@ -161,11 +183,25 @@ class Services:
             await asyncio.sleep(self.settings.health_check_s)
             await self._ping()
 
-    async def reload(self, trigger: str) -> dict[str, object]:
+    def _config_event(self, trigger: str, actor: str, old: Snapshot, new: Snapshot, *, ok: bool,
+                      problems: int) -> None:
+        if self.events is None:
+            return
+        now_us = int(time.time() * 1_000_000)
+        changed = [str(c)[:200] for c in diff_snapshots(old, new)[:100]] if old is not new else []
+        self.events.append(ConfigEvent(
+            ts_us=now_us, config_id=f"{socket.gethostname()}:{os.getpid()}:{now_us}",
+            config_version=new.version, previous_version=old.version if old is not new else "",
+            trigger=trigger, actor=actor, changed=changed, ok=ok, problems=problems))
+
+    async def reload(self, trigger: str, actor: str = "") -> dict[str, object]:
         """Reload the config now: the files are read and compiled in a thread (off the event
         loop), the swap happens here. Keeps the last good snapshot on failure. A summary."""
+        before = self.holder.current
         candidate = await asyncio.get_running_loop().run_in_executor(None, self.holder.prepare)
         result = self.holder.apply(candidate)
+        self._config_event(trigger, actor, before, self.holder.current, ok=result.ok,
+                           problems=len(result.problems))
         self.metrics.config_reloads.labels("ok" if result.ok else "failed").inc()
         if result.ok:
             log.info("config reloaded", extra={"fields": {"trigger": trigger, "version": result.version,
@@ -205,6 +241,10 @@ class Services:
                 task.cancel()
             _done, pending = await asyncio.wait(pending, timeout=1.0)
         await self.resolver.close()
+        if self.events is not None:
+            await self.events.stop()
+        if self._events_redis is not None:
+            await self._events_redis.aclose()
         await self.features.aclose()
         if self._scoring_thread is not None:
             self._scoring_thread.shutdown(wait=False)
@@ -219,9 +259,11 @@ async def _healthz(_request: web.Request) -> web.Response:
 
 async def _readyz(request: web.Request) -> web.Response:
     svc = request.app[SERVICES]
-    checks = {"redis": svc.redis_ok, "models": svc.models_ok, "config": svc.holder.current is not None}
+    models = svc.scorer.probe()  # every model of the plan answers the defaults row (~50 µs each)
+    checks = {"redis": svc.redis_ok, "models": all(models.values()),
+              "config": svc.holder.current is not None}
     status = 200 if all(checks.values()) else 503
-    return web.json_response({"ready": status == 200, "checks": checks,
+    return web.json_response({"ready": status == 200, "checks": checks, "models": models,
                               "config_version": svc.holder.current.version}, status=status)
 
 

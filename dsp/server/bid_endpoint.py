@@ -10,7 +10,9 @@ flow becomes a no-bid (INTERNAL_ERROR) and is logged.
 Two transports call it: :mod:`dsp.server.front` (the lean HTTP/1.1 front that serves bid traffic
 in production) and :meth:`BidEndpoint.handle_exchange` (an aiohttp handler: the same route on the
 aiohttp application, used for connections the front hands over and by ``--transport aiohttp``).
-Both echo ``x-openrtb-version`` when the request had one.
+Both echo ``x-openrtb-version`` when the request had one, else send the exchange profile's
+``openrtb_version``. The exchange's hooks (:mod:`dsp.exchanges.hooks`) run around the flow:
+``normalise_request`` inside decoding, ``decorate_response`` before encoding a bid.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import msgspec
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
+from dsp.bidding.eventlog import BidEventLog
 from dsp.bidding.flow import BidFlow, Decision
 from dsp.bidding.respond import nobid_response
 from dsp.clock import Deadline, monotonic
@@ -33,10 +36,13 @@ from dsp.config.reloader import SnapshotHolder
 from dsp.config.snapshot import Snapshot
 from dsp.errors import InvalidRequest
 from dsp.exchanges.auth import ExchangeGuard, HeaderGetter, build_guards, headers_from_mapping
+from dsp.exchanges.hooks import ExchangeHooks, hooks_for
 from dsp.observability.logging import DecisionLog
 from dsp.openrtb.decode import RequestDecoder
 from dsp.openrtb.nobid import NoBidReason
+from dsp.openrtb.request import BidRequest, Regs
 from dsp.openrtb.response import encode_response
+from dsp.privacy.policy import Privacy
 from dsp.server.recorder import BidRecorder
 
 log = logging.getLogger(__name__)
@@ -52,14 +58,19 @@ class BodyTooLarge(Exception):
 
 
 class BidReply(NamedTuple):
-    """What to send: ``status``, ``body`` (JSON; empty for 204) and whether ``body`` is gzipped."""
+    """What to send: ``status``, ``body`` (JSON; empty for 204), whether ``body`` is gzipped, and
+    the OpenRTB version we speak to this exchange (the ``x-openrtb-version`` header when the
+    request carried none; None for answers before the exchange is known)."""
 
     status: int
     body: bytes = b""
     gzipped: bool = False
+    version: bytes | None = None
 
 
 NO_CONTENT = BidReply(204)
+_NO_CONTENT = {v: BidReply(204, version=v.encode()) for v in ("2.5", "2.6")}
+_VERSION = {v: v.encode() for v in ("2.5", "2.6")}
 
 
 def gunzip_limited(body: bytes, limit: int) -> bytes:
@@ -92,11 +103,16 @@ def _no_headers(_name: bytes) -> bytes | None:
 class BidEndpoint:
     """Holds the per-process collaborators of the bid route."""
 
-    __slots__ = ("_decisions", "_decoder", "_flow", "_guards", "_holder", "_rec", "max_body_bytes")
+    __slots__ = ("_decisions", "_decoder", "_events", "_flow", "_guards", "_holder", "_hooks",
+                 "_rec", "max_body_bytes")
 
     def __init__(self, holder: SnapshotHolder, flow: BidFlow, recorder: BidRecorder,
-                 max_body_bytes: int, decisions: DecisionLog | None = None) -> None:
+                 max_body_bytes: int, decisions: DecisionLog | None = None,
+                 hooks: dict[str, ExchangeHooks] | None = None,
+                 events: BidEventLog | None = None) -> None:
+        self._hooks = hooks  # None: the registry dsp.exchanges.hooks.HOOKS (tests pass their own)
         self._decisions = decisions
+        self._events = events
         self._holder = holder
         self._flow = flow
         self._rec = recorder
@@ -136,10 +152,12 @@ class BidEndpoint:
         self._rec.request(exchange, "invalid", 0.0)
         return error_reply(413, f"body larger than {self.max_body_bytes} bytes")
 
-    async def answer(self, exchange: str, body: bytes, accept_gzip: bool, t0: float) -> BidReply:
+    async def answer(self, exchange: str, body: bytes, accept_gzip: bool, t0: float, *,
+                     gpc: bool = False) -> BidReply:
         """Answer one bid request. ``body`` is the raw body (gzip is detected by its magic bytes,
         so a missing ``Content-Encoding`` does not matter); ``t0`` is when the request arrived
-        (``dsp.clock.monotonic``): the deadline counts from it. Never raises."""
+        (``dsp.clock.monotonic``): the deadline counts from it. ``gpc``: the request carried
+        ``Sec-GPC: 1`` (Global Privacy Control), which counts like ``regs.gpc``. Never raises."""
         snapshot = self._holder.current
         profile = snapshot.exchanges.get(exchange)
         if profile is None:  # only when a reload removed it since admit()
@@ -151,7 +169,9 @@ class BidEndpoint:
             if body[:2] == _GZIP_MAGIC:
                 body = gunzip_limited(body, self.max_body_bytes)
             t_dec = monotonic() if sampled else 0.0
-            req = self._decoder.decode(body, lax_numbers=profile.lax_numbers)
+            hooks = hooks_for(profile, self._hooks)
+            req = self._decoder.decode(body, lax_numbers=profile.lax_numbers,
+                                       hook=hooks.normalise_request)
             if sampled:
                 rec.stage("decode", monotonic() - t_dec)
         except InvalidRequest as exc:
@@ -160,6 +180,8 @@ class BidEndpoint:
         except BodyTooLarge:
             rec.request(exchange, "invalid", monotonic() - t0)
             return error_reply(413, f"body larger than {self.max_body_bytes} bytes")
+        if gpc:
+            with_gpc(req)
         tmax_ms = req.tmax if req.tmax else profile.tmax_default_ms
         budget_ms = tmax_ms - profile.round_trip_allowance_ms - profile.safety_margin_ms
         deadline = Deadline(t0 + budget_ms / 1000.0)
@@ -168,26 +190,36 @@ class BidEndpoint:
             decision = await self._flow.run(req, profile, snapshot, deadline, timed=sampled)
             if sampled and decision.pricing_s:
                 rec.stage("pricing", decision.pricing_s)
+            if decision.privacy is not None and decision.privacy is not Privacy.NO_SIGNAL:
+                rec.privacy(exchange, decision.privacy)
         except Exception:  # a bug must not become a 5xx or a late bid
             log.exception("bid flow failed", extra={"fields": {"exchange": exchange, "id": req.id}})
             reason = NoBidReason.INTERNAL_ERROR
         else:
             response = decision.response
+            if self._events is not None:
+                try:
+                    self._events.record(body, req, exchange, decision, snapshot.version)
+                except Exception:  # the log must never cost a bid
+                    log.exception("event log failed")
             if self._decisions is not None and self._decisions.should_sample():
                 self._log_decision(exchange, req.id, decision, monotonic() - t0)
             if response is not None:
+                if hooks.decorate_response is not None:
+                    hooks.decorate_response(response, req, profile)
                 for campaign in decision.campaigns:
                     rec.bid(exchange, campaign)
                 rec.request(exchange, "bid", monotonic() - t0)
-                return _json_reply(encode_response(response), accept_gzip)
+                return _json_reply(encode_response(response), accept_gzip, profile.openrtb_version)
             reason = decision.reason or NoBidReason.INTERNAL_ERROR
         finally:
             rec.inflight -= 1
         rec.nobid(exchange, reason)
         rec.request(exchange, "nobid", monotonic() - t0)
         if profile.nobid_body:
-            return _json_reply(encode_response(nobid_response(req.id, reason)), accept_gzip)
-        return NO_CONTENT
+            return _json_reply(encode_response(nobid_response(req.id, reason)), accept_gzip,
+                               profile.openrtb_version)
+        return _NO_CONTENT[profile.openrtb_version]
 
     def _log_decision(self, exchange: str, request_id: str, decision: Decision, elapsed_s: float) -> None:
         assert self._decisions is not None
@@ -198,6 +230,7 @@ class BidEndpoint:
         self._decisions.log({"exchange": exchange, "request_id": request_id,
                              "outcome": "bid" if decision.response is not None else "nobid",
                              "reason": decision.reason.value if decision.reason else None,
+                             "privacy": decision.privacy.value if decision.privacy else None,
                              "bids": bids, "latency_ms": round(elapsed_s * 1000, 3)})
 
     # -- the aiohttp adapter -------------------------------------------------------------------
@@ -231,7 +264,9 @@ class BidEndpoint:
                 reply = error_reply(400, f"unreadable body: {type(exc).__name__}")
             else:
                 accept_gzip = "gzip" in request.headers.get("Accept-Encoding", "")
-                reply = await self.answer(exchange, body, accept_gzip, t0)
+                reply = await self.answer(exchange, body, accept_gzip, t0,
+                                          gpc=request.headers.get("Sec-GPC", "").strip() == "1")
+        version = version or (reply.version.decode() if reply.version else None)
         headers = {VERSION_HEADER: version} if version else {}
         if reply.gzipped:
             headers["Content-Encoding"] = "gzip"
@@ -241,7 +276,15 @@ class BidEndpoint:
                             headers=headers)
 
 
-def _json_reply(payload: bytes, accept_gzip: bool) -> BidReply:
+def with_gpc(req: BidRequest) -> None:
+    """Record a ``Sec-GPC: 1`` header as ``regs.gpc`` (decoded requests are ours to normalise)."""
+    if req.regs is None:
+        req.regs = Regs(gpc=1)
+    else:
+        req.regs.gpc = 1
+
+
+def _json_reply(payload: bytes, accept_gzip: bool, version: str) -> BidReply:
     if accept_gzip:
-        return BidReply(200, gzip.compress(payload, compresslevel=1), True)
-    return BidReply(200, payload)
+        return BidReply(200, gzip.compress(payload, compresslevel=1), True, _VERSION[version])
+    return BidReply(200, payload, False, _VERSION[version])

@@ -79,15 +79,16 @@ def accepts_gzip(value: bytes) -> bool:
 class Head:
     """The parts of a bid request's head the front uses."""
 
-    __slots__ = ("accept_gzip", "close", "exchange", "length", "lines", "version")
+    __slots__ = ("accept_gzip", "close", "exchange", "gpc", "length", "lines", "version")
 
     def __init__(self, exchange: str, length: int, accept_gzip: bool, close: bool,
-                 version: bytes | None, lines: list[bytes] | None = None) -> None:
+                 version: bytes | None, gpc: bool = False, lines: list[bytes] | None = None) -> None:
         self.exchange = exchange
         self.length = length
         self.accept_gzip = accept_gzip
         self.close = close
         self.version = version
+        self.gpc = gpc  # Sec-GPC: 1 (Global Privacy Control, forwarded by the exchange)
         self.lines = lines or []
 
     def header(self, name: bytes) -> bytes | None:
@@ -114,7 +115,7 @@ def parse_head(head: bytes) -> Head | None:
     if not name or name.translate(None, _NAME_CHARS):
         return None
     length = -1
-    accept_gzip = close = False
+    accept_gzip = close = gpc = False
     version: bytes | None = None
     for line in lines[1:]:
         key, colon, value = line.partition(b":")
@@ -131,6 +132,8 @@ def parse_head(head: bytes) -> Head | None:
             accept_gzip = accepts_gzip(value)
         elif key == b"connection":
             close = b"close" in value.lower()
+        elif key == b"sec-gpc":
+            gpc = value == b"1"
         elif key == _VERSION_NAME:
             version = value if value.isascii() and value.decode().isprintable() else None
         elif key == b"content-encoding":
@@ -138,7 +141,7 @@ def parse_head(head: bytes) -> Head | None:
                 return None
         elif key in (b"transfer-encoding", b"expect", b"upgrade"):
             return None
-    return Head(name.decode(), max(length, 0), accept_gzip, close, version, lines)
+    return Head(name.decode(), max(length, 0), accept_gzip, close, version, gpc, lines)
 
 
 class Front:
@@ -197,6 +200,7 @@ class Front:
             parts.append(_JSON_HEAD % len(body))
             if reply.gzipped:
                 parts.append(b"\r\nContent-Encoding: gzip")
+        version = version or reply.version  # the request's, else the exchange profile's
         if version is not None:
             parts.append(b"\r\nx-openrtb-version: " + version)
         parts.append(b"\r\nConnection: close\r\n\r\n" if close else b"\r\n\r\n")
@@ -303,7 +307,8 @@ class BidConnection(asyncio.Protocol):
 
     async def _answer(self, head: Head, body: bytes, t0: float) -> None:
         try:
-            reply = await self._front.endpoint.answer(head.exchange, body, head.accept_gzip, t0)
+            reply = await self._front.endpoint.answer(head.exchange, body, head.accept_gzip, t0,
+                                                      gpc=head.gpc)
         except Exception:  # answer() never raises; a bug here must still not kill the connection
             log.exception("bid endpoint raised")
             reply = NO_CONTENT

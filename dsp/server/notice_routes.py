@@ -4,8 +4,9 @@ Routes (GET or POST; POST parameters may be in the query string or a form body):
 
     /notice/win?t=<token>&p=${AUCTION_PRICE}     200 "<result>"
     /notice/bill?t=<token>&p=${AUCTION_PRICE}    200 "<result>"
-    /notice/loss?t=<token>&r=${AUCTION_LOSS}     200 "<result>"
+    /notice/loss?t=<token>&r=${AUCTION_LOSS}&m=${AUCTION_MIN_TO_WIN}  200 "<result>"
     /notice/click?t=<click token>                302 to the landing page with dsp_click=<click id>
+    /notice/event?t=<event token>&e=<impression|start|...>  200 "<result>" (counted, never billed)
     POST /conversion   {"click_id": ..., "event": "submitted|approved|funded", "amount": 1234.5}
                        with X-DSP-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "t.body">
 
@@ -74,11 +75,15 @@ def add_notice_routes(app: web.Application, service: NoticeService) -> None:
 
     async def loss(request: web.Request) -> NoticeOutcome:
         p = await _params(request)
-        return await service.loss(p.get("t"), p.get("r"))
+        return await service.loss(p.get("t"), p.get("r"), p.get("m"))
 
     async def click(request: web.Request) -> NoticeOutcome:
         p = await _params(request)
         return await service.click(p.get("t"))
+
+    async def event(request: web.Request) -> NoticeOutcome:
+        p = await _params(request)
+        return await service.event(p.get("t"), p.get("e"))
 
     async def conversion(request: web.Request) -> NoticeOutcome:
         if (request.content_length or 0) > _MAX_BODY_BYTES:
@@ -87,7 +92,7 @@ def add_notice_routes(app: web.Application, service: NoticeService) -> None:
                                         request.headers.get(SIGNATURE_HEADER))
 
     for path, fn in (("/notice/win", win), ("/notice/bill", bill), ("/notice/loss", loss),
-                     ("/notice/click", click)):
+                     ("/notice/click", click), ("/notice/event", event)):
         h = _guard(fn)
         app.router.add_route("GET", path, h)
         app.router.add_route("POST", path, h)

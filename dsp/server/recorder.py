@@ -24,6 +24,7 @@ from dsp.bidding.filters import REASON_LABEL
 from dsp.errors import DependencyUnavailable
 from dsp.observability.metrics import LATENCY_BUCKETS_S, STAGES, Metrics
 from dsp.openrtb.nobid import NoBidReason
+from dsp.privacy.policy import Privacy
 
 UNKNOWN_EXCHANGE_LABEL = "_unknown"
 
@@ -46,7 +47,7 @@ class BidRecorder:
     ``inflight`` is the number of requests inside the bid flow now (``+= 1`` / ``-= 1`` by the
     endpoint); the ``dsp_inflight_requests`` gauge shows its value at the last flush."""
 
-    __slots__ = ("_bids", "_bounds", "_cache", "_latency", "_n", "_nobids", "_requests",
+    __slots__ = ("_bids", "_bounds", "_cache", "_latency", "_n", "_nobids", "_privacy", "_requests",
                  "_stages", "_unknown", "inflight", "metrics", "stage_sample")
 
     def __init__(self, metrics: Metrics, stage_sample: int = 16) -> None:
@@ -54,6 +55,7 @@ class BidRecorder:
         self._requests: dict[tuple[str, str], int] = {}
         self._nobids: dict[tuple[str, NoBidReason], int] = {}
         self._bids: dict[tuple[str, str], int] = {}
+        self._privacy: dict[tuple[str, Privacy], int] = {}
         self._latency: dict[str, _LatencyTally] = {}
         self._unknown = 0
         # prometheus-client's bucket rule: an observation goes to the first bound >= it.
@@ -98,6 +100,12 @@ class BidRecorder:
         nobids = self._nobids
         nobids[key] = nobids.get(key, 0) + 1
 
+    def privacy(self, exchange: str, outcome: Privacy) -> None:
+        """Count one request's consent-signal outcome (closed set: :class:`Privacy`)."""
+        key = (exchange, outcome)
+        tally = self._privacy
+        tally[key] = tally.get(key, 0) + 1
+
     def bid(self, exchange: str, campaign: str) -> None:
         key = (exchange, campaign)
         bids = self._bids
@@ -120,6 +128,9 @@ class BidRecorder:
                 m.deadline_misses.labels(exchange, "flow").inc(n)
             elif reason is NoBidReason.MODEL_ERROR:
                 m.model_errors.labels("batch").inc(n)
+        privacy, self._privacy = self._privacy, {}
+        for (exchange, signal), n in privacy.items():
+            m.privacy.labels(exchange, signal.value).inc(n)
         bids, self._bids = self._bids, {}
         for (exchange, campaign), n in bids.items():
             m.bids.labels(exchange, campaign).inc(n)

@@ -8,6 +8,8 @@ picklable). Secrets come from the environment only:
   not survive a restart or verify on another replica — fine for a demo, not for production;
   ``dsp serve`` refuses more than one process without it unless ``--ephemeral-token-key``).
 * ``DSP_PUBLIC_URL`` — the base URL exchanges use for notices (default ``http://HOST:PORT``).
+* ``DSP_EVENTS_HASH_KEY`` — hex key (≥ 16 bytes) of the keyed user hash in the event log; unset:
+  derived from the active notice-token key (stable while that key is).
 * ``DSP_USER_HASH_KEY`` — the user-id hash key (:mod:`dsp.features.keys`).
 * ``DSP_ADMIN_TOKEN`` — the admin port's bearer token (:mod:`dsp.server.admin`), read at start.
 
@@ -16,15 +18,19 @@ picklable). Secrets come from the environment only:
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import secrets
 
 import msgspec
 
+from dsp.features.connect import DEFAULT_REDIS_URL
 from dsp.features.keys import DEV_USER_HASH_KEY
 
 TOKEN_KEYS_ENV = "DSP_TOKEN_KEYS"
 PUBLIC_URL_ENV = "DSP_PUBLIC_URL"
+EVENTS_HASH_KEY_ENV = "DSP_EVENTS_HASH_KEY"
 
 
 TRANSPORTS = ("front", "aiohttp")  # dsp serve --transport
@@ -34,7 +40,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = 1
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: str = DEFAULT_REDIS_URL
     redis_cluster: bool = False  # True: redis_url names a seed node of a Redis Cluster
     configs_dir: str = "bidder_configs"
     models_dir: str = "models"
@@ -51,12 +57,29 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     admin_host: str = "127.0.0.1"  # /metrics and /admin/* (dsp.server.admin); never the bid port
     admin_port: int | None = None  # None: this process serves no admin port (tests; the workers
     #                                of a supervisor, which owns it); 0: a free port
-    user_hash_key: bytes = DEV_USER_HASH_KEY  # DSP_USER_HASH_KEY (dsp.features.keys)
+    features_hash_key: bytes = DEV_USER_HASH_KEY  # DSP_USER_HASH_KEY: the features keys (dsp.features.keys)
     transport: str = "front"  # one of TRANSPORTS: "front" (lean HTTP/1.1 front for bids + aiohttp
     #                           for the rest) or "aiohttp" (aiohttp for everything)
     keepalive_timeout_s: float = 75.0  # idle keep-alive connections close after this
     request_timeout_s: float = 10.0  # a request head/body still incomplete this long is dropped
     shutdown_grace_s: float = 10.0  # SIGTERM: in-flight requests get this long to answer
+    events_enabled: bool = True  # bids, outcomes, config loads and a request sample -> streams
+    events_redis_url: str = ""  # "" = the redis_url above
+    events_redis_cluster: bool = False
+    events_sample_rate: float = 0.01  # share of all bid requests kept as request samples
+    events_hash_key: bytes = b""  # keyed user hash (DSP_EVENTS_HASH_KEY); b"" = derived
+    events_shards: int = 16
+    events_tick_s: float = 0.02  # one pipelined flush per tick
+    events_max_buffer: int = 200_000  # events held while Redis is slow; beyond: dropped, counted
+
+    @property
+    def user_hash_key(self) -> bytes:
+        """The event log's user-hash key: the configured one, else one derived from the active
+        notice-token key (so every worker of a deployment hashes alike)."""
+        if self.events_hash_key:
+            return self.events_hash_key
+        base = self.token_keys.get(self.token_active, b"dsp-unkeyed")
+        return hmac.new(base, b"dsp events user hash", hashlib.sha256).digest()[:32]
 
     @property
     def base_url(self) -> str:
@@ -80,6 +103,17 @@ def parse_token_keys(text: str) -> tuple[dict[str, bytes], str]:
         keys[kid] = key
         active = active or kid
     return keys, active
+
+
+def events_hash_key_from_env() -> bytes:
+    """``DSP_EVENTS_HASH_KEY`` as bytes (b"" when unset). Raises ValueError when malformed."""
+    text = os.environ.get(EVENTS_HASH_KEY_ENV, "").strip()
+    if not text:
+        return b""
+    key = bytes.fromhex(text)
+    if not 16 <= len(key) <= 64:
+        raise ValueError(f"{EVENTS_HASH_KEY_ENV}: key must be 16 to 64 bytes")
+    return key
 
 
 def token_keys_from_env() -> tuple[dict[str, bytes], str]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import sys
 import time
@@ -37,15 +38,22 @@ from dsp.notices.service import NoticeService
 from dsp.notices.tokens import NoticeToken, TokenSigner
 from dsp.observability.metrics import Metrics
 
-TEST_KEY = b"simulation-key-0123456789abcdef"
 QUEUE = "sim:notices:{%s}"
 BILLED = "sim:billed:{%s}"
 STRAY = "sim:stray:{%s}"  # billed after a loss notice: may be released before the bill arrives
 SIM_USER = "u:{00000000000000aa}"
 
 
+SIM_KEY_ENV = "DSP_SIM_TOKEN_KEY"
+
+
 def signer() -> TokenSigner:
-    return TokenSigner({"s1": TEST_KEY}, active="s1")
+    """The simulation's notice key: bidders and notice handlers are separate processes, so the
+    test that spawns them draws one fresh key and passes it in ``DSP_SIM_TOKEN_KEY`` (hex)."""
+    key_hex = os.environ.get(SIM_KEY_ENV, "")
+    if not key_hex:
+        raise SystemExit(f"money_sim: set {SIM_KEY_ENV} to a hex key shared by every process")
+    return TokenSigner({"s1": bytes.fromhex(key_hex)}, active="s1")
 
 
 def settings(lease_ttl_s: float) -> MoneySettings:
@@ -54,8 +62,10 @@ def settings(lease_ttl_s: float) -> MoneySettings:
 
 
 def budget(args: argparse.Namespace) -> CampaignBudget:
+    """The simulated campaign: spends as fast as the leases allow (no plan guard), so the
+    multi-process tests exercise the leases' overspend bound at full speed."""
     return CampaignBudget(campaign_id=args.campaign, daily_budget_micros=args.daily_micros,
-                          max_lease_micros=args.max_lease_micros,
+                          max_lease_micros=args.max_lease_micros, plan_guard=False,
                           frequency_cap=FrequencyCap(max_impressions=1000, window_s=3600))
 
 

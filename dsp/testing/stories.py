@@ -1,6 +1,7 @@
 """Read the story fixtures (``tests/fixtures/bidding/*.json``): the resolved user as an Audience.
 
-A story's ``user`` is ``{"known": true, "p_intent": .., "pd": .., "caps": {..}}`` (or unknown, with
+A story's ``user`` is ``{"known": true, "p_intent": .., "pd": .., "scores": {..}, "caps": {..}}``
+(``scores``: gate scores of the scoring plan, optional; or unknown, with
 the optional ``population`` scores); tests, ``benchmarks/bench_decide.py`` and docs read stories
 through this one helper so the format has one reader.
 """
@@ -28,5 +29,7 @@ def audience_of(story: dict[str, Any]) -> Audience:
     pop = story.get("population", {"p_intent": 0.0, "pd": 1.0})
     caps = {k: v.encode() for k, v in user.get("caps", {}).items()}
     if user.get("known"):
-        return Audience(STORY_USER_KEY, True, user["p_intent"], user["pd"], caps)
+        scores = {"p_intent": user["p_intent"], "pd": user["pd"], **user.get("scores", {})}
+        return Audience(STORY_USER_KEY, True, user["p_intent"], user["pd"], caps,
+                        scores if user.get("scores") else {})
     return Audience("", False, pop["p_intent"], pop["pd"], caps)

@@ -206,8 +206,14 @@ def corpus_requests(corpus_dir: str | os.PathLike[str]) -> list[tuple[str, dict[
 def fixture_requests(fixtures_dir: str | os.PathLike[str]) -> list[tuple[str, dict[str, Any]]]:
     """Requests found in the project's fixtures: bare requests or story files with ``request``.
 
-    Fixtures under a folder whose name contains ``invalid`` or ``bad`` are skipped.
+    Fixtures under a folder whose name contains ``invalid`` or ``bad`` are skipped, and so are
+    requests that only a lax-numbers exchange accepts (e.g. ``"w": "320"`` in a Smaato story):
+    templates go to every exchange of the mix.
     """
+    from dsp.errors import InvalidRequest
+    from dsp.openrtb.decode import RequestDecoder
+
+    strict = RequestDecoder()
     out: list[tuple[str, dict[str, Any]]] = []
     root = Path(fixtures_dir)
     if not root.is_dir():
@@ -220,6 +226,10 @@ def fixture_requests(fixtures_dir: str | os.PathLike[str]) -> list[tuple[str, di
         if isinstance(data, dict) and isinstance(data.get("request"), dict):
             data = data["request"]
         if isinstance(data, dict) and isinstance(data.get("imp"), list) and data["imp"]:
+            try:
+                strict.decode(json.dumps(data).encode())
+            except InvalidRequest:
+                continue
             out.append((f"fixtures/{rel}", data))
     return out
 

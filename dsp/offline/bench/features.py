@@ -20,11 +20,10 @@ REPEATS = 15
 async def bench_fetch(url: str, seed: int, n_users: int, batch_sizes: tuple[int, ...],
                       seconds_per_size: float) -> list[tuple[int, float, float, float]]:
     """[(batch, µs per call, µs per user, share of known users)] for each batch size."""
-    import redis.asyncio as aioredis
-
+    from dsp.features.connect import async_client
     from dsp.features.store import FeatureStore
 
-    client = aioredis.Redis.from_url(url, decode_responses=False)
+    client = async_client(url, timeout_s=5.0)
     rng = np.random.default_rng(0)
     out: list[tuple[int, float, float, float]] = []
     store = FeatureStore(client)

@@ -52,10 +52,14 @@ def _md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
 
 
+_SCORES = {"intent": "p_intent", "risk": "pd"}  # the value formula's inputs (dsp.bidding.pricing)
+
+
 def _config(model: TrainedModel, onnx_bytes: bytes, seed: int, trained_at: str) -> ModelConfig:
     digest = hashlib.sha256(onnx_bytes).hexdigest()[:10]
     return ModelConfig(
         name=model.name, version=f"s{SCHEMA_VERSION}.seed{seed}.{digest}", onnx_file=ONNX_FILE,
+        score=_SCORES[model.name], feeds="pricing",
         features=list(model.features),
         inputs=[TensorSpec(INPUT_NAME, "float32", [-1, len(model.features)])],
         outputs=[TensorSpec(OUTPUT_NAME, "float32", [-1])], output=OUTPUT_NAME,

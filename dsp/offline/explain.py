@@ -14,9 +14,10 @@ from __future__ import annotations
 import msgspec
 
 from dsp.bidding.audience import Audience
-from dsp.bidding.decide import IdSource, Prepared, Priced, choose, prepare
+from dsp.bidding.decide import IdSource, Prepared, Priced, choose, prepare_in_context
 from dsp.bidding.eligibility import Drop
-from dsp.config.snapshot import ExchangeProfile, Snapshot
+from dsp.config.snapshot import Snapshot
+from dsp.exchanges.profile import ExchangeProfile
 from dsp.openrtb.request import BidRequest
 from dsp.testing.fakes import AdmitAll
 
@@ -39,13 +40,19 @@ class Report(msgspec.Struct, frozen=True):
     lines: list[Line]
     decision: str
     nbr: int | None = None
+    privacy: str = ""  # the consent signals' outcome and why (empty: not looked at)
 
 
 def explain(req: BidRequest, profile: ExchangeProfile, snapshot: Snapshot, audience: Audience,
             now_s: float, user_note: str = "") -> Report:
     drops: list[Drop] = []
     priced: list[Priced] = []
-    prep = prepare(req, profile, snapshot, now_s, trace=drops)
+    ctx, prep = prepare_in_context(req, profile, snapshot, now_s, trace=drops)
+    privacy = ""
+    if ctx is not None:
+        pd = ctx.privacy
+        privacy = pd.outcome.value + (" (user data allowed)" if pd.user_data else " (no user data)") + (
+            f" — {pd.detail}" if pd.detail else "") + (", GDPR applies" if pd.eu else "")
     imp_ids = [imp.id for imp in req.imp]
     lines = [Line(d.campaign_id, imp_ids[d.imp_index] if d.imp_index >= 0 else "*",
                   d.reason.value, d.detail, filter=d.filter) for d in drops]
@@ -54,7 +61,7 @@ def explain(req: BidRequest, profile: ExchangeProfile, snapshot: Snapshot, audie
                          f"unknown (population p_intent={audience.p_intent:.4f}, pd={audience.pd:.4f})")
     if not isinstance(prep, Prepared):
         return Report(req.id, profile.name, None, user, lines,
-                      f"no-bid: {prep.value}", prep.nbr)
+                      f"no-bid: {prep.value}", prep.nbr, privacy)
     chosen = choose(prep, audience, AdmitAll(), snapshot, IdSource("explain-"), trace=priced)
     winners = {} if not isinstance(chosen, list) else {
         (c.candidate.campaign.id, c.candidate.imp_index): c for c in chosen}
@@ -70,14 +77,18 @@ def explain(req: BidRequest, profile: ExchangeProfile, snapshot: Snapshot, audie
                  f"{c.price_cpm_micros / 1e6:.6f} {prep.currency} CPM"
                  + (f" (deal {c.candidate.deal.id})" if c.candidate.deal is not None else "")
                  for c in chosen]
-        return Report(req.id, profile.name, prep.currency, user, lines, "bid: " + "; ".join(parts))
-    return Report(req.id, profile.name, prep.currency, user, lines, f"no-bid: {chosen.value}", chosen.nbr)
+        return Report(req.id, profile.name, prep.currency, user, lines, "bid: " + "; ".join(parts),
+                      None, privacy)
+    return Report(req.id, profile.name, prep.currency, user, lines, f"no-bid: {chosen.value}",
+                  chosen.nbr, privacy)
 
 
 def render(report: Report) -> str:
     out = [f"request {report.request_id} on exchange {report.exchange}"
            + (f", answering in {report.currency}" if report.currency else ""),
            f"user: {report.user}"]
+    if report.privacy:
+        out.append(f"privacy: {report.privacy}")
     by_campaign: dict[str, list[Line]] = {}
     for line in report.lines:
         by_campaign.setdefault(line.campaign, []).append(line)
