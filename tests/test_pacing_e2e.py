@@ -210,7 +210,7 @@ def test_a_full_price_burst_spends_the_plan(redis_url: str, tmp_path: Path) -> N
         log = SpendLog(redis_url, offset)
         ex, elapsed, spent = asyncio.run(_burst(url, log, BURST_S))
         _assert_guarantee(ex, elapsed, spent)
-        metrics = aiohttp_get(f"{url}/metrics")
+        metrics = aiohttp_get(f"{url.admin}/metrics")
     assert f'dsp_budget_spent_micros{{campaign="{CAMPAIGN}"}}' in metrics
     assert f'dsp_budget_plan_micros{{campaign="{CAMPAIGN}"}}' in metrics
 

@@ -216,12 +216,14 @@ async def test_metrics_record_the_bid_path(
     assert 'dsp_batch_size_count{batcher="audience"} 1.0' in text
 
 
-async def test_malformed_consent_is_a_nobid_counted_by_outcome(client: aiohttp.ClientSession) -> None:
+async def test_malformed_consent_is_a_nobid_counted_by_outcome(
+        admin: tuple[aiohttp.ClientSession, aiohttp.ClientSession]) -> None:
+    client, adm = admin
     bad = _request(regs={"gdpr": 1}, user={"buyeruid": KNOWN, "consent": "C%%%"})
     assert (await client.post("/bid/generic", json=bad)).status == 204
     opted_out = _request(regs={"us_privacy": "1YYN"})
     assert (await client.post("/bid/generic", json=opted_out)).status == 204
-    text = await (await client.get("/metrics")).text()
+    text = await (await adm.get("/metrics")).text()
     assert 'dsp_privacy_decisions_total{exchange="generic",outcome="tcf_malformed"} 1.0' in text
     assert 'dsp_privacy_decisions_total{exchange="generic",outcome="us_opt_out"} 1.0' in text
     assert 'dsp_nobids_total{exchange="generic",reason="privacy_opt_out"} 1.0' in text
@@ -288,11 +290,13 @@ async def test_every_corpus_request_on_every_dialect_profile(client: aiohttp.Cli
         assert resp.status in ((200, 204) if lax_ok else (400,)), f"{path}: {resp.status}"
 
 
-async def test_sec_gpc_header_means_no_user_data(client: aiohttp.ClientSession) -> None:
+async def test_sec_gpc_header_means_no_user_data(
+        admin: tuple[aiohttp.ClientSession, aiohttp.ClientSession]) -> None:
     """``Sec-GPC: 1`` forwarded by the exchange counts like regs.gpc, on both transports."""
+    client, adm = admin
     assert (await client.post("/bid/generic", json=_request())).status == 200
     resp = await client.post("/bid/generic", json=_request(), headers={"Sec-GPC": "1"})
     assert resp.status == 204
-    text = await (await client.get("/metrics")).text()
+    text = await (await adm.get("/metrics")).text()
     assert 'dsp_privacy_decisions_total{exchange="generic",outcome="gpc"} 1.0' in text
     assert 'dsp_nobids_total{exchange="generic",reason="privacy_opt_out"} 1.0' in text
