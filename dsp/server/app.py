@@ -25,7 +25,7 @@ import secrets
 import signal
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -235,22 +235,38 @@ class Services:
                 await self.reload("file-watch")
 
     async def close(self) -> None:
+        """Stop everything; each step is bounded (a stuck client must not hang shutdown)."""
         pending = {*self._tasks, *self._reloads}
-        while pending:  # a task that swallowed one cancellation gets another, bounded by its tick
+        for _ in range(5):  # a task that swallowed one cancellation gets another (3.11 wait_for)
+            if not pending:
+                break
             for task in pending:
                 task.cancel()
             _done, pending = await asyncio.wait(pending, timeout=1.0)
-        await self.resolver.close()
+        if pending:
+            log.error("background tasks ignored cancellation",
+                      extra={"fields": {"tasks": sorted(t.get_name() for t in pending)}})
+        await _bounded("audience resolver", self.resolver.close())
         if self.events is not None:
-            await self.events.stop()
+            await _bounded("event writer", self.events.stop())
         if self._events_redis is not None:
-            await self._events_redis.aclose()
-        await self.features.aclose()
+            await _bounded("event redis", self._events_redis.aclose())
+        await _bounded("feature store", self.features.aclose())
         if self._scoring_thread is not None:
             self._scoring_thread.shutdown(wait=False)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.money.stop(), timeout=5.0)
-        await self.redis.aclose()
+        await _bounded("money runtime", self.money.stop())
+        await _bounded("redis", self.redis.aclose())
+
+
+async def _bounded(what: str, step: Awaitable[object], timeout_s: float = 5.0) -> None:
+    """Await one shutdown step for at most ``timeout_s``; log (never raise) what went wrong."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            await step
+    except TimeoutError:
+        log.error("shutdown step timed out", extra={"fields": {"step": what, "after_s": timeout_s}})
+    except Exception:
+        log.exception("shutdown step failed", extra={"fields": {"step": what}})
 
 
 async def _healthz(_request: web.Request) -> web.Response:
