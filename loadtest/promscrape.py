@@ -53,7 +53,9 @@ class Scrape:
 def scrape(url: str) -> Scrape | None:
     """Scrape the bidder; None when it has no /metrics (e.g. the 204 ceiling server)."""
     try:
-        with urllib.request.urlopen(url.rstrip("/") + "/metrics", timeout=5) as r:
+        # dsp serve's /metrics is on its admin port: a ServedUrl (dsp.testing.serve) names it.
+        base = getattr(url, "admin", "") or url
+        with urllib.request.urlopen(base.rstrip("/") + "/metrics", timeout=5) as r:
             if r.status != 200:
                 return None
             text = r.read().decode()

@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from dsp.budget.keys import conversions_key, day_key, outcomes_key, total_key
+from dsp.budget.keys import click_key, conversions_key, day_key, outcomes_key, total_key
 from dsp.budget.scripts import NOTICE
 
 KINDS = ("w", "b", "l")
@@ -111,6 +111,15 @@ class OutcomeStore:
         pipe.expire(key, self.ttl_s)
         first, _ = await pipe.execute()
         return bool(first)
+
+    async def record_click(self, click_id: str, record: bytes, ttl_s: int) -> bool:
+        """Store a click's record under its id, first click wins: True the first time."""
+        return bool(await self._redis.set(click_key(click_id), record, nx=True, ex=ttl_s))
+
+    async def click(self, click_id: str) -> bytes | None:
+        """The stored record of a click, or None (unknown or expired)."""
+        raw = await self._redis.get(click_key(click_id))
+        return bytes(raw) if raw is not None else None
 
     async def mark_conversion(self, campaign_id: str, day: int, marker: str, value: str,
                               ttl_s: int) -> bool:

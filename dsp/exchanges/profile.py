@@ -19,7 +19,11 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from dsp.exchanges.auth import ExchangeAuth
+from dsp.exchanges.auth import config_problems as auth_problems
 from dsp.openrtb.request import TMAX_LIMIT_MS
+
+__all__ = ["ExchangeAuth", "ExchangeProfile", "auth_problems"]
 
 # Same patterns as the campaign files (dsp.config.schema); kept here so this module stays a leaf.
 Ident = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
@@ -60,6 +64,8 @@ class ExchangeProfile(msgspec.Struct, forbid_unknown_fields=True, frozen=True, k
     required_bid_fields: tuple[Literal["adomain", "crid", "cid", "cat", "w", "h", "mtype", "adm",
                                        "nurl", "burl", "lurl", "seat"], ...] = ()
     ads_txt: Literal["off", "when_present", "required"] | None = None  # overrides traffic.yaml
+    #: who may send bid requests (dsp.exchanges.auth); absent: open (the demo profiles)
+    auth: ExchangeAuth | None = None
 
     @property
     def hook_name(self) -> str:

@@ -5,9 +5,9 @@ multi-process server set ``PROMETHEUS_MULTIPROC_DIR``; prometheus-client then wr
 to per-process files and ``render()`` aggregates them (see dsp.observability.multiproc; the
 route is dsp.server.metrics_route).
 
-Label sets are small and closed: ``exchange`` (configured profile names), ``reason`` (the no-bid
-reasons of the filter table, dsp.bidding.filters.REASON_LABELS), ``campaign`` (configured campaign
-ids), ``stage`` (fixed list below).
+Label sets are small and closed: ``exchange`` (configured profile names, plus ``_unknown`` for
+requests naming no configured exchange: a client-chosen name never becomes a label), ``reason``
+(NoBidReason values), ``campaign`` (configured campaign ids), ``stage`` (fixed list below).
 """
 
 from __future__ import annotations
@@ -110,6 +110,14 @@ class Metrics:
         self.clicks = Counter("dsp_clicks", "Clicks (first per bid)", ["campaign"], registry=r)
         self.conversions = Counter("dsp_conversions", "Conversions (first per bid and event)",
                                    ["campaign", "event"], registry=r)
+        # Who may call: bid requests refused before decoding (dsp.exchanges.auth), notice prices
+        # outside what was signed, admin calls refused.
+        self.exchange_auth_rejections = Counter("dsp_exchange_auth_rejections",
+                                                "Bid requests refused by exchange auth",
+                                                ["exchange", "status"], registry=r)  # 401|403
+        self.price_anomalies = Counter("dsp_price_anomalies",
+                                       "Win/bill prices outside what the token signed",
+                                       ["kind", "anomaly"], registry=r)  # below_floor|above_bid
         self.conversion_value_micros = Counter("dsp_conversion_value_micros",
                                                "Conversion amounts in micros", ["campaign", "event"],
                                                registry=r)
@@ -161,3 +169,11 @@ def render(metrics: Metrics) -> bytes:
         prom_multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry)
     return generate_latest(metrics.registry)
+
+
+def render_processes() -> bytes:
+    """The exposition summed over every process writing to ``PROMETHEUS_MULTIPROC_DIR`` (the
+    supervisor of ``dsp serve --workers N``, which records nothing itself, serves this)."""
+    registry = CollectorRegistry()
+    prom_multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return generate_latest(registry)

@@ -41,7 +41,9 @@ from dsp.bidding.flow import BidFlow, Decision
 from dsp.bidding.respond import nobid_response
 from dsp.clock import Deadline, monotonic
 from dsp.config.reloader import SnapshotHolder
+from dsp.config.snapshot import Snapshot
 from dsp.errors import InvalidRequest
+from dsp.exchanges.auth import ExchangeGuard, HeaderGetter, build_guards, headers_from_mapping
 from dsp.exchanges.hooks import ExchangeHooks, hooks_for
 from dsp.observability.logging import DecisionLog, SampledWarning
 from dsp.openrtb.decode import RequestDecoder
@@ -98,11 +100,20 @@ def error_reply(status: int, message: str, path: str = "") -> BidReply:
     return BidReply(status, _error_encoder.encode({"error": message, "path": path}))
 
 
+UNKNOWN_EXCHANGE = error_reply(404, "unknown exchange", "exchange")
+AUTH_REPLIES = {401: error_reply(401, "missing or wrong exchange credentials"),
+                403: error_reply(403, "source address not allowed for this exchange")}
+
+
+def _no_headers(_name: bytes) -> bytes | None:
+    return None
+
+
 class BidEndpoint:
     """Holds the per-process collaborators of the bid route."""
 
-    __slots__ = ("_decisions", "_decoder", "_events", "_flow", "_flow_warning", "_holder", "_hooks",
-                 "_odd_body", "_rec", "guard", "max_body_bytes")
+    __slots__ = ("_decisions", "_decoder", "_events", "_flow", "_flow_warning", "_guards", "_holder",
+                 "_hooks", "_odd_body", "_rec", "guard", "max_body_bytes")
 
     def __init__(self, holder: SnapshotHolder, flow: BidFlow, recorder: BidRecorder,
                  max_body_bytes: int, decisions: DecisionLog | None = None,
@@ -117,6 +128,7 @@ class BidEndpoint:
         self._decoder = RequestDecoder()
         self.max_body_bytes = max_body_bytes
         self.guard = guard or LoadGuard()
+        self._guards: dict[str, ExchangeGuard] = build_guards(holder.current.exchanges)
         self._odd_body = SampledWarning(log, "unexpected error decoding a bid request; answered 400")
         self._flow_warning = SampledWarning(log, "bid flow failed; answered with a no-bid")
 
@@ -141,11 +153,35 @@ class BidEndpoint:
         self._rec.shed(exchange, reason, age_s)
         return True
 
-    def too_large(self, exchange: str) -> BidReply:
-        """The 413 answer, counted; for a transport that refuses a body before reading it. Only
-        for a configured exchange (an unknown name is a 404 and is not recorded)."""
+    def update_snapshot(self, snapshot: Snapshot) -> None:
+        """Rebuild the exchange guards (secrets are read from the environment again)."""
+        self._guards = build_guards(snapshot.exchanges)
+
+    def exchange_guard(self, exchange: str) -> ExchangeGuard | None:
+        """The exchange's guard, or None when its profile is open (or the exchange is unknown)."""
+        return self._guards.get(exchange)
+
+    def admit(self, exchange: str, peer: str | None, header: HeaderGetter | None) -> BidReply | None:
+        """The answer that stops a request before its body is read or decoded, or None to go on.
+
+        An unknown exchange is 404, counted under the one fixed label ``_unknown`` (the name a
+        client sent never becomes a label); a guarded profile's 401/403 is counted by exchange.
+        ``header`` is only called for guarded profiles (the front builds it lazily)."""
         if exchange not in self._holder.current.exchanges:
-            return error_reply(404, "unknown exchange")
+            self._rec.unknown_exchange()
+            return UNKNOWN_EXCHANGE
+        guard = self._guards.get(exchange)
+        if guard is None:
+            return None
+        status = guard.check(peer, header or _no_headers)
+        if status is None:
+            return None
+        self._rec.auth_rejected(exchange, status)
+        return AUTH_REPLIES[status]
+
+    def too_large(self, exchange: str) -> BidReply:
+        """The 413 answer, counted; for a transport that refuses a body before reading it.
+        Call :meth:`admit` first: ``exchange`` must be a configured name."""
         self._rec.request(exchange, "invalid", 0.0)
         return error_reply(413, f"body larger than {self.max_body_bytes} bytes")
 
@@ -157,8 +193,9 @@ class BidEndpoint:
         ``Sec-GPC: 1`` (Global Privacy Control), which counts like ``regs.gpc``. Never raises."""
         snapshot = self._holder.current
         profile = snapshot.exchanges.get(exchange)
-        if profile is None:
-            return error_reply(404, f"unknown exchange {exchange!r}")
+        if profile is None:  # only when a reload removed it since admit()
+            self._rec.unknown_exchange()
+            return UNKNOWN_EXCHANGE
         if self.shed(exchange, t0):
             return NO_CONTENT
         rec = self._rec
@@ -252,8 +289,13 @@ class BidEndpoint:
     async def handle_exchange(self, exchange: str, request: web.Request) -> web.StreamResponse:
         t0 = monotonic()
         version = request.headers.get(VERSION_HEADER)
-        if exchange not in self._holder.current.exchanges:
-            reply = error_reply(404, f"unknown exchange {exchange!r}")
+        peer = None
+        if exchange in self._guards and request.transport is not None:
+            peername = request.transport.get_extra_info("peername")
+            peer = peername[0] if isinstance(peername, tuple) else None
+        stop = self.admit(exchange, peer, headers_from_mapping(request.headers))
+        if stop is not None:
+            reply = stop
         else:
             try:  # aiohttp inflates gzip (and deflate, br) bodies itself
                 body = await request.read()

@@ -21,6 +21,9 @@ Contract (what a client sees is the same as from the aiohttp application):
   :meth:`BidEndpoint.answer`, or is a 204 written at once when the endpoint sheds the request
   (:mod:`dsp.server.overload`). A body over the limit gets 413, then a bounded lingering close
   (``LINGER_S``, ``LINGER_BYTES``): the client, still sending, reads the 413 instead of a reset.
+  An unknown exchange (404) or a request its exchange's guard refuses (401/403,
+  :mod:`dsp.exchanges.auth`) is answered from the head alone, before the body is read or decoded,
+  and the connection closed.
 * Anything else (other routes and methods, HTTP/1.0, chunked bodies, ``Expect: 100-continue``,
   a malformed, bare-LF or over-long head) hands the connection, from that request on, to aiohttp's
   protocol for the same application (wrapped by :class:`dsp.server.handover.HandedOver`, which
@@ -72,7 +75,7 @@ def _status_line(status: int) -> bytes:
     return f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nServer: dsp\r\nDate: ".encode()
 
 
-_STATUS = {status: _status_line(status) for status in (200, 204, 400, 404, 413)}
+_STATUS = {status: _status_line(status) for status in (200, 204, 400, 401, 403, 404, 413)}
 
 
 def _refusal(status: int, message: str) -> bytes:
@@ -173,7 +176,7 @@ class BidConnection(asyncio.Protocol):
     """One client connection while it speaks bid requests (see the module docstring)."""
 
     __slots__ = ("_arrived_s", "_buf", "_busy", "_discard", "_eof", "_front", "_last_s", "_loop",
-                 "_need", "_read_paused", "_started_s", "_transport", "_write_paused")
+                 "_need", "_peer", "_read_paused", "_started_s", "_transport", "_write_paused")
 
     def __init__(self, front: Front) -> None:
         self._front = front
@@ -189,6 +192,7 @@ class BidConnection(asyncio.Protocol):
         self._started_s = 0.0  # when the pending request's total deadline started (timeouts)
         self._discard = -1  # >= 0: refused body being drained; bytes still allowed
         self._eof = False  # the client has shut its sending side
+        self._peer: str | None = None
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
 
@@ -204,6 +208,8 @@ class BidConnection(asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            peer = transport.get_extra_info("peername")
+            self._peer = peer[0] if isinstance(peer, tuple) else None
         self._last_s = monotonic()
         front.connections.add(self)
         if not front.serve_bids:
@@ -268,6 +274,14 @@ class BidConnection(asyncio.Protocol):
                 self._hand_over()
                 return
             endpoint = self._front.endpoint
+            stop = endpoint.admit(head.exchange, self._peer, head.header)
+            if stop is not None:  # unknown exchange, or the exchange's guard said no: body unread
+                self._buf = b""
+                self._transport.write(self._front.response(stop, head.version, True))
+                self._transport.close()
+                self._transport = None
+                self._front.connections.discard(self)
+                return
             if head.length > endpoint.max_body_bytes:
                 self._refuse_body(head, len(buf) - end - 4)
                 return

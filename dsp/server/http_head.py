@@ -59,16 +59,26 @@ def accepts_gzip(value: bytes) -> bool:
 class Head:
     """The parts of a bid request's head the front uses."""
 
-    __slots__ = ("accept_gzip", "close", "exchange", "gpc", "length", "version")
+    __slots__ = ("accept_gzip", "close", "exchange", "fields", "gpc", "length", "version")
 
     def __init__(self, exchange: str, length: int, accept_gzip: bool, close: bool,
-                 version: bytes | None, gpc: bool = False) -> None:
+                 version: bytes | None, gpc: bool = False,
+                 fields: list[tuple[bytes, bytes]] | None = None) -> None:
         self.exchange = exchange
         self.length = length
         self.accept_gzip = accept_gzip
         self.close = close
         self.version = version
         self.gpc = gpc  # Sec-GPC: 1 (Global Privacy Control, forwarded by the exchange)
+        self.fields = fields or []  # (name, value) as sent
+
+    def header(self, name: bytes) -> bytes | None:
+        """The value of header ``name`` (lower case), or None. Read only for guarded exchanges
+        (:mod:`dsp.exchanges.auth`), so the common path never pays for it."""
+        for key, value in self.fields:
+            if key.lower() == name:
+                return value.strip(b" \t")
+        return None
 
 
 class _HeadFields:
@@ -140,4 +150,4 @@ def parse_head(head: bytes) -> Head | None:
             return None
     if not host:
         return None
-    return Head(name.decode(), max(length, 0), accept_gzip, close, version, gpc)
+    return Head(name.decode(), max(length, 0), accept_gzip, close, version, gpc, fields.fields)

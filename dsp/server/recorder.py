@@ -27,6 +27,8 @@ from dsp.observability.metrics import LATENCY_BUCKETS_S, STAGES, Metrics
 from dsp.openrtb.nobid import NoBidReason
 from dsp.privacy.policy import Privacy
 
+UNKNOWN_EXCHANGE_LABEL = "_unknown"
+
 
 class _LatencyTally:
     """Non-cumulative bucket counts and the sum, the shape prometheus-client keeps internally."""
@@ -47,7 +49,7 @@ class BidRecorder:
     endpoint); the ``dsp_inflight_requests`` gauge shows its value at the last flush."""
 
     __slots__ = ("_bids", "_bounds", "_cache", "_latency", "_n", "_nobids", "_privacy", "_requests",
-                 "_shed", "_stages", "inflight", "lag_probe", "metrics", "stage_sample")
+                 "_shed", "_stages", "_unknown", "inflight", "lag_probe", "metrics", "stage_sample")
 
     def __init__(self, metrics: Metrics, stage_sample: int = 16) -> None:
         self.metrics = metrics
@@ -56,6 +58,7 @@ class BidRecorder:
         self._bids: dict[tuple[str, str], int] = {}
         self._privacy: dict[tuple[str, Privacy], int] = {}
         self._latency: dict[str, _LatencyTally] = {}
+        self._unknown = 0
         # prometheus-client's bucket rule: an observation goes to the first bound >= it.
         self._bounds = (*LATENCY_BUCKETS_S, math.inf)
         self._cache: dict[str, Any] = {}
@@ -98,6 +101,15 @@ class BidRecorder:
         """An unexpected exception answered as a 400 or a no-bid (``where`` in UNEXPECTED_WHERE)."""
         self.metrics.unexpected_errors.labels(where).inc()
 
+    def unknown_exchange(self) -> None:
+        """Count a request for an exchange that is not configured, under the fixed label
+        ``exchange="_unknown"`` (outcome ``unknown_exchange``): the name is never a label."""
+        self._unknown += 1
+
+    def auth_rejected(self, exchange: str, status: int) -> None:
+        """Count a request refused by the exchange's guard (a configured name; 401 or 403)."""
+        self.metrics.exchange_auth_rejections.labels(exchange, str(status)).inc()
+
     def nobid(self, exchange: str, reason: NoBidReason) -> None:
         key = (exchange, reason)
         nobids = self._nobids
@@ -121,6 +133,9 @@ class BidRecorder:
         requests, self._requests = self._requests, {}
         for (exchange, outcome), n in requests.items():
             m.requests.labels(exchange, outcome).inc(n)
+        if self._unknown:
+            m.requests.labels(UNKNOWN_EXCHANGE_LABEL, "unknown_exchange").inc(self._unknown)
+            self._unknown = 0
         nobids, self._nobids = self._nobids, {}
         for (exchange, reason), n in nobids.items():
             m.nobids.labels(exchange, REASON_LABEL[reason]).inc(n)
