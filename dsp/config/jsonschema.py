@@ -143,6 +143,10 @@ FIELD_DOCS: dict[str, tuple[str, Any]] = {
     "Targeting.app_bundles": ("App bundles / store ids to bid on (case-insensitive).",
                               ["com.example.budgetapp"]),
     "Targeting.exclude_app_bundles": ("App bundles never to bid on.", ["com.example.casino"]),
+    "CampaignFile.conversion_secret_env": ("Name of the environment variable holding the "
+                                           "lender's conversion-signing secret (never the value); "
+                                           "unset: POST /conversion is refused for this campaign.",
+                                           "QUICKLOAN_CONVERSION_SECRET"),
     "CampaignFile.supply": ("Supply-path rules: complete schain, resellers allowed, data-centre "
                             "traffic (docs/exchange-readiness.md).", None),
     "SupplyRules.require_complete_schain": ("Bid only when source.schain says complete = 1.", False),
@@ -215,6 +219,10 @@ FIELD_DOCS: dict[str, tuple[str, Any]] = {
     "ExchangeProfile.notices": ("Notices the exchange sends; billing follows burl when listed, "
                              "else nurl.", ["nurl", "burl", "lurl"]),
     "ExchangeProfile.notice_ttl_s": ("How long a bid's notice token stays valid, in seconds.", 3600),
+    "ExchangeProfile.tmax_max_ms": ("Longest tmax honoured from a request, in milliseconds "
+                                    "(larger values are clamped to it).", 1000),
+    "ExchangeProfile.auth": ("Who may send bid requests to this route (see dsp.exchanges.auth); "
+                             "absent: open, as in the demo profiles.", None),
     "ExchangeProfile.ad_system_domain": ("The exchange's domain in publishers' ads.txt and in "
                                          "schain asi; its sellers.json is sellers/<domain>.json.",
                                          "pubmatic.com"),
