@@ -27,6 +27,10 @@ process group from /proc, over the wrk run: steadier than req/s when the machine
 and it counts the work, not the waiting). A second table gives each server's lowest CPU per request
 over the rounds and its ratios to the floor's, the ceiling's and the baseline's.
 
+``--events on,off`` runs every bidder twice, with the event log (the default) and without
+(``--no-events``), and prints the extra CPU per request of the log (target: at most +5%). The
+stream writes go to the same Redis; its CPU is not in the bidder's process group.
+
 Targets (docs/bidpath.md, "Performance"; checked and printed at the end of a run): at 64
 connections and a bid rate >= 25%, bidder (1 worker) >= 100% of the aiohttp-204 ceiling in req/s
 (stretch: >= 40% of the floor); p99 at 8 connections <= 5 ms; zero errors.
@@ -200,6 +204,9 @@ def main() -> int:
                     help="another checkout (e.g. `git worktree add /tmp/base main`): its `dsp serve` "
                          "with 1 worker is measured in the same run as bidder-base-1w")
     ap.add_argument("--skip", default="", help="comma-separated: floor,ceiling,naive")
+    ap.add_argument("--events", default="on",
+                    help="event log on the bidders: on, off or on,off (both, same run: the rows "
+                         "without events are named bidder-Nw-noev and the cost is printed)")
     ap.add_argument("--repeat", type=int, default=2,
                     help="runs per server and connection count; the best one is reported (the "
                          "machine is shared: a neighbour's burst should not decide the result)")
@@ -246,16 +253,20 @@ def main() -> int:
             for build in args.builds.split(","):
                 for transport in args.transports.split(","):
                     for w in (int(x) for x in args.workers.split(",")):
-                        p = free_port()
-                        name = ("bidder-" + ("" if transport == "front" else "aio-")
-                                + ("pure-" if build == "pure" else "") + f"{w}w")
-                        env = {"DSP_TOKEN_KEYS": "b1:" + "ab" * 16,
-                               "DSP_PURE_PYTHON": "1" if build == "pure" else "0",
-                               "PROMETHEUS_MULTIPROC_DIR": str(work / f"prom-{w}")}
-                        servers.append(Server(name, [PY, "-m", "dsp.cli", "serve", "--port", str(p),
-                                                     "--workers", str(w), "--redis-url", redis.url,
-                                                     "--transport", transport, "--configs", str(configs),
-                                                     "--log-level", "WARNING"], p, w, env=env))
+                        for events in args.events.split(","):
+                            p = free_port()
+                            name = ("bidder-" + ("" if transport == "front" else "aio-")
+                                    + ("pure-" if build == "pure" else "") + f"{w}w"
+                                    + ("" if events == "on" else "-noev"))
+                            env = {"DSP_TOKEN_KEYS": "b1:" + "ab" * 16,
+                                   "DSP_PURE_PYTHON": "1" if build == "pure" else "0",
+                                   "PROMETHEUS_MULTIPROC_DIR": str(work / f"prom-{build}-{w}-{events}")}
+                            servers.append(Server(name, [PY, "-m", "dsp.cli", "serve", "--port", str(p),
+                                                         "--workers", str(w), "--redis-url", redis.url,
+                                                         "--transport", transport, "--configs", str(configs),
+                                                         "--log-level", "WARNING",
+                                                         *([] if events == "on" else ["--no-events"])],
+                                                  p, w, env=env))
             if args.baseline is not None:
                 p = free_port()
                 servers.append(Server("bidder-base-1w", [PY, "-m", "dsp.cli", "serve", "--port", str(p),
@@ -286,7 +297,7 @@ def main() -> int:
                             after = scrape_outcomes(srv.port)
                             total = sum(after.values()) - sum(before.values())
                             bids = after.get("bid", 0.0) - before.get("bid", 0.0)
-                            row = {"server": srv.name, "conns": c, **res,
+                            row: dict[str, object] = {"server": srv.name, "conns": c, **res,
                                    "bid_share": bids / total if total else None}
                             print(json.dumps(row), flush=True)
                             key = (srv.name, c)
@@ -304,7 +315,22 @@ def main() -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     _table(rows)
+    _events_cost(rows)
     return 0
+
+
+def _events_cost(rows: list[dict[str, object]]) -> None:
+    """Events on against off, same run: extra CPU per request (lowest over the rounds of each)."""
+    cpu = {(str(r["server"]), int(r["conns"])): float(r["min_cpu_us_per_req"])  # type: ignore[call-overload, arg-type]
+           for r in rows}
+    pairs = [(k, k[0] + "-noev") for k in cpu if (k[0] + "-noev", k[1]) in cpu]
+    if not pairs:
+        return
+    print()
+    print(f"{'bidder':<14}{'conns':>6}{'cpu us/req on':>15}{'off':>8}{'events cost':>13}")
+    for (name, c), off_name in pairs:
+        on, off = cpu[(name, c)], cpu[(off_name, c)]
+        print(f"{name:<14}{c:>6}{on:>15.1f}{off:>8.1f}{(on / off - 1) if off else 0:>+13.1%}")
 
 
 def _table(rows: list[dict[str, object]]) -> None:

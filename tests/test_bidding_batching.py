@@ -92,7 +92,7 @@ async def test_max_wait_gathers_items_submitted_later() -> None:
     first = b.submit(1, Deadline.after_ms(1000))
     await asyncio.sleep(0.002)
     second = b.submit(2, Deadline.after_ms(1000))
-    assert await asyncio.gather(first, second) == [1, 2]
+    assert list(await asyncio.gather(first, second)) == [1, 2]
     assert calls == [2]
 
 

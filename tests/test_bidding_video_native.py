@@ -216,6 +216,7 @@ def test_native_response_answers_each_asset_by_id() -> None:
             assert "imptrackers" not in doc
         else:
             assert doc["imptrackers"] == ["https://d.test/notice/bill?t=x"] and "eventtrackers" not in doc
+    assert plan is not None
     wrapped = json.loads(native_adm(plan, "c", "i", wrapped=True))
     assert set(wrapped) == {"native"} and wrapped["native"]["ver"] == "1.2"
 

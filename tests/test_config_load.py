@@ -12,7 +12,7 @@ from dsp.config.snapshot import load_snapshot
 from dsp.errors import ConfigInvalid
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIGS = ROOT / "bidder_configs"
+CONFIGS = ROOT / "tests" / "fixtures" / "configs" / "demo"
 
 
 @pytest.fixture()
@@ -22,13 +22,13 @@ def config_dir(tmp_path: Path) -> Path:
     return dst
 
 
-def test_demo_config_compiles() -> None:
+def test_demo_fixture_config_compiles() -> None:
     snap = load_snapshot(CONFIGS)
     ids = {c.id for c in snap.campaigns}
     assert {"quickloan-prime", "cashbridge-starter"} <= ids
     assert "generic" in snap.exchanges and any(e.lax_numbers for e in snap.exchanges.values())
     ql = next(c for c in snap.campaigns if c.id == "quickloan-prime")
-    assert (ql.pd_max, ql.intent_min, ql.max_cpm_micros) == (0.30, 0.01, 6_000_000)
+    assert (ql.pd_max, ql.intent_min, ql.max_cpm_micros) == (0.30, 0.004, 6_000_000)
     assert ql.banners[(300, 250)].cat == ("IAB13-2",)
     budget = next(b for b in snap.budgets if b.campaign_id == "quickloan-prime")
     assert budget.daily_budget_micros == 500_000_000 and len(budget.pacing_curve) == 24
@@ -83,7 +83,7 @@ def test_failed_reload_keeps_last_good_snapshot(config_dir: Path) -> None:
     assert not result.ok and holder.current is good
     assert any("quickloan-prime.yaml: max_cpm" in p for p in result.problems)
     path.write_text(original.replace("max_cpm: 6.00", "max_cpm: 7.25"))
-    seen = []
+    seen: list[object] = []
     holder.subscribe(seen.append)
     result = holder.reload()
     assert result.ok and result.changed and holder.current is not good

@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 import msgspec
 import pytest
 import redis as sync_redis
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
@@ -34,7 +35,7 @@ from dsp.testing.users import desktop_banner_request, interested_user_row
 
 ROOT = Path(__file__).resolve().parent.parent
 USER = "events-e2e-user"
-Client = TestClient[object, object]
+Client = TestClient[web.Request, web.Application]
 
 
 @pytest.fixture()
@@ -64,7 +65,9 @@ def _token(bid: Bid) -> str:
 async def _bid(client: Client, request_id: str, **extra: object) -> Bid:
     resp = await client.post("/bid/generic", json=desktop_banner_request(request_id, USER, **extra))
     assert resp.status == 200, await resp.text()
-    return msgspec.json.decode(await resp.read(), type=BidResponse).seatbid[0].bid[0]
+    seatbid = msgspec.json.decode(await resp.read(), type=BidResponse).seatbid
+    assert seatbid
+    return seatbid[0].bid[0]
 
 
 async def _ok(client: Client, path: str) -> None:
@@ -97,6 +100,7 @@ async def test_report_equals_what_was_sent(client: Client, redis_url: str, tmp_p
     await _ok(client, _path(tb.burl or "", "1.0"))
 
     services = client.app[SERVICES]  # type: ignore[index]
+    assert services.events is not None
     await services.events.flush()
     out = tmp_path / "events"
     reader = StreamReader(sync_redis.Redis.from_url(redis_url), "e2e", count=2)

@@ -55,7 +55,8 @@ def test_bounded_locust_run_gets_bids_and_sends_notices(bidder: tuple[str, Path]
                            "--stop-timeout", "2", "--exit-code-on-error", "0"],
                           cwd=tmp_path, env=env, capture_output=True, timeout=60)
     assert done.returncode == 0, done.stderr.decode()[-3000:]
-    rows = list(csv.DictReader((tmp_path / "run_stats.csv").open()))
+    with (tmp_path / "run_stats.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
     by_name = {r["Name"]: r for r in rows}
     total = by_name["Aggregated"]
     assert int(total["Request Count"]) > 100

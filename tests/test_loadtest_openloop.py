@@ -194,8 +194,9 @@ def test_scaled_configs_multiply_budgets_and_still_load(tmp_path: Path) -> None:
     from dsp.config.snapshot import load_snapshot
     from loadtest.capacity import REPO, scaled_configs
 
-    out = scaled_configs(REPO / "bidder_configs", tmp_path / "cfg", 1000)
-    for src in (REPO / "bidder_configs" / "campaigns").glob("*.yaml"):
+    demo = REPO / "tests" / "fixtures" / "configs" / "demo"
+    out = scaled_configs(demo, tmp_path / "cfg", 1000)
+    for src in (demo / "campaigns").glob("*.yaml"):
         a = yaml.safe_load(src.read_text())["budget"]
         b = yaml.safe_load((out / "campaigns" / src.name).read_text())["budget"]
         assert b["daily"] == pytest.approx(a["daily"] * 1000)

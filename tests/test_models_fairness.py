@@ -33,3 +33,13 @@ def test_pass_rates_and_adverse_impact_ratio() -> None:
     assert rep.age_air == 0.0
     text = markdown([rep])
     assert "AIR by sex | | 0.333 (**FAILS** four-fifths)" in text
+
+
+def test_retraining_keeps_the_documented_policy_section(tmp_path: Path) -> None:
+    from dsp.offline.training.pipeline import POLICY_END, POLICY_START, keep_policy_block
+
+    old = tmp_path / "EVALUATION.md"
+    old.write_text(f"# old\n{POLICY_START}\n## Policy\nwhy and what it costs\n{POLICY_END}\n")
+    new = keep_policy_block(old, "# new\n\n## Inference cost\nnumbers\n")
+    assert new.index("why and what it costs") < new.index("## Inference cost")
+    assert keep_policy_block(tmp_path / "missing.md", "# new\n") == "# new\n"

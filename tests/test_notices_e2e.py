@@ -1,4 +1,4 @@
-"""Bid -> notices through the real bidder app (engineer B's wiring) on loopback, real Redis."""
+"""Bid -> notices through the real bidder app (dsp.server.app wiring) on loopback, real Redis."""
 
 from __future__ import annotations
 
@@ -10,27 +10,30 @@ from urllib.parse import urlsplit
 import msgspec
 import pytest
 import redis as sync_redis
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
 from dsp.budget.keys import campaign_day, day_key
 from dsp.features.writer import write_rows
 from dsp.observability.metrics import Metrics
-from dsp.openrtb.response import BidResponse
+from dsp.openrtb.response import Bid, BidResponse
 from dsp.server.app import SERVICES, build_app
 from dsp.server.settings import Settings
 from dsp.testing.users import desktop_banner_request, interested_user_row
 
 ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "tests" / "fixtures" / "configs" / "demo"
 USER = "notice-e2e-user"
+Client = TestClient[web.Request, web.Application]
 
 
 @pytest.fixture()
-async def client(redis_url: str) -> AsyncIterator[TestClient[object, object]]:
+async def client(redis_url: str) -> AsyncIterator[Client]:
     r = sync_redis.Redis.from_url(redis_url)
     write_rows(r, [USER], interested_user_row())
     r.close()
-    settings = Settings(redis_url=redis_url, configs_dir=str(ROOT / "bidder_configs"),
+    settings = Settings(redis_url=redis_url, configs_dir=str(DEMO),
                         models_dir=str(ROOT / "models"), public_url="http://bidder.test",
                         token_keys={"k1": b"0123456789abcdef0123456789"}, token_active="k1",
                         max_body_bytes=64 * 1024, reload_check_s=3600)
@@ -39,17 +42,23 @@ async def client(redis_url: str) -> AsyncIterator[TestClient[object, object]]:
         yield c
 
 
+def _first_bid(body: bytes) -> Bid:
+    seatbid = msgspec.json.decode(body, type=BidResponse).seatbid
+    assert seatbid
+    return seatbid[0].bid[0]
+
+
 def _path(url: str, price: str) -> str:
     parts = urlsplit(url.replace("${AUCTION_PRICE}", price).replace("${AUCTION_LOSS}", "102"))
     return f"{parts.path}?{parts.query}"
 
 
-async def test_bid_then_win_and_bill_commit_once(client: TestClient[object, object],
+async def test_bid_then_win_and_bill_commit_once(client: Client,
                                                  redis_url: str) -> None:
     req = desktop_banner_request("req-n", USER)
     resp = await client.post("/bid/generic", json=req, headers={"x-openrtb-version": "2.6"})
     assert resp.status == 200, await resp.text()
-    bid = msgspec.json.decode(await resp.read(), type=BidResponse).seatbid[0].bid[0]
+    bid = _first_bid(await resp.read())
     assert bid.nurl and bid.burl and bid.cid
     services = client.app[SERVICES]  # type: ignore[index]
     ledger = services.money.ledger(bid.cid)
@@ -69,7 +78,7 @@ async def test_bid_then_win_and_bill_commit_once(client: TestClient[object, obje
     assert not ledger.is_reserved(bid.id) and ledger.drift_micros() == 0
 
 
-async def test_win_notices_cap_the_user_on_the_bid_path(client: TestClient[object, object]) -> None:
+async def test_win_notices_cap_the_user_on_the_bid_path(client: Client) -> None:
     wins: dict[str, int] = {}
     caps = {"quickloan-prime": 6, "cashbridge-starter": 3}
     for i in range(12):
@@ -81,7 +90,7 @@ async def test_win_notices_cap_the_user_on_the_bid_path(client: TestClient[objec
         resp = await client.post("/bid/generic", json=req, headers={"x-openrtb-version": "2.6"})
         if resp.status != 200:
             break
-        bid = msgspec.json.decode(await resp.read(), type=BidResponse).seatbid[0].bid[0]
+        bid = _first_bid(await resp.read())
         assert bid.cid and bid.nurl
         assert wins.get(bid.cid, 0) < caps[bid.cid]  # never bids for a user past the cap
         assert (await client.get(_path(bid.nurl, "1.0"))).status == 200
@@ -90,11 +99,11 @@ async def test_win_notices_cap_the_user_on_the_bid_path(client: TestClient[objec
     assert sum(wins.values()) < 12  # the caps ran out before the requests did
 
 
-async def test_click_redirects_to_the_configured_landing_page(client: TestClient[object, object]) -> None:
+async def test_click_redirects_to_the_configured_landing_page(client: Client) -> None:
     req = desktop_banner_request("req-click", USER)
     resp = await client.post("/bid/generic", json=req)
     assert resp.status == 200, await resp.text()
-    bid = msgspec.json.decode(await resp.read(), type=BidResponse).seatbid[0].bid[0]
+    bid = _first_bid(await resp.read())
     token = urlsplit(bid.nurl or "").query.split("t=", 1)[1].split("&", 1)[0]
     click = await client.get(f"/notice/click?t={token}", allow_redirects=False)
     assert click.status == 302
@@ -106,7 +115,7 @@ async def test_click_redirects_to_the_configured_landing_page(client: TestClient
     assert "evil.example" not in evil.headers.get("Location", "")
 
 
-async def test_eur_auction_bills_in_campaign_currency(client: TestClient[object, object],
+async def test_eur_auction_bills_in_campaign_currency(client: Client,
                                                       redis_url: str) -> None:
     """A EUR auction: the exchange reports the clearing price in EUR; spend is counted in USD."""
     from dsp.notices.tokens import TokenSigner
@@ -120,6 +129,7 @@ async def test_eur_auction_bills_in_campaign_currency(client: TestClient[object,
     assert resp.status == 200, await resp.text()
     answer = msgspec.json.decode(await resp.read(), type=BidResponse)
     assert answer.cur == "EUR"
+    assert answer.seatbid
     bid = answer.seatbid[0].bid[0]
     token_text = urlsplit(bid.burl or "").query.split("t=", 1)[1].split("&", 1)[0]
     token = TokenSigner({"k1": b"0123456789abcdef0123456789"}, "k1").verify(token_text)

@@ -21,6 +21,7 @@ from dsp.notices.service import NoticeService
 from dsp.notices.tokens import NoticeToken, TokenSigner
 from dsp.observability.metrics import Metrics
 from dsp.server.notice_routes import add_notice_routes
+from dsp.testing.redis_server import reply_hash, reply_int
 
 KEY = b"notice-test-key-0123456789"
 SIGNER = TokenSigner({"k1": KEY}, active="k1")
@@ -139,7 +140,7 @@ async def test_nurl_exchange_commits_on_win(env: Env, redis_client: aioredis.Red
     assert (await env.get("/notice/win", t=t, p="1.0"))[1] == "ok"
     assert (await env.get("/notice/bill", t=t, p="1.0"))[1] == "ignored"
     spent = await redis_client.hget(day_key("c2", campaign_day(time.time(), 0)), "spent")
-    assert int(spent) == 1_000
+    assert reply_int(spent) == 1_000
 
 
 async def test_test_bids_never_touch_money(env: Env) -> None:
@@ -158,8 +159,7 @@ async def test_win_counts_toward_the_frequency_cap(env: Env) -> None:
     for i in range(3):
         await env.get("/notice/win", t=tok(f"bid-{i}"), p="1.0")
     await env.get("/notice/win", t=tok("bid-0"), p="1.0")  # duplicate: not counted
-    caps = await env.redis.hgetall(caps_key(USER))
-    caps = {k.decode(): v for k, v in caps.items()}
+    caps = reply_hash(await env.redis.hgetall(caps_key(USER)))
     assert len(caps["c1"].split(b",")) == 2  # trimmed to the cap
     assert is_capped(caps, "c1", CAP, time.time())
     assert 0 < await env.redis.ttl(caps_key(USER)) <= 3600

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from dsp.observability.metrics import Metrics
+from dsp.observability.metrics import Metrics, SinkMetrics
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "deploy" / "k8s"))
@@ -77,8 +77,9 @@ def test_dashboard_queries_only_use_exported_metrics() -> None:
     exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
     assert len(exprs) >= 20
     metrics = Metrics(CollectorRegistry())
+    sink = SinkMetrics(CollectorRegistry())  # dsp events sink's own process
     exported: set[str] = set()
-    for fam in metrics.registry.collect():
+    for fam in [*metrics.registry.collect(), *sink.registry.collect()]:
         exported.add(fam.name)
         for suffix in ("_total", "_bucket", "_count", "_sum"):
             exported.add(fam.name + suffix)
@@ -87,5 +88,25 @@ def test_dashboard_queries_only_use_exported_metrics() -> None:
     covered = {re.sub(r"_(total|bucket|count|sum)$", "", m) for m in used}
     must = {"dsp_bid_requests", "dsp_nobids", "dsp_request_latency_seconds", "dsp_stage_latency_seconds",
             "dsp_batch_size", "dsp_redis_errors", "dsp_deadline_misses", "dsp_wins", "dsp_spend_micros",
-            "dsp_pacing_multiplier", "dsp_ledger_drift_micros"}
+            "dsp_pacing_multiplier", "dsp_ledger_drift_micros",
+            "dsp_events_written", "dsp_events_dropped", "dsp_sink_oldest_unread_seconds",
+            "dsp_sink_lag_entries", "dsp_sink_events", "dsp_sink_files", "dsp_sink_partition_files"}
     assert must <= covered, sorted(must - covered)
+
+
+def test_render_validates_before_configs_ship(tmp_path: Path) -> None:
+    """The render runs ``dsp config validate`` first: a tree failing the fair-lending gate renders
+    nothing (empty stdout, non-zero exit), so ``| kubectl apply -f -`` applies nothing."""
+    import shutil
+
+    bad = tmp_path / "configs"
+    shutil.copytree(REPO / "bidder_configs", bad)
+    path = bad / "campaigns" / "quickloan-prime.yaml"
+    path.write_text(path.read_text().replace("intent_min: 0.004", "intent_min: 0.01"))
+    script = str(REPO / "deploy" / "k8s" / "render.py")
+    failed = subprocess.run([sys.executable, script, "--configs", str(bad)], capture_output=True,
+                            text=True, check=False)
+    assert failed.returncode == 2 and failed.stdout == ""
+    assert "adverse-impact ratio by age band" in failed.stderr
+    ok = subprocess.run([sys.executable, script], capture_output=True, text=True, check=False)
+    assert ok.returncode == 0 and "kind: ConfigMap" in ok.stdout

@@ -12,6 +12,7 @@ import json
 import random
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -28,6 +29,7 @@ from dsp.testing.serve import serving
 from dsp.testing.users import interested_user_row
 
 ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "tests" / "fixtures" / "configs" / "demo"
 CORPUS = ROOT.parent / "shared" / "openrtb-corpus"
 KNOWN = "known-user-1"
 BID = json.dumps({
@@ -40,7 +42,7 @@ COPPA = json.dumps({"id": "req-2", "imp": [{"id": "1", "banner": {"w": 300, "h":
 
 
 def _settings(redis_url: str, **over: object) -> Settings:
-    base = Settings(redis_url=redis_url, configs_dir=str(ROOT / "bidder_configs"),
+    base = Settings(redis_url=redis_url, configs_dir=str(DEMO),
                     models_dir=str(ROOT / "models"), public_url="http://bidder.test",
                     token_keys={"k1": b"0123456789abcdef0123456789"}, token_active="k1",
                     max_body_bytes=64 * 1024, reload_check_s=3600, transport="front")
@@ -315,7 +317,8 @@ async def test_stop_answers_in_flight_requests_and_closes_idle_connections(redis
     assert (await read_reply(idle_r)).status == 204  # now an idle keep-alive connection
     busy_r, busy_w = await asyncio.open_connection("127.0.0.1", port)
     blocker = aioredis.Redis.from_url(redis_url)
-    redis_busy = asyncio.create_task(blocker.eval(busy_script(400), 0))  # holds the feature lookup
+    # holds the feature lookup
+    redis_busy: asyncio.Future[Any] = asyncio.ensure_future(blocker.eval(busy_script(400), 0))
     await asyncio.sleep(0.05)
     busy_w.write(post(BID))  # in flight: waiting for its audience batch
     await asyncio.sleep(0.05)

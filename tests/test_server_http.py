@@ -6,6 +6,7 @@ import gzip
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import msgspec
@@ -23,6 +24,7 @@ from dsp.testing.serve import serving
 from dsp.testing.users import interested_user_row
 
 ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "tests" / "fixtures" / "configs" / "demo"
 CORPUS = ROOT.parent / "shared" / "openrtb-corpus"
 VALID = sorted(CORPUS.glob("*/*.json"))
 BAD = sorted(p for p in (CORPUS / "bad").rglob("*") if p.is_file())
@@ -30,7 +32,7 @@ KNOWN = "known-user-1"
 
 
 def _settings(redis_url: str) -> Settings:
-    return Settings(redis_url=redis_url, configs_dir=str(ROOT / "bidder_configs"),
+    return Settings(redis_url=redis_url, configs_dir=str(DEMO),
                     models_dir=str(ROOT / "models"), public_url="http://bidder.test",
                     token_keys={"k1": b"0123456789abcdef0123456789"}, token_active="k1",
                     max_body_bytes=64 * 1024, reload_check_s=3600)
@@ -138,7 +140,30 @@ async def test_health_and_readiness(client: aiohttp.ClientSession) -> None:
     assert (await client.get("/healthz")).status == 200
     resp = await client.get("/readyz")
     assert resp.status == 200, await resp.text()
-    assert (await resp.json())["checks"] == {"redis": True, "models": True, "config": True}
+    body = await resp.json()
+    assert body["checks"] == {"redis": True, "models": True, "config": True}
+    assert body["models"] == {"intent": True, "risk": True}  # every model of models/plan.json
+
+
+async def test_readiness_fails_when_a_configured_model_stops_answering(redis_url: str) -> None:
+    import msgspec
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from dsp.server.app import SERVICES
+
+    class Broken:
+        def predict(self, rows: object) -> object:
+            raise RuntimeError("session lost")
+
+    app = build_app(_settings(redis_url), Metrics(CollectorRegistry()))
+    async with TestClient(TestServer(app)) as c:
+        scorer = app[SERVICES].scorer
+        scorer.steps = tuple(msgspec.structs.replace(st, predictor=Broken()) if st.model == "risk" else st
+                             for st in scorer.steps)
+        resp = await c.get("/readyz")
+        assert resp.status == 503
+        body = await resp.json()
+        assert body["checks"]["models"] is False and body["models"] == {"intent": True, "risk": False}
 
 
 async def test_admin_reload(client: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -224,7 +249,7 @@ async def test_decisions_are_logged_when_sampled(redis_url: str, caplog: pytest.
     {"source": {"ext": {"schain": {"complete": 1, "nodes": []}}}, "dooh": None, "app": None},
 ])
 async def test_odd_but_valid_requests_never_fail(client: aiohttp.ClientSession,
-                                                  over: dict[str, object]) -> None:
+                                                  over: dict[str, Any]) -> None:
     resp = await client.post("/bid/generic", json=_request(**over))
     assert resp.status in (200, 204), await resp.text()
     if resp.status == 200:

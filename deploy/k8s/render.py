@@ -9,12 +9,18 @@ content hash of the configs goes into the pod template's ``dsp.example/config-ha
 so a config change rolls the pods (gradually: maxUnavailable 0, PodDisruptionBudget) instead of
 changing files under running bidders. Manifests rendered: settings, ConfigMap, Deployment,
 Service, HPA, PodDisruptionBudget (add servicemonitor.yaml with the Prometheus Operator).
+
+Before anything is rendered, ``dsp config validate`` runs on the tree (every problem, then the
+fair-lending gate: adverse-impact ratio >= 0.8 per campaign by sex and age band); when it fails,
+nothing is written to stdout and the exit code is non-zero, so ``| kubectl apply -f -`` applies
+nothing. The bidder itself never recomputes the gate (it has no reference data).
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -89,11 +95,23 @@ def dump(docs: list[dict[str, Any]]) -> str:
     return yaml.dump_all(docs, Dumper=_Dumper, sort_keys=False, allow_unicode=True)
 
 
+def validate(configs: Path) -> int:
+    """Run ``dsp config validate`` on ``configs`` (its report goes to stderr); its exit code."""
+    cmd = [sys.executable, "-m", "dsp.cli", "config", "validate", "--configs", str(configs)]
+    done = subprocess.run(cmd, cwd=REPO, stdout=sys.stderr, check=False)
+    return done.returncode
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--configs", type=Path, default=REPO / "bidder_configs")
     p.add_argument("--image", default=None, help="container image for the bidder (default dsp-bidder:latest)")
     args = p.parse_args(argv)
+    code = validate(args.configs)
+    if code != 0:
+        print(f"render: {args.configs} failed validation (exit {code}); nothing rendered",
+              file=sys.stderr)
+        return code
     sys.stdout.write(dump(render(args.configs, args.image)))
     return 0
 

@@ -25,6 +25,8 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("events", "dsp.cli.events", "move the event log from Redis streams into Parquet files"),
     ("report", "dsp.cli.report", "bids, wins, spend, clicks and funded loans from the event log"),
     ("traffic", "dsp.cli.traffic", "refresh bot and data-centre lists; check a user agent or IP"),
+    ("forecast", "dsp.cli.forecast", "forecast a config change on the logged traffic (old vs new)"),
+    ("console", "dsp.cli.console", "the campaign console in the browser (its own port)"),
 )
 
 

@@ -1,6 +1,11 @@
 """``dsp config``: validate, diff, preview and reload the bidder configuration.
 
-    dsp config validate [--configs DIR]                 every problem, with file and path (exit 2)
+    dsp config validate [--configs DIR]                 every problem, with file and path (exit 2),
+                                                        then the fair-lending gate: adverse-impact
+                                                        ratio per campaign by sex and age band on
+                                                        the reference population (exit 2 below 0.8)
+    dsp config schema [--out DIR]                       write the editor JSON Schemas (campaign,
+                                                        exchange, currency) into DIR/<kind>.json
     dsp config diff --from OLD_DIR [--configs DIR]      field-level changes between two trees
     dsp config preview --from OLD_DIR [--configs DIR]   replay the corpus and story fixtures through
                                                         both and show how each campaign's bids change
@@ -18,14 +23,21 @@ import os
 import sys
 from pathlib import Path
 
-DEFAULT_CONFIGS = os.environ.get("DSP_CONFIGS", "bidder_configs")
+from dsp.cli.common import configs_default, snapshot_or_none
+
+DEFAULT_CONFIGS = configs_default()
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     v = sub.add_parser("validate", help="validate a config tree; list every problem")
     v.add_argument("--configs", default=DEFAULT_CONFIGS)
+    add_fairness_args(v)
     v.set_defaults(func=_validate)
+    s = sub.add_parser("schema", help="write JSON Schemas of the config files (for editors)")
+    s.add_argument("--out", default=None, help="folder (default: <configs>/schema)")
+    s.add_argument("--configs", default=DEFAULT_CONFIGS)
+    s.set_defaults(func=_schema)
     d = sub.add_parser("diff", help="what changed between two config trees")
     d.add_argument("--from", dest="old", required=True, help="the current (baseline) config tree")
     d.add_argument("--configs", default=DEFAULT_CONFIGS, help="the edited config tree")
@@ -38,6 +50,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--fixtures", default="tests/fixtures/bidding", help="story fixtures folder")
     p.add_argument("--p-intent", type=float, default=0.05, help="score of the corpus requests' user")
     p.add_argument("--pd", type=float, default=0.15, help="probability of default of that user")
+    add_fairness_args(p)
     p.set_defaults(func=_preview)
     r = sub.add_parser("reload", help="make a running bidder reload its config")
     r.add_argument("--url", default=os.environ.get("DSP_ADMIN_URL", "http://127.0.0.1:8080"))
@@ -46,17 +59,43 @@ def configure(parser: argparse.ArgumentParser) -> None:
     r.set_defaults(func=_reload)
 
 
-def _load(path: str) -> object:
-    from dsp.config.snapshot import load_snapshot
-    from dsp.errors import ConfigInvalid
+def add_fairness_args(parser: argparse.ArgumentParser) -> None:
+    """Options of the fair-lending gate (validate, preview, forecast)."""
+    parser.add_argument("--models", default=os.environ.get("DSP_MODELS", "models"),
+                        help="model directory scoring the reference population")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="datasets root holding the UCI Taiwan data (default: ../shared/datasets)")
+    parser.add_argument("--skip-fairness", action="store_true",
+                        help="skip the fair-lending gate (syntax checks only; never before a deploy)")
 
+
+def fair_lending(snaps: list[tuple[str, object]], args: argparse.Namespace) -> int:
+    """Print the adverse-impact ratios of each (label, snapshot); return the number of problems
+    of the last one (the config that would ship). A missing reference population is a problem."""
+    from dsp.config.snapshot import Snapshot
+    from dsp.offline.fairlending import assess, gate_problems, load_reference, render
+
+    if args.skip_fairness:
+        print("fair-lending gate: SKIPPED (--skip-fairness)")
+        return 0
     try:
-        return load_snapshot(Path(path))
-    except ConfigInvalid as exc:
-        print(f"{path}: {len(exc.problems)} problem(s):", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
-        return None
+        ref = load_reference(Path(args.models), args.data_dir)
+    except (FileNotFoundError, OSError) as exc:
+        print(f"fair-lending gate: cannot build the reference population: {exc}", file=sys.stderr)
+        return 1
+    problems = []
+    for label, snap in snaps:
+        assert isinstance(snap, Snapshot)
+        results = assess(snap, ref)
+        print((f"[{label}] " if label else "") + render(results, ref.source))
+        problems = gate_problems(results, snap.files)
+    for problem in problems:
+        print(f"  {problem}", file=sys.stderr)
+    return len(problems)
+
+
+def _load(path: str) -> object:
+    return snapshot_or_none(path)
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -73,6 +112,18 @@ def _validate(args: argparse.Namespace) -> int:
     for name, e in sorted(snap.exchanges.items()):
         print(f"  exchange {name}: {e.currency}, at={e.auction_type}, tmax {e.tmax_default_ms} ms "
               f"- {e.round_trip_allowance_ms} ms allowance, lax_numbers={e.lax_numbers}")
+    if fair_lending([("", snap)], args):
+        print(f"{args.configs}: fails the fair-lending gate", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from dsp.config.jsonschema import write_schemas
+
+    out = Path(args.out) if args.out else Path(args.configs) / "schema"
+    for path in write_schemas(out):
+        print(f"wrote {path}")
     return 0
 
 
@@ -126,7 +177,7 @@ def _preview(args: argparse.Namespace) -> int:
             continue
         samples.append(Sample(path.stem, story.get("exchange", "generic"), req, aud))
     print(render_preview(preview(old, new, samples, wall_time())))
-    return 0
+    return 2 if fair_lending([("old", old), ("new", new)], args) else 0
 
 
 def _reload(args: argparse.Namespace) -> int:

@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dsp.cli.common import add_redis_url
 from dsp.clock import CLOCK_OFFSET_ENV, CLOCK_OFFSET_S
-from dsp.features.connect import DEFAULT_REDIS_URL
 from dsp.server.settings import TRANSPORTS, Settings, events_hash_key_from_env, token_keys_from_env
 
 
@@ -31,7 +31,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=int(os.environ.get("DSP_PORT", "8080")))
     parser.add_argument("--workers", type=int, default=int(os.environ.get("DSP_WORKERS", "1")),
                         help="processes sharing the port (one per core)")
-    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", DEFAULT_REDIS_URL))
+    add_redis_url(parser)
     parser.add_argument("--redis-cluster", action="store_true",
                         default=os.environ.get("DSP_REDIS_CLUSTER", "") not in ("", "0", "false"),
                         help="--redis-url is a seed node of a Redis Cluster (env DSP_REDIS_CLUSTER=1)")

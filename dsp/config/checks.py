@@ -9,13 +9,16 @@ from dsp.errors import ConfigProblem
 
 
 def cross_check(raw: RawConfig) -> list[ConfigProblem]:
-    """Every problem across files: currencies without a rate, unknown exchanges, bad curves, etc."""
+    """Every problem across files: currencies without a rate, unknown exchanges, bad curves, etc.
+
+    Runs on a partial config too (files that did not parse are left out): checks that would only
+    repeat a parse problem (a currency file or an exchange profile that failed) are skipped."""
     problems: list[ConfigProblem] = []
     known_cur = {raw.currencies.base, *raw.currencies.rates}
-    exchanges = {e.name for e in raw.exchanges}
+    exchanges = {e.name for e in raw.exchanges} | raw.unparsed_exchanges
     for e in raw.exchanges:
         f = raw.exchange_files[e.name]
-        if e.currency not in known_cur:
+        if raw.currencies_parsed and e.currency not in known_cur:
             problems.append(ConfigProblem(f, "currency", f"no rate for {e.currency!r} in currencies.yaml"))
         sent = {"adomain", "crid", "cat", "w", "h", "adm", *e.notices}
         if e.openrtb_version == "2.6":
@@ -31,7 +34,7 @@ def cross_check(raw: RawConfig) -> list[ConfigProblem]:
                                               "does not send (notices, send_cid or seat)"))
     for c in raw.campaigns:
         f = raw.campaign_files[c.id]
-        if c.currency not in known_cur:
+        if raw.currencies_parsed and c.currency not in known_cur:
             problems.append(ConfigProblem(f, "currency", f"no rate for {c.currency!r} in currencies.yaml"))
         if c.pacing.mode == "curve":
             curve = c.pacing.curve or []

@@ -303,6 +303,6 @@ def load_snapshot(root: Path) -> Snapshot:
     """Load, validate and compile ``root``; raise ConfigInvalid listing every problem found."""
     raw, problems = load_dir(root)
     traffic, digest = load_traffic(root, problems)
-    if raw is None or problems:
-        raise ConfigInvalid(problems)
+    if problems:
+        raise ConfigInvalid(problems + cross_check(raw))
     return compile_snapshot(raw, traffic, digest)

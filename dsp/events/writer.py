@@ -33,9 +33,11 @@ from dsp.events.schema import Event, kind_of
 
 log = logging.getLogger(__name__)
 
-#: Entries kept per shard stream (approximate trimming). 16 shards × 20,000 entries of up to 512
-#: events each; the sink normally keeps the streams near empty (sizing: docs/operations.md).
-DEFAULT_MAXLEN_ENTRIES = 20_000
+#: Entries kept per shard stream (approximate trimming): the buffer that covers a sink outage.
+#: One entry is one process's tick (20 ms) of events, so 16 shards × 2,000 entries hold about
+#: 32,000 ticks (10 process-minutes); the sink normally keeps the streams near empty. Sizing for
+#: a fleet (and the memory it takes): docs/operations.md.
+DEFAULT_MAXLEN_ENTRIES = 2_000
 
 
 class EventStats:

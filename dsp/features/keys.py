@@ -5,7 +5,7 @@ touch them together::
 
     u:{3f2a9c0d1b7e4f55}       features record (msgpack, see dsp.features.record), schema-versioned
     u:{3f2a9c0d1b7e4f55}:fc    frequency-cap hash: field = campaign id, value = opaque bytes
-                               owned by dsp.budget (engineer C); the feature store only reads it
+                               owned by dsp.budget; the feature store only reads it
 
 The tag is the first 16 hex digits (64 bits) of BLAKE2b(raw user id): raw ids (exchange user ids,
 device ids) never appear in Redis or in notice tokens, and the key length is fixed (20 bytes).

@@ -2,10 +2,12 @@
 
 No module-level collectors: tests build a fresh ``Metrics(CollectorRegistry())`` each. In a
 multi-process server set ``PROMETHEUS_MULTIPROC_DIR``; prometheus-client then writes every value
-to per-process files and ``render()`` aggregates them (see dsp.observability.http).
+to per-process files and ``render()`` aggregates them (see dsp.observability.multiproc; the
+route is dsp.server.metrics_route).
 
-Label sets are small and closed: ``exchange`` (configured profile names), ``reason``
-(NoBidReason values), ``campaign`` (configured campaign ids), ``stage`` (fixed list below).
+Label sets are small and closed: ``exchange`` (configured profile names), ``reason`` (the no-bid
+reasons of the filter table, dsp.bidding.filters.REASON_LABELS), ``campaign`` (configured campaign
+ids), ``stage`` (fixed list below).
 """
 
 from __future__ import annotations
@@ -84,12 +86,12 @@ class Metrics:
                                   registry=r, multiprocess_mode="max")
         self.config_reloads = Counter("dsp_config_reloads", "Config reloads", ["result"],
                                       registry=r)
-        # Added for the HPA / dashboards (issue 5). livesum: dead workers drop out of the sum.
+        # For the HPA and the dashboards. livesum: dead workers drop out of the sum.
         self.inflight_requests = Gauge("dsp_inflight_requests", "Bid requests being processed now",
                                        registry=r, multiprocess_mode="livesum")
         self.decision_logs = Counter("dsp_decision_logs", "Decision records written by the sampler",
                                      ["result"], registry=r)  # result: logged|rate_limited
-        # Added for the money side (issue 4).
+        # The money side (dsp.budget).
         self.clicks = Counter("dsp_clicks", "Clicks (first per bid)", ["campaign"], registry=r)
         self.conversions = Counter("dsp_conversions", "Conversions (first per bid and event)",
                                    ["campaign", "event"], registry=r)

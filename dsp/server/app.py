@@ -124,7 +124,7 @@ class Services:
                 self._events_redis = connect_redis(s, s.events_redis_url, s.events_redis_cluster)
             self.events = EventWriter(self._events_redis or self.redis, stats=EventStats(metrics),
                                       shards=s.events_shards, max_buffer=s.events_max_buffer,
-                                      tick_s=s.events_tick_s)
+                                      maxlen_entries=s.events_maxlen_entries, tick_s=s.events_tick_s)
             event_log = BidEventLog(
                 self.events, s.user_hash_key, sample_rate=s.events_sample_rate,
                 model_versions={name: r.config.version for name, r in runners.items()})

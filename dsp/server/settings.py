@@ -62,6 +62,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     events_shards: int = 16
     events_tick_s: float = 0.02  # one pipelined flush per tick
     events_max_buffer: int = 200_000  # events held while Redis is slow; beyond: dropped, counted
+    events_maxlen_entries: int = 2_000  # per shard stream, approximate (docs/operations.md sizing)
 
     @property
     def user_hash_key(self) -> bytes:

@@ -86,3 +86,26 @@ while true do
   if (t[1] - t0[1]) * 1000000 + (t[2] - t0[2]) > {int(duration_ms) * 1000} then return 1 end
 end
 """
+
+
+def reply_int(value: object) -> int:
+    """A Redis reply (bytes, str or int; never None) as an int: typed glue for tests and tools."""
+    assert value is not None, "Redis returned nil"
+    if isinstance(value, bytes | str | int):
+        return int(value)
+    raise TypeError(f"not an integer reply: {value!r}")
+
+
+def reply_bytes(value: object) -> bytes:
+    """A Redis reply as bytes (clients here use ``decode_responses=False``)."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode()
+    raise TypeError(f"not a bytes reply: {value!r}")
+
+
+def reply_hash(mapping: object) -> dict[str, bytes]:
+    """An HGETALL reply as ``{str field: bytes value}`` (what dsp.budget.freqcap reads)."""
+    assert isinstance(mapping, dict)
+    return {reply_bytes(k).decode(): reply_bytes(v) for k, v in mapping.items()}

@@ -170,6 +170,16 @@ def render_text(report: dict[str, Any]) -> str:
         lines.append("  ".join(h.rjust(w) for h, w in zip(head, widths, strict=True)))
         lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in body]
         lines.append("")
+    lines.append("funnel (prior -> observed -> estimate)")
+    for r in report["campaigns"]:
+        f = r.get("funnel") or {}
+        parts = []
+        for key in ("apply_rate", "p_approve"):
+            est = f.get(key) or {}
+            parts.append(f"{key} " + " -> ".join(
+                "-" if est.get(k) is None else f"{est[k]:.5f}" for k in ("prior", "observed", "estimate")))
+        lines.append(f"  {r['campaign']}: " + "; ".join(parts))
+    lines.append("")
     t = report["total"]
     lines.append(f"total: {t['bids']:,} bids, {t['wins']:,} wins, {t['impressions']:,} impressions, "
                  f"{t['clicks']:,} clicks, {t['funded']:,} funded loans; "

@@ -71,8 +71,10 @@ def load_gates(campaigns_dir: Path) -> list[Gate]:
     return gates or list(DEFAULT_GATES)
 
 
-def _rates(passed: npt.NDArray[np.bool_], groups: npt.NDArray[np.str_],
-           order: tuple[str, ...]) -> tuple[list[GroupRate], float]:
+def group_rates(passed: npt.NDArray[np.bool_], groups: npt.NDArray[np.str_],
+                order: tuple[str, ...]) -> tuple[list[GroupRate], float]:
+    """Selection rate per group (in ``order``, absent groups left out) and the adverse-impact
+    ratio ``lowest / highest`` (1.0 when nobody is selected)."""
     rates: list[GroupRate] = []
     for g in order:
         mask = groups == g
@@ -91,8 +93,8 @@ def gate_reports(gates: list[Gate], pd: F64, p_intent: F64, sex: npt.NDArray[np.
     out: list[GateReport] = []
     for gate in gates:
         passed = (pd <= gate.pd_max) & (p_intent >= gate.intent_min)
-        by_sex, sex_air = _rates(passed, sex_names, ("male", "female", "other"))
-        by_age, age_air = _rates(passed, bands, AGE_BANDS)
+        by_sex, sex_air = group_rates(passed, sex_names, ("male", "female", "other"))
+        by_age, age_air = group_rates(passed, bands, AGE_BANDS)
         out.append(GateReport(gate, float(passed.mean()), by_sex, sex_air, by_age, age_air))
     return out
 

@@ -144,9 +144,27 @@ def train_all(seed: int, data_dir: Path | None, models_dir: Path, campaigns_dir:
                              data_used=_data_used(name, model, taiwan_md5),
                              parity_max_abs=parity[name], fairness_md=fairness_md, bench_md=bench_md,
                              notes=_notes(name, model) + (sensitivity_md if name == "risk" else ""))
-        (models_dir / name / REPORT_FILE).write_text(text, encoding="utf-8")
+        report_path = models_dir / name / REPORT_FILE
+        text = keep_policy_block(report_path, text)
+        report_path.write_text(text, encoding="utf-8")
     say(f"wrote {models_dir}/{{risk,intent}}/{{{ONNX_FILE},{CONFIG_FILE},{NATIVE_FILE},{REPORT_FILE}}}")
     return models
+
+
+POLICY_START, POLICY_END = "<!-- policy:start -->", "<!-- policy:end -->"
+
+
+def keep_policy_block(path: Path, text: str) -> str:
+    """Carry the hand-written policy section (between POLICY_START and POLICY_END: e.g. the
+    fair-lending threshold policy and its cost) of the previous report into the new one, before
+    its "## Inference cost" section. Retraining must not delete a documented decision."""
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    start, end = old.find(POLICY_START), old.find(POLICY_END)
+    if start < 0 or end < start:
+        return text
+    block = old[start:end + len(POLICY_END)] + "\n\n"
+    anchor = text.find("## Inference cost")
+    return text[:anchor] + block + text[anchor:] if anchor >= 0 else text + "\n" + block
 
 
 def _default_dir() -> Path:
