@@ -164,8 +164,10 @@ def group_cpu_s(pgid: int) -> float:
 
 class Server:
     def __init__(self, name: str, cmd: list[str], port: int, workers: int = 1,
-                 env: dict[str, str] | None = None, cwd: Path = ROOT) -> None:
+                 env: dict[str, str] | None = None, cwd: Path = ROOT,
+                 metrics_port: int | None = None) -> None:
         self.name, self.cmd, self.port, self.workers, self.cwd = name, cmd, port, workers, cwd
+        self.metrics_port = metrics_port or port  # dsp serve: /metrics is on its admin port
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -254,7 +256,7 @@ def main() -> int:
                 for transport in args.transports.split(","):
                     for w in (int(x) for x in args.workers.split(",")):
                         for events in args.events.split(","):
-                            p = free_port()
+                            p, admin = free_port(), free_port()
                             name = ("bidder-" + ("" if transport == "front" else "aio-")
                                     + ("pure-" if build == "pure" else "") + f"{w}w"
                                     + ("" if events == "on" else "-noev"))
@@ -262,11 +264,12 @@ def main() -> int:
                                    "DSP_PURE_PYTHON": "1" if build == "pure" else "0",
                                    "PROMETHEUS_MULTIPROC_DIR": str(work / f"prom-{build}-{w}-{events}")}
                             servers.append(Server(name, [PY, "-m", "dsp.cli", "serve", "--port", str(p),
+                                                         "--admin-port", str(admin),
                                                          "--workers", str(w), "--redis-url", redis.url,
                                                          "--transport", transport, "--configs", str(configs),
                                                          "--log-level", "WARNING",
                                                          *([] if events == "on" else ["--no-events"])],
-                                                  p, w, env=env))
+                                                  p, w, env=env, metrics_port=admin))
             if args.baseline is not None:
                 p = free_port()
                 servers.append(Server("bidder-base-1w", [PY, "-m", "dsp.cli", "serve", "--port", str(p),
@@ -288,13 +291,13 @@ def main() -> int:
                     with srv:
                         run_wrk(srv.port, lua, 64, 2)  # warm-up
                         for c in conns:
-                            before = scrape_outcomes(srv.port)
+                            before = scrape_outcomes(srv.metrics_port)
                             assert srv.proc is not None
                             cpu0 = group_cpu_s(srv.proc.pid)
                             res = run_wrk(srv.port, lua, c, args.duration)
                             res["cpu_us_per_req"] = (group_cpu_s(srv.proc.pid) - cpu0) \
                                 / max(1.0, res["requests"]) * 1e6
-                            after = scrape_outcomes(srv.port)
+                            after = scrape_outcomes(srv.metrics_port)
                             total = sum(after.values()) - sum(before.values())
                             bids = after.get("bid", 0.0) - before.get("bid", 0.0)
                             row: dict[str, object] = {"server": srv.name, "conns": c, **res,

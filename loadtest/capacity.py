@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from dsp.testing.redis_server import RedisServer, free_port
+from dsp.testing.serve import ServedUrl
 from dsp.testing.traffic import exchange_routes
 from loadtest import procstat, promscrape
 from loadtest.projection import format_projection, project
@@ -62,7 +63,7 @@ BEGIN_MARK = "<!-- capacity-report:begin -->"
 END_MARK = "<!-- capacity-report:end -->"
 
 BIDDER_CMD = ("{python} -m dsp.cli serve --host 127.0.0.1 --port {port} --workers {workers} "
-              "--redis-url {redis_url} --configs {configs}")
+              "--admin-port {admin_port} --redis-url {redis_url} --configs {configs}")
 CEILING_CMD = "{python} -m benchmarks.ceiling_server --port {port}"
 # `dsp features seed` when this checkout has it, else the same population via the library.
 SEED_CMD = "{python} -m loadtest.seed --users {users} --seed 7 --ids-out {ids_file} --redis-url {redis_url}"
@@ -268,13 +269,17 @@ def _wait_ready(url: str, timeout_s: float, proc: subprocess.Popen[bytes]) -> No
 @contextlib.contextmanager
 def server(cmd: str, ready_path: str, cpus: set[int], env: dict[str, str]) -> Iterator[tuple[str, int]]:
     """Start ``cmd`` (a format string with {python} {port}), pinned to ``cpus``; yield (url, pid)."""
-    port = free_port()
-    argv = shlex.split(cmd.format(python=PY, port=port, **env))
+    port, admin_port = free_port(), free_port()
+    argv = shlex.split(cmd.format(python=PY, port=port, admin_port=admin_port, **env))
     child_env = {**os.environ, "PYTHONPATH": str(REPO)}
+    # Several workers must share notice keys (dsp serve refuses otherwise): one per run.
+    child_env.setdefault("DSP_TOKEN_KEYS", "lt:" + os.urandom(16).hex())
     log = tempfile.NamedTemporaryFile(prefix="dsp-capacity-server-", suffix=".log", delete=False)  # noqa: SIM115
     proc = subprocess.Popen(argv, cwd=REPO, env=child_env, stdout=log, stderr=subprocess.STDOUT,
                             preexec_fn=lambda: os.sched_setaffinity(0, cpus), start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
+    # /metrics of `dsp serve` is on its admin port (promscrape reads ``url.admin``).
+    admin = f"http://127.0.0.1:{admin_port}" if "{admin_port}" in cmd else ""
+    url = ServedUrl(f"http://127.0.0.1:{port}", admin)
     try:
         try:
             _wait_ready(url + ready_path, 90.0, proc)

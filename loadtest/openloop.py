@@ -346,8 +346,11 @@ async def run(url: str, rate: float, duration_s: float, warmup_s: float, gen: Tr
     return stats
 
 
-def summarize(stats: Stats, rate: float, duration_s: float) -> dict[str, Any]:
-    """Percentiles in ms, rates as shares of requests sent during the measured window."""
+def summarize(stats: Stats, rate: float, duration_s: float,
+              within_ms: float | None = None) -> dict[str, Any]:
+    """Percentiles in ms, rates as shares of requests sent during the measured window.
+    ``within_ms`` (e.g. the exchange's tmax) adds ``share_within``: answers (any status) that
+    arrived within it, over requests sent (timeouts and errors count as not within)."""
     lat = np.asarray(stats.latencies_us, dtype=np.float64) / 1000.0
     lag = np.asarray(stats.send_lag_us, dtype=np.float64) / 1000.0
     ok = int(lat.size)
@@ -381,6 +384,9 @@ def summarize(stats: Stats, rate: float, duration_s: float) -> dict[str, Any]:
         "notice_errors": stats.notice_errors,
         "notices_per_bid": (round(sum(stats.notices.values()) / stats.bids_seen, 3)
                             if stats.bids_seen else 0.0),
+        **({"within_ms": within_ms,
+            "share_within": round(float((lat <= within_ms).sum()) / sent, 5)}
+           if within_ms is not None else {}),
     }
 
 
@@ -417,6 +423,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout-ms", type=float, default=1000.0)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--cpu", type=int, default=None, help="pin this process to one CPU")
+    p.add_argument("--within-ms", type=float, default=None,
+                   help="also report the share of requests answered within this (e.g. tmax)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)
     if args.cpu is not None:
@@ -437,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
     stats = uvloop.run(run(args.url, args.rate, args.duration, args.warmup, gen,
                            connections=args.connections, max_connections=args.max_connections,
                            timeout_ms=args.timeout_ms, notices=notices))
-    summary = summarize(stats, args.rate, args.duration)
+    summary = summarize(stats, args.rate, args.duration, args.within_ms)
     if args.json:
         print(json.dumps(summary))
     else:

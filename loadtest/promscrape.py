@@ -16,7 +16,8 @@ Buckets = dict[float, float]  # upper bound (seconds, +Inf included) -> cumulati
 
 
 #: No-bid reasons that mean "could not do the work in time / at all" rather than a decision.
-SHED_REASONS = frozenset({"deadline", "model_error", "features_unavailable", "internal_error"})
+SHED_REASONS = frozenset({"deadline", "model_error", "features_unavailable", "internal_error",
+                          "overloaded"})
 #: No-bid reasons of a user looked up, scored and priced out (the value formula said no).
 PRICED_OUT_REASONS = frozenset({"intent_too_low", "risk_too_high", "value_not_positive", "below_floor"})
 
@@ -52,7 +53,9 @@ class Scrape:
 def scrape(url: str) -> Scrape | None:
     """Scrape the bidder; None when it has no /metrics (e.g. the 204 ceiling server)."""
     try:
-        with urllib.request.urlopen(url.rstrip("/") + "/metrics", timeout=5) as r:
+        # dsp serve's /metrics is on its admin port: a ServedUrl (dsp.testing.serve) names it.
+        base = getattr(url, "admin", "") or url
+        with urllib.request.urlopen(base.rstrip("/") + "/metrics", timeout=5) as r:
             if r.status != 200:
                 return None
             text = r.read().decode()

@@ -107,7 +107,7 @@ async def test_named_scores_reach_the_audience_and_a_model_failure_fails_the_bat
 
 
 async def test_multi_lending_stops_raising_intent_past_the_stacking_threshold(
-        redis_url: str, models: dict[str, ModelRunner]) -> None:
+        stores: Stores, redis_url: str, models: dict[str, ModelRunner]) -> None:
     base = np.asarray(DEFAULTS, dtype=np.float32).copy()
     base[FEATURE_INDEX["loan_app_installs"]] = 4
     users = {}
@@ -123,7 +123,7 @@ async def test_multi_lending_stops_raising_intent_past_the_stacking_threshold(
     raw = intent.predict(np.stack(list(users.values())))
     assert raw[2] > raw[1] > raw[0]  # unclipped, the model keeps rising with applications
     r = aioredis.Redis.from_url(redis_url)
-    resolver = AudienceResolver(FeatureStore(r), ModelScorer(intent, risk), (0.01, 0.2),
+    resolver = AudienceResolver(stores(r), ModelScorer(intent, risk), (0.01, 0.2),
                                 caps=lambda: stacking_caps(3, 3))
     try:
         got = [await resolver.resolve(u, Deadline.after_ms(1000)) for u in users]

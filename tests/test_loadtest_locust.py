@@ -37,7 +37,7 @@ def bidder(redis_url: str, tmp_path: Path) -> Iterator[tuple[str, Path]]:
 
 
 def _bid_requests_counted(url: str) -> float:
-    with urllib.request.urlopen(url + "/metrics", timeout=5) as r:
+    with urllib.request.urlopen(getattr(url, "admin", url) + "/metrics", timeout=5) as r:
         text = r.read().decode()
     return sum(s.value for fam in text_string_to_metric_families(text) for s in fam.samples
                if s.name == "dsp_bid_requests_total")

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from dsp.budget.keys import campaign_day, day_key
 from dsp.features.writer import write_rows
+from dsp.notices.signature import SIGNATURE_HEADER, sign
 from dsp.observability.metrics import Metrics
 from dsp.openrtb.response import Bid, BidResponse
 from dsp.server.app import SERVICES, build_app
@@ -28,8 +29,13 @@ USER = "notice-e2e-user"
 Client = TestClient[web.Request, web.Application]
 
 
+LENDER_SECRET = "quickloan-conversion-secret-for-tests"
+
+
 @pytest.fixture()
-async def client(redis_url: str) -> AsyncIterator[Client]:
+async def client(redis_url: str, monkeypatch: pytest.MonkeyPatch
+                 ) -> AsyncIterator[Client]:
+    monkeypatch.setenv("DSP_LENDER_QUICKLOAN_SECRET", LENDER_SECRET)
     r = sync_redis.Redis.from_url(redis_url)
     write_rows(r, [USER], interested_user_row())
     r.close()
@@ -99,20 +105,41 @@ async def test_win_notices_cap_the_user_on_the_bid_path(client: Client) -> None:
     assert sum(wins.values()) < 12  # the caps ran out before the requests did
 
 
-async def test_click_redirects_to_the_configured_landing_page(client: Client) -> None:
+async def test_click_in_the_markup_then_a_signed_conversion(client: Client) -> None:
+    """The whole story a user and a lender see: the served markup's link goes through
+    /notice/click, the landing page gets a click id (no token), the lender's server posts the
+    conversion naming it, signed with its secret."""
     req = desktop_banner_request("req-click", USER)
     resp = await client.post("/bid/generic", json=req)
     assert resp.status == 200, await resp.text()
-    bid = _first_bid(await resp.read())
-    token = urlsplit(bid.nurl or "").query.split("t=", 1)[1].split("&", 1)[0]
-    click = await client.get(f"/notice/click?t={token}", allow_redirects=False)
+    answer = msgspec.json.decode(await resp.read(), type=BidResponse)
+    assert answer.seatbid
+    bid = answer.seatbid[0].bid[0]
+    assert bid.adm and 'href="http://bidder.test/notice/click?t=' in bid.adm
+    for notice_url in (bid.nurl, bid.burl, bid.lurl):  # no notice token reaches the browser
+        assert notice_url and urlsplit(notice_url).query.split("t=")[1].split("&")[0] not in bid.adm
+    href = bid.adm.split('href="', 1)[1].split('"', 1)[0]
+    # a click token cannot win or bill
+    click_token = urlsplit(href).query.split("t=", 1)[1]
+    assert (await client.get(f"/notice/bill?t={click_token}&p=1.0")).status == 403
+    click = await client.get(_path(href, ""), allow_redirects=False)
     assert click.status == 302
     services = client.app[SERVICES]  # type: ignore[index]
     landing = services.holder.current.landing_url(bid.cid or "")
-    assert landing and click.headers["Location"].startswith(landing)
+    location = click.headers["Location"]
+    assert landing and location.startswith(landing + "&dsp_click=") and click_token not in location
     # an unsigned landing parameter is never followed (no open redirect)
-    evil = await client.get(f"/notice/click?t={token}&u=https://evil.example/", allow_redirects=False)
+    evil = await client.get(_path(href, "") + "&u=https://evil.example/", allow_redirects=False)
     assert "evil.example" not in evil.headers.get("Location", "")
+    click_id = location.split("dsp_click=", 1)[1]
+    body = msgspec.json.encode({"click_id": click_id, "event": "approved", "amount": 3000})
+    unsigned = await client.post("/conversion", data=body)
+    assert unsigned.status == 401
+    signed = await client.post("/conversion", data=body, headers={
+        SIGNATURE_HEADER: sign(LENDER_SECRET.encode(), body, int(time.time()))})
+    assert signed.status == 200 and await signed.text() == "ok"
+    got = services.metrics.conversions.labels(campaign=bid.cid, event="approved")._value.get()
+    assert got == 1
 
 
 async def test_eur_auction_bills_in_campaign_currency(client: Client,
@@ -132,7 +159,7 @@ async def test_eur_auction_bills_in_campaign_currency(client: Client,
     assert answer.seatbid
     bid = answer.seatbid[0].bid[0]
     token_text = urlsplit(bid.burl or "").query.split("t=", 1)[1].split("&", 1)[0]
-    token = TokenSigner({"k1": b"0123456789abcdef0123456789"}, "k1").verify(token_text)
+    token = TokenSigner({"k1": b"0123456789abcdef0123456789"}, "k1").verify(token_text, "bill")
     assert token.auction_currency == "EUR" and token.currency == "USD"
     clearing_eur = f"{bid.price * 0.5:.6f}"
     assert (await client.get(_path(bid.nurl or "", clearing_eur))).status == 200

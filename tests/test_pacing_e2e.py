@@ -88,7 +88,7 @@ def test_a_full_price_burst_spends_the_plan(redis_url: str, tmp_path: Path) -> N
                         configs=burst_configs(tmp_path, offset)) as url:
         res = asyncio.run(run_burst(url, SpendLog(redis_url, offset), BURST_S))
         _assert_guarantee(res)
-        with urllib.request.urlopen(f"{url}/metrics", timeout=5) as resp:
+        with urllib.request.urlopen(f"{url.admin}/metrics", timeout=5) as resp:
             metrics = resp.read().decode()
     for name in ("dsp_budget_spent_micros", "dsp_budget_plan_micros", "dsp_budget_guard_micros"):
         assert f'{name}{{campaign="{CAMPAIGN}"}}' in metrics

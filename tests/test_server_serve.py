@@ -46,7 +46,7 @@ def test_two_workers_share_the_port_and_reload(redis_url: str, tmp_path: Path) -
     proc = subprocess.Popen(
         [sys.executable, "-m", "dsp.cli", "serve", "--port", str(port), "--workers", "2",
          "--redis-url", redis_url, "--configs", str(configs), "--models", str(ROOT / "models"),
-         "--log-level", "WARNING"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+         "--log-level", "WARNING", "--admin-port", "0"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60

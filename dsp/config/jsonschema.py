@@ -32,16 +32,21 @@ from dsp.config.schema import (
     FrequencyCapCfg,
     Funnel,
     Learning,
+    MediaFile,
+    NativeImage,
+    NativeSpec,
     Pacing,
     Schedule,
+    SupplyRules,
     Targeting,
+    VideoSpec,
 )
 
 KINDS: dict[str, type[msgspec.Struct]] = {
     "campaign": CampaignFile, "exchange": ExchangeFile, "currency": CurrencyFile}
 STRUCTS: tuple[type[msgspec.Struct], ...] = (
     CampaignFile, Funnel, Budget, Pacing, Schedule, FrequencyCapCfg, Targeting, Creative, Learning,
-    ExchangeFile, CurrencyFile)
+    SupplyRules, VideoSpec, MediaFile, NativeSpec, NativeImage, ExchangeFile, CurrencyFile)
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 _CUR = "currency units of the campaign's `currency` (e.g. 4.50 = $4.50), not micros"
 
@@ -126,6 +131,54 @@ FIELD_DOCS: dict[str, tuple[str, Any]] = {
     "Targeting.deals": ("Private-marketplace deal ids this campaign may bid on.",
                         ["ql-finance-pmp-001"]),
     "Targeting.open_auction": ("Also bid outside deals; false needs `deals`.", True),
+    "Targeting.regions": ("ISO 3166-2 subdivisions to bid in (lending licences are per state); a "
+                          "request's `CA` with country US/USA reads as US-CA; an unknown region "
+                          "matches no list. Omit for all.", ["US-CA", "US-TX"]),
+    "Targeting.exclude_regions": ("ISO 3166-2 subdivisions never to bid in.", ["US-NY"]),
+    "Targeting.metros": ("Nielsen DMA codes (geo.metro) to bid in; omit for all.", ["807", "501"]),
+    "Targeting.domains": ("Site domains to bid on (each also matches its subdomains); with "
+                          "`app_bundles`, an allow list for sites and apps.", ["news.example"]),
+    "Targeting.exclude_domains": ("Site domains never to bid on (and their subdomains).",
+                                  ["casino.example"]),
+    "Targeting.app_bundles": ("App bundles / store ids to bid on (case-insensitive).",
+                              ["com.example.budgetapp"]),
+    "Targeting.exclude_app_bundles": ("App bundles never to bid on.", ["com.example.casino"]),
+    "CampaignFile.supply": ("Supply-path rules: complete schain, resellers allowed, data-centre "
+                            "traffic (docs/exchange-readiness.md).", None),
+    "SupplyRules.require_complete_schain": ("Bid only when source.schain says complete = 1.", False),
+    "SupplyRules.max_resellers": ("Most resellers between the publisher's own seller and the "
+                                  "exchange (schain nodes after the first; an ads.txt RESELLER "
+                                  "line counts as one); 0 = direct only; omit for any.", 1),
+    "SupplyRules.allow_datacenter_ip": ("Also bid on requests whose device.ip is in a data-centre "
+                                        "range (off: nbr 5).", False),
+    "Creative.video": ("Video creatives: duration, title and media files the VAST 4 document is "
+                       "built from per request.", None),
+    "Creative.native": ("Native creatives: titles, images and data fields the Native 1.2 "
+                        "response is assembled from per request.", None),
+    "VideoSpec.duration_s": ("Length of the video, in seconds (matched against min/maxduration).",
+                             15),
+    "VideoSpec.title": ("Ad title (VAST AdTitle).", "QuickLoan: rates from 6.9% APR"),
+    "VideoSpec.media": ("Renditions; only those the imp accepts (MIME type, bitrate, delivery) "
+                        "are served.", None),
+    "VideoSpec.placements": ("Video placements accepted (plcmt: 1 instream, 2 accompanying, "
+                             "3 interstitial, 4 no content); omit for all.", [1, 2]),
+    "MediaFile.url": ("https URL of the file.", "https://cdn.quickloan.example/15s-640x360.mp4"),
+    "MediaFile.type": ("MIME type (matched against video.mimes).", "video/mp4"),
+    "MediaFile.w": ("Width, in pixels.", 640),
+    "MediaFile.h": ("Height, in pixels.", 360),
+    "MediaFile.bitrate_kbps": ("Bitrate, in kilobits per second (matched against "
+                               "min/maxbitrate).", 800),
+    "MediaFile.delivery": ("`progressive` or `streaming`.", "progressive"),
+    "NativeSpec.titles": ("Titles, longest first: the first that fits the asset's len is used.",
+                          ["Starter credit in minutes"]),
+    "NativeSpec.images": ("Images (main and icon) in the sizes you have.", None),
+    "NativeSpec.data": ("Text by Native 1.2 data type: 1 sponsored, 2 description, 11 display "
+                        "URL, 12 call to action, ...", {1: "CashBridge", 12: "Check my rate"}),
+    "NativeImage.url": ("https URL of the image.", "https://cdn.cashbridge.example/native.png"),
+    "NativeImage.w": ("Width, in pixels.", 1200),
+    "NativeImage.h": ("Height, in pixels.", 627),
+    "NativeImage.type": ("1 icon, 3 main image.", 3),
+    "NativeImage.mime": ("MIME type (matched against the asset's mimes).", "image/png"),
     "Creative.id": ("Creative id, unique within the campaign.", "ql-300x250"),
     "Creative.adomain": ("Advertiser domains (checked against the request's badv).",
                          ["quickloan.example"]),
@@ -162,6 +215,20 @@ FIELD_DOCS: dict[str, tuple[str, Any]] = {
     "ExchangeProfile.notices": ("Notices the exchange sends; billing follows burl when listed, "
                              "else nurl.", ["nurl", "burl", "lurl"]),
     "ExchangeProfile.notice_ttl_s": ("How long a bid's notice token stays valid, in seconds.", 3600),
+    "ExchangeProfile.ad_system_domain": ("The exchange's domain in publishers' ads.txt and in "
+                                         "schain asi; its sellers.json is sellers/<domain>.json.",
+                                         "pubmatic.com"),
+    "ExchangeProfile.always_sends_ip": ("The exchange always sends device.ip: a request without "
+                                        "one is invalid traffic (nbr 4).", False),
+    "ExchangeProfile.native_wrapper": ("Native adm wrapped as {\"native\": ...} (Native 1.0/1.1 "
+                                       "envelope).", False),
+    "ExchangeProfile.send_cid": ("Send bid.cid (our campaign id); false where the exchange reads "
+                                 "cid as its own billing id.", True),
+    "ExchangeProfile.required_bid_fields": ("Bid fields the exchange's guide requires; checked at "
+                                            "load against what this profile sends.",
+                                            ["adomain", "crid", "burl"]),
+    "ExchangeProfile.ads_txt": ("Override of traffic.yaml's ads_txt for this exchange: off, "
+                                "when_present or required.", "required"),
     "CurrencyFile.base": ("Base currency (ISO-4217); budgets compare in it.", "USD"),
     "CurrencyFile.rates": ("Value of one unit of each currency in the base currency "
                            "(rates[base] = 1).", {"USD": 1.0, "EUR": 1.08}),

@@ -39,7 +39,8 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
-        self._dir = tempfile.TemporaryDirectory(prefix="dsp-redis-")
+        if self._dir is None:
+            self._dir = tempfile.TemporaryDirectory(prefix="dsp-redis-")
         args = [self.exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                 "--appendonly", "no", "--dir", self._dir.name, "--protected-mode", "no",
                 *self.extra_args]
@@ -58,11 +59,20 @@ class RedisServer:
         self.stop()
         raise RuntimeError("redis-server did not start within 10 s")
 
-    def stop(self) -> None:
+    def crash(self) -> None:
+        """SIGKILL the server, keeping its directory (and port): :meth:`start` brings it back with
+        whatever it had persisted (pass ``--appendonly yes --appendfsync always`` to keep all)."""
         if self._proc is not None:
             self._proc.kill()
             self._proc.wait(timeout=10)
             self._proc = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def stop(self) -> None:
+        self.crash()
         if self._dir is not None:
             self._dir.cleanup()
             self._dir = None
