@@ -203,7 +203,7 @@ def main() -> int:
                          "named bidder-pure-Nw (DSP_PURE_PYTHON=1); compiled falls back to pure "
                          "when scripts/compile made no build (the start-up line says so)")
     ap.add_argument("--baseline", type=Path, default=None,
-                    help="another checkout (e.g. `git worktree add /tmp/base main`): its `dsp serve` "
+                    help="another checkout (`git worktree add --detach /tmp/base main`): its `dsp serve` "
                          "with 1 worker is measured in the same run as bidder-base-1w")
     ap.add_argument("--skip", default="", help="comma-separated: floor,ceiling,naive")
     ap.add_argument("--events", default="on",
