@@ -53,7 +53,7 @@ def _books(cluster: LocalCluster, report: SimReport) -> None:
 
 
 def _brake(url: str) -> float:
-    text = urllib.request.urlopen(url + "/metrics", timeout=5).read().decode()
+    text = urllib.request.urlopen(getattr(url, "admin", url) + "/metrics", timeout=5).read().decode()
     return max([float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                 if line.startswith("dsp_budget_brake ")] or [0.0])
 

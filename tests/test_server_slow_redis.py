@@ -43,7 +43,10 @@ DESKTOP = {"id": "d", "tmax": TMAX_MS,
 MOBILE = {"id": "m", "tmax": TMAX_MS, "imp": [{"id": "1", "banner": {"w": 320, "h": 50}}],
           "site": {"id": "s", "domain": "news.example", "cat": ["IAB12"]},
           "device": {"devicetype": 4, "os": "android", "geo": {"country": "USA"}},
-          "user": {"id": "someone-new"}}
+          "user": {"id": "someone-new"},
+          # CashBridge bids only on fully disclosed supply paths
+          "source": {"schain": {"complete": 1, "ver": "1.0", "nodes": [
+              {"asi": "exchange.example", "sid": "pub-1", "hp": 1}]}}}
 
 
 @pytest.fixture(params=TRANSPORTS)
@@ -52,8 +55,8 @@ async def bidder(redis_url: str, request: pytest.FixtureRequest, tmp_path: Path)
     shutil.copytree(ROOT / "bidder_configs", configs)
     cashbridge = configs / "campaigns" / "cashbridge-starter.yaml"
     text = cashbridge.read_text()
-    assert "pd_max: 0.20" in text
-    cashbridge.write_text(text.replace("pd_max: 0.20", "pd_max: 0.30"))
+    assert "\npd_max: 0.23 " in text
+    cashbridge.write_text(text.replace("\npd_max: 0.23 ", "\npd_max: 0.30 "))
     r = sync_redis.Redis.from_url(redis_url)
     write_rows(r, [KNOWN], interested_user_row())
     r.close()
