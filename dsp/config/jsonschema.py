@@ -24,24 +24,41 @@ from typing import Any
 import msgspec
 
 from dsp.config.schema import (
-    Budget,
     CampaignFile,
-    Creative,
     CurrencyFile,
     ExchangeFile,
-    FrequencyCapCfg,
-    Funnel,
-    Learning,
-    Pacing,
-    Schedule,
-    Targeting,
 )
 
 KINDS: dict[str, type[msgspec.Struct]] = {
     "campaign": CampaignFile, "exchange": ExchangeFile, "currency": CurrencyFile}
-STRUCTS: tuple[type[msgspec.Struct], ...] = (
-    CampaignFile, Funnel, Budget, Pacing, Schedule, FrequencyCapCfg, Targeting, Creative, Learning,
-    ExchangeFile, CurrencyFile)
+
+
+def _reachable(kinds: dict[str, type[msgspec.Struct]]) -> tuple[type[msgspec.Struct], ...]:
+    """Every Struct a config kind contains (directly or nested), in discovery order."""
+    seen: dict[str, type[msgspec.Struct]] = {}
+
+    def walk(t: msgspec.inspect.Type) -> None:
+        if isinstance(t, msgspec.inspect.StructType):
+            if t.cls.__name__ in seen:
+                return
+            seen[t.cls.__name__] = t.cls
+            for f in t.fields:
+                walk(f.type)
+        for attr in ("item_type", "key_type", "value_type"):
+            sub = getattr(t, attr, None)
+            if sub is not None:
+                walk(sub)
+        for sub in getattr(t, "types", ()):
+            walk(sub)
+        if isinstance(t, msgspec.inspect.Metadata):
+            walk(t.type)
+
+    for kind in kinds.values():
+        walk(msgspec.inspect.type_info(kind))
+    return tuple(seen.values())
+
+
+STRUCTS: tuple[type[msgspec.Struct], ...] = _reachable(KINDS)
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 _CUR = "currency units of the campaign's `currency` (e.g. 4.50 = $4.50), not micros"
 
@@ -57,6 +74,60 @@ FIELD_DOCS: dict[str, tuple[str, Any]] = {
                             "fair-lending gate checks its effect per sex and age band.", 0.30),
     "CampaignFile.intent_min": ("Skip users whose lending intent (probability that one impression "
                                 "leads to an application) is below this (0-1).", 0.01),
+    "Targeting.regions": ("ISO-3166-2 regions to include (e.g. US-CA); omit for all.", ["US-CA"]),
+    "Targeting.exclude_regions": ("ISO-3166-2 regions never to bid in.", ["US-NY"]),
+    "Targeting.metros": ("Nielsen DMA codes to include; omit for all.", ["807"]),
+    "Targeting.domains": ("Site domains to include (subdomains match too); omit for all.",
+                          ["news.example"]),
+    "Targeting.exclude_domains": ("Site domains never to bid on (subdomains too).",
+                                  ["casino.example"]),
+    "Targeting.app_bundles": ("App bundles to include; omit for all.", ["com.example.news"]),
+    "Targeting.exclude_app_bundles": ("App bundles never to bid on.", ["com.example.game"]),
+    "CampaignFile.supply": ("Supply-path rules: schain completeness, resellers allowed, "
+                            "data-centre IPs.", None),
+    "SupplyRules.require_complete_schain": ("Bid only when the request's supply chain is "
+                                            "complete.", False),
+    "SupplyRules.max_resellers": ("Resellers allowed between the publisher's seller and the "
+                                  "exchange (count); 0 = direct paths only; omit for any.", 1),
+    "SupplyRules.allow_datacenter_ip": ("Also bid on requests from data-centre IPs (e.g. B2B "
+                                        "offers); default: those are invalid traffic.", False),
+    "Creative.video": ("A video creative: the VAST document is built per request from this.",
+                       None),
+    "Creative.native": ("A native creative: the assets a native response is assembled from.",
+                        None),
+    "VideoSpec.duration_s": ("Length of the video, in seconds (1-600).", 15),
+    "VideoSpec.title": ("Ad title in the VAST document.", "QuickLoan"),
+    "VideoSpec.media": ("Renditions of the video (at least one).", None),
+    "VideoSpec.placements": ("OpenRTB plcmt values the video may serve in (1 instream, "
+                             "2 accompanying, 3 interstitial, 4 no-content); omit for all.", [1]),
+    "MediaFile.url": ("Absolute http(s) URL of the video file.", "https://cdn.example/15s.mp4"),
+    "MediaFile.type": ("MIME type.", "video/mp4"),
+    "MediaFile.w": ("Width, in pixels.", 640),
+    "MediaFile.h": ("Height, in pixels.", 360),
+    "MediaFile.bitrate_kbps": ("Bitrate, in kbit/s.", 800),
+    "MediaFile.delivery": ("VAST delivery: progressive download or streaming.", "progressive"),
+    "NativeSpec.titles": ("Title texts (at least one); the one that fits the request is used.",
+                          ["Starter credit in minutes"]),
+    "NativeSpec.images": ("Images (icon or main) with their sizes.", None),
+    "NativeSpec.data": ("Data assets by Native 1.2 type (1 sponsored, 2 desc, 6 price, "
+                        "12 ctatext, ...) -> text.", {1: "CashBridge", 12: "Apply now"}),
+    "NativeImage.url": ("Absolute http(s) URL of the image.", "https://cdn.example/icon.png"),
+    "NativeImage.w": ("Width, in pixels.", 80),
+    "NativeImage.h": ("Height, in pixels.", 80),
+    "NativeImage.type": ("Native 1.2 image type: 1 icon, 3 main.", 3),
+    "NativeImage.mime": ("MIME type.", "image/png"),
+    "ExchangeProfile.ad_system_domain": ("The exchange's ad-system domain (its sellers.json is "
+                                         "sellers/<domain>.json when shipped).", "smaato.com"),
+    "ExchangeProfile.always_sends_ip": ("The exchange always sends device.ip: a request without "
+                                        "one is invalid traffic.", False),
+    "ExchangeProfile.native_wrapper": ("Native markup wrapped as {\"native\": {...}} (Native "
+                                       "1.0/1.1 envelope).", False),
+    "ExchangeProfile.send_cid": ("Send bid.cid (false for an exchange that reads cid as its own "
+                                 "billing id).", True),
+    "ExchangeProfile.required_bid_fields": ("Bid fields the exchange's guide requires; checked at "
+                                            "load against what we always send.", ["adomain", "crid"]),
+    "ExchangeProfile.ads_txt": ("ads.txt enforcement for this exchange (overrides traffic.yaml): "
+                                "off, when_present, required.", "when_present"),
     "CampaignFile.max_scores": ("Gate scores of the scoring plan (models/plan.json): no bid when "
                                 "the named score is above the limit (0-1).", {"fraud": 0.5}),
     "CampaignFile.learning": ("What the campaign takes from the event log (learned funnel rates, "
