@@ -33,6 +33,9 @@ def _rows(n: int, seed: int) -> list[Row]:
         if i % 2:  # a phone with a 320x50 slot: CashBridge's traffic
             req["imp"] = [{"id": "1", "banner": {"w": 320, "h": 50}, "bidfloor": 0.2}]
             req["device"] = {"devicetype": 4, "os": "Android", "geo": {"country": "USA"}}
+            # CashBridge bids only on fully disclosed supply paths
+            req["source"] = {"schain": {"complete": 1, "ver": "1.0", "nodes": [
+                {"asi": "exchange.example", "sid": "pub-1", "hp": 1}]}}
         ts = (DAY0 + i * 2 // n) * DAY_US + (i % (n // 2)) * (DAY_US // (n // 2))
         rows.append(Row(ts, "generic", json.dumps(req).encode(), float(rng.uniform(0.01, 0.08)),
                         float(rng.uniform(0.02, 0.2)), True, 100.0))  # a 1% sample
