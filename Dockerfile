@@ -20,7 +20,9 @@ WORKDIR /app
 COPY bidder_configs ./bidder_configs
 COPY models ./models
 USER 10001
-EXPOSE 8080
+# 8080: the bid port. 9090: the admin port (/metrics, /admin/*), bound to 127.0.0.1 unless
+# DSP_ADMIN_HOST says otherwise, which then requires DSP_ADMIN_TOKEN (docs/operations.md).
+EXPOSE 8080 9090
 # Liveness of the process (readiness, /readyz, also needs Redis: leave that to the orchestrator).
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
   CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('DSP_PORT', '8080') + '/healthz', timeout=2)"]

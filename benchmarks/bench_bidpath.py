@@ -4,6 +4,8 @@
 
 One run, same machine, same request bodies, so the results are ratios, not absolute numbers:
 
+* ``floor``    benchmarks/floor_server.py: a bare uvloop ``asyncio.Protocol`` + httptools (llhttp),
+               reads the body, answers 204: the transport-and-syscall floor of a Python server;
 * ``ceiling``  benchmarks/ceiling_server.py: aiohttp + uvloop, reads the body, answers 204;
 * ``naive``    benchmarks/naive_server.py: the product with one Redis GET and one ONNX run per model
                per request (no cross-request batching);
@@ -23,14 +25,15 @@ connection count: requests/s, p50/p99/p99.9 latency, errors (socket errors + non
 of requests answered with a bid, and the server's CPU per request (user + system time of its
 process group from /proc, over the wrk run: steadier than req/s when the machine's speed moves,
 and it counts the work, not the waiting). A second table gives each server's lowest CPU per request
-over the rounds and its ratios to the ceiling's and the baseline's.
+over the rounds and its ratios to the floor's, the ceiling's and the baseline's.
 
 ``--events on,off`` runs every bidder twice, with the event log (the default) and without
 (``--no-events``), and prints the extra CPU per request of the log (target: at most +5%). The
 stream writes go to the same Redis; its CPU is not in the bidder's process group.
 
-Targets (issue 3): at 64 connections, bidder(1 worker) >= 50% of the ceiling and >= 3x naive;
-p99 at 8 connections < 5 ms; zero errors.
+Targets (docs/bidpath.md, "Performance"; checked and printed at the end of a run): at 64
+connections and a bid rate >= 25%, bidder (1 worker) >= 100% of the aiohttp-204 ceiling in req/s
+(stretch: >= 40% of the floor); p99 at 8 connections <= 5 ms; zero errors.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -160,13 +164,15 @@ def group_cpu_s(pgid: int) -> float:
 
 class Server:
     def __init__(self, name: str, cmd: list[str], port: int, workers: int = 1,
-                 env: dict[str, str] | None = None) -> None:
-        self.name, self.cmd, self.port, self.workers = name, cmd, port, workers
+                 env: dict[str, str] | None = None, cwd: Path = ROOT,
+                 metrics_port: int | None = None) -> None:
+        self.name, self.cmd, self.port, self.workers, self.cwd = name, cmd, port, workers, cwd
+        self.metrics_port = metrics_port or port  # dsp serve: /metrics is on its admin port
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Server:
-        self.proc = subprocess.Popen(self.cmd, cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL,
+        self.proc = subprocess.Popen(self.cmd, cwd=self.cwd, env=self.env, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, start_new_session=True)
         wait_ready(self.port)
         time.sleep(1.0 if self.workers == 1 else 3.0)  # let every worker bind and warm up
@@ -192,7 +198,14 @@ def main() -> int:
     ap.add_argument("--transports", default="front",
                     help="dsp serve --transport values to measure (e.g. front,aiohttp); "
                          "aiohttp rows are named bidder-aio-Nw")
-    ap.add_argument("--skip", default="", help="comma-separated: ceiling,naive")
+    ap.add_argument("--builds", default="compiled",
+                    help="bid-path builds to measure (dsp.compiled): compiled,pure; pure rows are "
+                         "named bidder-pure-Nw (DSP_PURE_PYTHON=1); compiled falls back to pure "
+                         "when scripts/compile made no build (the start-up line says so)")
+    ap.add_argument("--baseline", type=Path, default=None,
+                    help="another checkout (`git worktree add --detach /tmp/base main`): its `dsp serve` "
+                         "with 1 worker is measured in the same run as bidder-base-1w")
+    ap.add_argument("--skip", default="", help="comma-separated: floor,ceiling,naive")
     ap.add_argument("--events", default="on",
                     help="event log on the bidders: on, off or on,off (both, same run: the rows "
                          "without events are named bidder-Nw-noev and the cost is printed)")
@@ -221,9 +234,16 @@ def main() -> int:
             bodies, n_templates = build_bodies(ids, configs, args.bodies)
             lua = work / "bodies.lua"
             write_lua(bodies, lua, "/bid/generic")
+            from dsp import compiled
+
             print(f"# {len(bodies)} bodies from {n_templates} templates, {args.users} known users, "
-                  f"{args.duration}s per run, wrk -t1", flush=True)
+                  f"{args.duration}s per run, wrk -t1; bid path build here: {compiled.STATUS}",
+                  flush=True)
             servers: list[Server] = []
+            if "floor" not in skip:
+                p = free_port()
+                servers.append(Server("floor", [PY, "-m", "benchmarks.floor_server",
+                                                "--port", str(p)], p))
             if "ceiling" not in skip:
                 p = free_port()
                 servers.append(Server("ceiling", [PY, "-m", "benchmarks.ceiling_server",
@@ -232,19 +252,32 @@ def main() -> int:
                 p = free_port()
                 servers.append(Server("naive", [PY, "-m", "benchmarks.naive_server", "--port", str(p),
                                                 "--redis-url", redis.url, "--configs", str(configs)], p))
-            for transport in args.transports.split(","):
-                for w in (int(x) for x in args.workers.split(",")):
-                    for events in args.events.split(","):
-                        p = free_port()
-                        name = f"bidder-{w}w" if transport == "front" else f"bidder-aio-{w}w"
-                        name += "" if events == "on" else "-noev"
-                        servers.append(Server(
-                            name, [PY, "-m", "dsp.cli", "serve", "--port", str(p), "--workers", str(w),
-                                   "--redis-url", redis.url, "--transport", transport,
-                                   "--configs", str(configs), "--log-level", "WARNING",
-                                   *([] if events == "on" else ["--no-events"])],
-                            p, w, env={"DSP_TOKEN_KEYS": "b1:" + "ab" * 16,
-                                       "PROMETHEUS_MULTIPROC_DIR": str(work / f"prom-{w}-{events}")}))
+            for build in args.builds.split(","):
+                for transport in args.transports.split(","):
+                    for w in (int(x) for x in args.workers.split(",")):
+                        for events in args.events.split(","):
+                            p, admin = free_port(), free_port()
+                            name = ("bidder-" + ("" if transport == "front" else "aio-")
+                                    + ("pure-" if build == "pure" else "") + f"{w}w"
+                                    + ("" if events == "on" else "-noev"))
+                            env = {"DSP_TOKEN_KEYS": "b1:" + "ab" * 16,
+                                   "DSP_PURE_PYTHON": "1" if build == "pure" else "0",
+                                   "PROMETHEUS_MULTIPROC_DIR": str(work / f"prom-{build}-{w}-{events}")}
+                            servers.append(Server(name, [PY, "-m", "dsp.cli", "serve", "--port", str(p),
+                                                         "--admin-port", str(admin),
+                                                         "--workers", str(w), "--redis-url", redis.url,
+                                                         "--transport", transport, "--configs", str(configs),
+                                                         "--log-level", "WARNING",
+                                                         *([] if events == "on" else ["--no-events"])],
+                                                  p, w, env=env, metrics_port=admin))
+            if args.baseline is not None:
+                p = free_port()
+                servers.append(Server("bidder-base-1w", [PY, "-m", "dsp.cli", "serve", "--port", str(p),
+                                                         "--workers", "1", "--redis-url", redis.url,
+                                                         "--configs", str(configs), "--log-level", "WARNING"],
+                                      p, 1, env={"DSP_TOKEN_KEYS": "b1:" + "ab" * 16, "DSP_PURE_PYTHON": "1",
+                                                 "PYTHONPATH": str(args.baseline.resolve())},
+                                      cwd=args.baseline.resolve()))
             # Rounds: each round starts every server in turn (alone on the machine), warms it up
             # and measures every connection count; the best round per point is reported. Load
             # from other jobs on a shared machine then hits every server in some round, and no
@@ -258,16 +291,16 @@ def main() -> int:
                     with srv:
                         run_wrk(srv.port, lua, 64, 2)  # warm-up
                         for c in conns:
-                            before = scrape_outcomes(srv.port)
+                            before = scrape_outcomes(srv.metrics_port)
                             assert srv.proc is not None
                             cpu0 = group_cpu_s(srv.proc.pid)
                             res = run_wrk(srv.port, lua, c, args.duration)
                             res["cpu_us_per_req"] = (group_cpu_s(srv.proc.pid) - cpu0) \
                                 / max(1.0, res["requests"]) * 1e6
-                            after = scrape_outcomes(srv.port)
+                            after = scrape_outcomes(srv.metrics_port)
                             total = sum(after.values()) - sum(before.values())
                             bids = after.get("bid", 0.0) - before.get("bid", 0.0)
-                            row = {"server": srv.name, "conns": c, **res,
+                            row: dict[str, object] = {"server": srv.name, "conns": c, **res,
                                    "bid_share": bids / total if total else None}
                             print(json.dumps(row), flush=True)
                             key = (srv.name, c)
@@ -304,38 +337,68 @@ def _events_cost(rows: list[dict[str, object]]) -> None:
 
 
 def _table(rows: list[dict[str, object]]) -> None:
-    """Two tables. Throughput: the best round per point (req/s, latency, errors of all rounds).
-    Efficiency: each server's lowest CPU per request over the rounds (its cost in its quietest
-    minute) and the ratios of those: ceiling / server ("as efficient as the ceiling") and
-    naive / server; the steadier comparison when the machine's speed moves between turns."""
+    """Three blocks. Throughput: the best round per point (req/s, latency, errors of all rounds)
+    and req/s as a share of the floor's, the ceiling's and the baseline's. Efficiency: each
+    server's lowest CPU per request over the rounds (its cost in its quietest minute) and the
+    ratios of those: floor / server, ceiling / server ("as efficient as the ceiling"), naive /
+    server; the steadier comparison when the machine's speed moves between turns. Targets: the
+    bid path's (module docstring), met or missed, with the numbers."""
     def col(server: str, c: int, field: str) -> float | None:
         for r in rows:
             if r["server"] == server and r["conns"] == c:
                 return float(r[field])  # type: ignore[arg-type]
         return None
 
+    def ratio(num: float | None, den: float | None, fmt: str) -> str:
+        if not num or not den:
+            return "-"
+        return f"{num / den:.1f}x" if fmt == "x" else format(num / den, fmt)
+
     print()
     print(f"{'server':<14}{'conns':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'p99.9 ms':>10}"
-          f"{'errors':>8}{'bids':>7}{'vs ceil':>9}{'vs naive':>9}")
+          f"{'errors':>8}{'bids':>7}{'vs floor':>9}{'vs ceil':>9}{'vs naive':>9}")
     for r in rows:
         c = int(r["conns"])  # type: ignore[call-overload]
-        ceil, naive = col("ceiling", c, "rps"), col("naive", c, "rps")
+        floor, ceil, naive = (col(n, c, "rps") for n in ("floor", "ceiling", "naive"))
         v = float(r["rps"])  # type: ignore[arg-type]
         share = r["bid_share"]
         print(f"{r['server']!s:<14}{c:>6}{v:>10.0f}{float(r['p50_us']) / 1000:>9.2f}"  # type: ignore[arg-type]
               f"{float(r['p99_us']) / 1000:>9.2f}{float(r['p999_us']) / 1000:>10.2f}"  # type: ignore[arg-type]
               f"{int(r['errors_all_runs']):>8}"  # type: ignore[call-overload]
               f"{(f'{float(share):.0%}' if share is not None else '-'):>7}"  # type: ignore[arg-type]
-              f"{(f'{v / ceil:.0%}' if ceil else '-'):>9}{(f'{v / naive:.1f}x' if naive else '-'):>9}")
+              f"{ratio(v, floor, '.0%'):>9}{ratio(v, ceil, '.0%'):>9}{ratio(v, naive, 'x'):>9}")
     print()
-    print(f"{'server':<14}{'conns':>6}{'min cpu us/req':>16}{'ceil/server':>13}{'naive/server':>14}")
+    print(f"{'server':<14}{'conns':>6}{'min cpu us/req':>16}{'floor/server':>14}{'ceil/server':>13}"
+          f"{'naive/server':>14}")
     for r in rows:
         c = int(r["conns"])  # type: ignore[call-overload]
         cpu = float(r["min_cpu_us_per_req"])  # type: ignore[arg-type]
-        ceil, naive = col("ceiling", c, "min_cpu_us_per_req"), col("naive", c, "min_cpu_us_per_req")
-        print(f"{r['server']!s:<14}{c:>6}{cpu:>16.1f}"
-              f"{(f'{ceil / cpu:.0%}' if ceil and cpu else '-'):>13}"
-              f"{(f'{naive / cpu:.1f}x' if naive and cpu else '-'):>14}")
+        floor, ceil, naive = (col(n, c, "min_cpu_us_per_req") for n in ("floor", "ceiling", "naive"))
+        print(f"{r['server']!s:<14}{c:>6}{cpu:>16.1f}{ratio(floor, cpu, '.0%'):>14}"
+              f"{ratio(ceil, cpu, '.0%'):>13}{ratio(naive, cpu, 'x'):>14}")
+    _targets(rows, col)
+
+
+def _targets(rows: list[dict[str, object]], col: Callable[[str, int, str], float | None]) -> None:
+    """The bid path's targets for the 1-worker front bidder, each met or missed (module docstring)."""
+    rps64, ceil64, floor64 = (col(n, 64, "rps") for n in ("bidder-1w", "ceiling", "floor"))
+    p99_8, bids64 = col("bidder-1w", 8, "p99_us"), col("bidder-1w", 64, "bid_share")
+    if rps64 is None or ceil64 is None:
+        return
+    errors = sum(int(r["errors_all_runs"]) for r in rows  # type: ignore[call-overload]
+                 if str(r["server"]).startswith("bidder-1w"))
+    checks = [(">= 100% of the ceiling at 64 connections", rps64 / ceil64 >= 1.0, f"{rps64 / ceil64:.0%}"),
+              ("bid rate >= 25%", bids64 is not None and bids64 >= 0.25,
+               "-" if bids64 is None else f"{bids64:.0%}"),
+              ("p99 at 8 connections <= 5 ms", p99_8 is not None and p99_8 <= 5000,
+               "-" if p99_8 is None else f"{p99_8 / 1000:.2f} ms"),
+              ("zero errors", errors == 0, str(errors))]
+    if floor64:
+        checks.append(("stretch: >= 40% of the floor", rps64 / floor64 >= 0.4, f"{rps64 / floor64:.0%}"))
+    print()
+    print("targets (bidder-1w):")
+    for name, ok, value in checks:
+        print(f"  {'met   ' if ok else 'MISSED'} {name:<44} {value}")
 
 
 if __name__ == "__main__":

@@ -83,7 +83,7 @@ async def _measure(url: str, host: str, port: int, n_users: int, calls: int,
     async def via_store() -> object:
         return await store.fetch(ids, Deadline.after_ms(1000))
 
-    async def via_redis_py() -> object:
+    async def via_redis_py() -> Any:
         return await redis.execute_command("EVALSHA", sha, len(keys), *keys, CAPS_SUFFIX)
 
     async def via_bare() -> object:

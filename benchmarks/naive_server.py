@@ -11,26 +11,27 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-import redis.asyncio as aioredis
 import uvloop
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from dsp.bidding.audience import Audience, AudienceSource
 from dsp.clock import Deadline
+from dsp.features.connect import AnyAsyncRedis
 from dsp.features.keys import user_key
 from dsp.features.record import RecordCodec
 from dsp.observability.metrics import Metrics
 from dsp.scoring.model import ModelRunner
 from dsp.server.app import build_app
 from dsp.server.settings import Settings
+from dsp.testing.redis_server import reply_bytes
 
 
 class NaiveAudience:
     """GET the user's record, run each model on one row (risk only when intent clears the
     request's floor, as the bidder does). No batching, no caps."""
 
-    def __init__(self, redis: aioredis.Redis, intent: ModelRunner, risk: ModelRunner,
+    def __init__(self, redis: AnyAsyncRedis, intent: ModelRunner, risk: ModelRunner,
                  population: tuple[float, float]) -> None:
         self._redis = redis
         self._intent = intent
@@ -47,7 +48,7 @@ class NaiveAudience:
             blob = await self._redis.get(key)
         except Exception:
             return self.unknown()
-        features = self._codec.decode(blob) if blob else None
+        features = self._codec.decode(reply_bytes(blob)) if blob else None
         if features is None:
             return self.unknown(key)
         row = np.asarray(features, dtype=np.float32).reshape(1, -1)
@@ -60,7 +61,7 @@ class NaiveAudience:
         return None
 
 
-def make_naive(redis: aioredis.Redis, intent: ModelRunner, risk: ModelRunner,
+def make_naive(redis: AnyAsyncRedis, intent: ModelRunner, risk: ModelRunner,
                population: tuple[float, float]) -> AudienceSource:
     return NaiveAudience(redis, intent, risk, population)
 

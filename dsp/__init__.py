@@ -9,3 +9,7 @@ Layers (imports point down only; see docs/ARCHITECTURE.md):
 """
 
 __version__ = "0.1.0"
+
+from dsp import compiled as _compiled
+
+_compiled.select()  # compiled hot path or plain Python, before any other submodule is imported

@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
             how = seed_users(redis_url, args.seed_users, 7, ids_file)
             print(f"seeded {args.seed_users:,} users ({how}) into {redis_url}", file=sys.stderr)
             cmd = ("{python} -m dsp.cli serve --host 127.0.0.1 --port {port} --workers {workers} "
+                   "--admin-port {admin_port} "
                    "--redis-url {redis_url} --configs {configs}")
             host, _pid = stack.enter_context(server(cmd, "/readyz", set(os.sched_getaffinity(0)), {
                 "redis_url": redis_url, "configs": str(args.configs), "workers": str(args.bidder_workers)}))

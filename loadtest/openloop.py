@@ -14,6 +14,14 @@ with a pool of persistent connections (``--connections``, grown up to ``--max-co
 all are busy). Requests come from :mod:`dsp.testing.traffic` (fresh ids, known/unknown users).
 A request unanswered after ``--timeout-ms`` counts as a timeout and its connection is dropped.
 
+Notices flow back as an exchange would send them (``--win-share``, ``--bill-share``,
+``--loss-notices``, ``--clear-ratio``; the same rules as the Locust scenarios,
+:func:`loadtest.scenarios.notices_for`): each bid wins with ``win-share`` and then its ``nurl``
+(and, with ``bill-share``, its ``burl``) is fetched with ``${AUCTION_PRICE}`` = bid × clear ratio;
+a lost bid's ``lurl`` is fetched. Notices go over their own connection pool, are not part of the
+bid latency, and are counted (``notices``, ``notice_errors``, ``notices_per_bid``); they cost the
+bidder CPU like real ones, and they commit spend, so budgets and pacing see real traffic.
+
     python -m loadtest.openloop --url http://127.0.0.1:8080 --rate 2000 --duration 10 \\
         --exchanges openx,magnite --ids-file /tmp/ids.jsonl --cpu 0 --json
 
@@ -28,8 +36,10 @@ import asyncio
 import collections
 import json
 import os
+import random
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -37,6 +47,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from dsp.testing.traffic import TrafficGenerator, TrafficMix
+from loadtest.scenarios import LoadSettings, notices_for
 
 _CRLF2 = b"\r\n\r\n"
 
@@ -55,6 +66,10 @@ class Stats:
     bids: int = 0  # measured responses carrying at least one bid (a 200 may be a no-bid with nbr)
     connections_opened: int = 0
     bodies: list[bytes] = field(default_factory=list)  # a few 200 bodies, for inspection
+    notices: collections.Counter[str] = field(default_factory=collections.Counter)  # kind -> sent
+    notice_status: collections.Counter[int] = field(default_factory=collections.Counter)
+    notice_errors: int = 0
+    bids_seen: int = 0  # bids (not responses) in every 200, warm-up included: notices per bid
 
 
 class _Conn(asyncio.Protocol):
@@ -157,7 +172,9 @@ class Pool:
     """Keep-alive connections; due requests wait in FIFO order when all connections are busy."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, host: str, port: int, stats: Stats, *,
-                 timeout_s: float, max_connections: int, keep_bodies: int) -> None:
+                 timeout_s: float, max_connections: int, keep_bodies: int,
+                 on_bid: Callable[[bytes], None] | None = None) -> None:
+        self.on_bid = on_bid  # called with every 200 body that carries a bid (notices)
         self.loop = loop
         self.host = host
         self.port = port
@@ -216,6 +233,8 @@ class Pool:
     def on_response(self, conn: _Conn, status: int, body: bytes) -> None:
         self.outstanding -= 1
         self.stats.total_responses += 1
+        if self.on_bid is not None and status == 200 and b'"price"' in body:
+            self.on_bid(body)
         if conn.measured:
             self.stats.latencies_us.append((time.monotonic_ns() - conn.due_ns) // 1000)
             self.stats.status[status] += 1
@@ -236,6 +255,25 @@ class Pool:
             self.stats.errors += 1
 
 
+class NoticePool(Pool):
+    """The notices' own connections: every response is counted by status, none is timed."""
+
+    def on_response(self, conn: _Conn, status: int, body: bytes) -> None:
+        self.outstanding -= 1
+        self.stats.notice_status[status] += 1
+        if not 200 <= status < 300:
+            self.stats.notice_errors += 1
+        self._give(conn)
+
+    def on_timeout(self, conn: _Conn) -> None:
+        self.outstanding -= 1
+        self.stats.notice_errors += 1
+
+    def on_error(self, conn: _Conn | None) -> None:
+        self.outstanding -= 1
+        self.stats.notice_errors += 1
+
+
 def render_request(host_header: str, path: str, headers: dict[str, str], body: bytes) -> bytes:
     lines = [f"POST {path} HTTP/1.1", f"Host: {host_header}", f"Content-Length: {len(body)}"]
     lines += [f"{k}: {v}" for k, v in headers.items()]
@@ -244,19 +282,38 @@ def render_request(host_header: str, path: str, headers: dict[str, str], body: b
 
 async def run(url: str, rate: float, duration_s: float, warmup_s: float, gen: TrafficGenerator, *,
               connections: int, max_connections: int, timeout_ms: float,
-              keep_bodies: int = 0) -> Stats:
-    """Send at ``rate`` req/s for ``warmup_s + duration_s``; record only after the warm-up."""
+              keep_bodies: int = 0, notices: LoadSettings | None = None) -> Stats:
+    """Send at ``rate`` req/s for ``warmup_s + duration_s``; record only after the warm-up.
+    With ``notices``, won/lost bids send their notices (module docstring)."""
     parts = urlsplit(url)
     host = parts.hostname or "127.0.0.1"
     port = parts.port or 80
     loop = asyncio.get_running_loop()
     stats = Stats()
+    host_header = parts.netloc
+    notice_pool: NoticePool | None = None
+    on_bid: Callable[[bytes], None] | None = None
+    if notices is not None and (notices.win_share > 0 or notices.loss_notices):
+        notice_pool = NoticePool(loop, host, port, stats, timeout_s=timeout_ms / 1000.0,
+                                 max_connections=max_connections, keep_bodies=0)
+        rng = random.Random(7)
+        settings = notices
+
+        def on_bid(body: bytes) -> None:
+            assert notice_pool is not None
+            n_bids, todo = notices_for(body, settings, rng)
+            stats.bids_seen += n_bids
+            for notice in todo:
+                stats.notices[notice.kind] += 1
+                notice_pool.submit(f"GET {notice.path} HTTP/1.1\r\nHost: {host_header}\r\n\r\n".encode(),
+                                   time.monotonic_ns(), False)
+
+        await notice_pool.open(max(1, connections // 8))
     pool = Pool(loop, host, port, stats, timeout_s=timeout_ms / 1000.0,
-                max_connections=max_connections, keep_bodies=keep_bodies)
+                max_connections=max_connections, keep_bodies=keep_bodies, on_bid=on_bid)
     await pool.open(connections)
     if not pool.all:
         raise ConnectionError(f"cannot connect to {url}")
-    host_header = parts.netloc
     interval_ns = int(1e9 / rate)
     total = int(rate * (warmup_s + duration_s))
     warm = int(rate * warmup_s)
@@ -280,16 +337,20 @@ async def run(url: str, rate: float, duration_s: float, warmup_s: float, gen: Tr
             i += 1
         await asyncio.sleep(0)
     drain_until = time.monotonic() + timeout_ms / 1000.0 + 0.5
-    while pool.outstanding > 0 and time.monotonic() < drain_until:
+    while (pool.outstanding > 0 or (notice_pool is not None and notice_pool.outstanding > 0)) \
+            and time.monotonic() < drain_until:
         await asyncio.sleep(0.005)
     stats.timeouts += sum(m for _, _, m in pool.pending)  # never sent: no connection came free
-    for c in list(pool.all):
+    for c in list(pool.all) + (list(notice_pool.all) if notice_pool is not None else []):
         c._close()
     return stats
 
 
-def summarize(stats: Stats, rate: float, duration_s: float) -> dict[str, Any]:
-    """Percentiles in ms, rates as shares of requests sent during the measured window."""
+def summarize(stats: Stats, rate: float, duration_s: float,
+              within_ms: float | None = None) -> dict[str, Any]:
+    """Percentiles in ms, rates as shares of requests sent during the measured window.
+    ``within_ms`` (e.g. the exchange's tmax) adds ``share_within``: answers (any status) that
+    arrived within it, over requests sent (timeouts and errors count as not within)."""
     lat = np.asarray(stats.latencies_us, dtype=np.float64) / 1000.0
     lag = np.asarray(stats.send_lag_us, dtype=np.float64) / 1000.0
     ok = int(lat.size)
@@ -318,13 +379,23 @@ def summarize(stats: Stats, rate: float, duration_s: float) -> dict[str, Any]:
         # The client itself sent late (its CPU was busy): results are then pessimistic.
         "client_late": bool(lag.size and float(np.percentile(lag, 99)) > 1.0),
         "connections_opened": stats.connections_opened,
+        "notices": dict(stats.notices),
+        "notice_status": {str(k): v for k, v in sorted(stats.notice_status.items())},
+        "notice_errors": stats.notice_errors,
+        "notices_per_bid": (round(sum(stats.notices.values()) / stats.bids_seen, 3)
+                            if stats.bids_seen else 0.0),
+        **({"within_ms": within_ms,
+            "share_within": round(float((lat <= within_ms).sum()) / sent, 5)}
+           if within_ms is not None else {}),
     }
 
 
 def build_generator(exchanges: list[str], ids_file: str | None, seed: int | None,
-                    known_share: float, gzip_share: float) -> TrafficGenerator:
+                    known_share: float, gzip_share: float,
+                    shapes: dict[str, float] | None = None,
+                    exclude: tuple[str, ...] = ()) -> TrafficGenerator:
     mix = TrafficMix(exchanges={e: 1.0 for e in exchanges}, known_user_share=known_share,
-                     gzip_share=gzip_share, seed=seed)
+                     gzip_share=gzip_share, seed=seed, shapes=shapes or {}, exclude=exclude)
     return TrafficGenerator.from_sources(mix, ids_file=ids_file)
 
 
@@ -339,23 +410,42 @@ def main(argv: list[str] | None = None) -> int:
                    help="known user ids (JSON lines); default $DSP_IDS_FILE")
     p.add_argument("--known-share", type=float, default=0.6)
     p.add_argument("--gzip-share", type=float, default=0.0)
+    p.add_argument("--shapes", default="", help="template shape weights, e.g. banner=3,video=1")
+    p.add_argument("--exclude-file", default=None,
+                   help="template names to leave out, one per line (TrafficMix.exclude)")
+    p.add_argument("--win-share", type=float, default=0.0,
+                   help="share of bids that win and send their win notice (0: no notices)")
+    p.add_argument("--bill-share", type=float, default=0.9, help="share of wins also billed (burl)")
+    p.add_argument("--loss-notices", action="store_true", help="lost bids fetch their lurl")
+    p.add_argument("--clear-ratio", type=float, default=0.8, help="${AUCTION_PRICE} = bid × this")
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--max-connections", type=int, default=256)
     p.add_argument("--timeout-ms", type=float, default=1000.0)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--cpu", type=int, default=None, help="pin this process to one CPU")
+    p.add_argument("--within-ms", type=float, default=None,
+                   help="also report the share of requests answered within this (e.g. tmax)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)
     if args.cpu is not None:
         os.sched_setaffinity(0, {args.cpu})
     import uvloop
 
+    shapes = {k: float(v) for k, _, v in (w.partition("=") for w in args.shapes.split(",") if w)}
+    exclude: tuple[str, ...] = ()
+    if args.exclude_file:
+        with open(args.exclude_file, encoding="utf-8") as f:
+            exclude = tuple(line.strip() for line in f if line.strip())
     gen = build_generator(args.exchanges.split(","), args.ids_file, args.seed, args.known_share,
-                          args.gzip_share)
+                          args.gzip_share, shapes, exclude)
+    notices = LoadSettings(exchanges={}, shapes=shapes, ids_file=args.ids_file,
+                           known_share=args.known_share, gzip_share=args.gzip_share,
+                           win_share=args.win_share, bill_share=args.bill_share,
+                           loss_notices=args.loss_notices, clear_ratio=args.clear_ratio)
     stats = uvloop.run(run(args.url, args.rate, args.duration, args.warmup, gen,
                            connections=args.connections, max_connections=args.max_connections,
-                           timeout_ms=args.timeout_ms))
-    summary = summarize(stats, args.rate, args.duration)
+                           timeout_ms=args.timeout_ms, notices=notices))
+    summary = summarize(stats, args.rate, args.duration, args.within_ms)
     if args.json:
         print(json.dumps(summary))
     else:

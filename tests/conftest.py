@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
+from dsp.features.store import FeatureStore
 from dsp.testing.redis_server import RedisServer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -63,3 +65,19 @@ async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     client = aioredis.Redis.from_url(redis_url)
     yield client
     await client.aclose()
+
+
+@pytest.fixture()
+async def stores() -> AsyncIterator[Callable[..., FeatureStore]]:
+    """Build FeatureStores (``stores(client, **kw)``); each one's own connections are closed after
+    the test (the clients passed in stay the test's)."""
+    made: list[FeatureStore] = []
+
+    def make(client: Any, **kw: Any) -> FeatureStore:
+        store = FeatureStore(client, **kw)
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        await store.aclose()

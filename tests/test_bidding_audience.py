@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,8 @@ from dsp.features.store import FeatureStore
 from dsp.features.writer import write_rows
 from dsp.scoring.model import ModelRunner, load_models
 from dsp.testing.redis_server import free_port
+
+Stores = Callable[..., FeatureStore]  # the conftest `stores` fixture
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,7 +39,8 @@ def _rows() -> np.ndarray:
     return np.stack([keen, plain])
 
 
-async def test_one_batch_staged_scoring(redis_url: str, models: dict[str, ModelRunner]) -> None:
+async def test_one_batch_staged_scoring(stores: Stores,
+                                        redis_url: str, models: dict[str, ModelRunner]) -> None:
     rows = _rows()
     client = sync_redis.Redis.from_url(redis_url)
     write_rows(client, ["keen", "plain"], rows)
@@ -47,7 +51,7 @@ async def test_one_batch_staged_scoring(redis_url: str, models: dict[str, ModelR
     floor = float((expected_intent[0] + expected_intent[1]) / 2)  # keen above, plain below
     batches: list[int] = []
     r = aioredis.Redis.from_url(redis_url)
-    resolver = AudienceResolver(FeatureStore(r), ModelScorer(intent, risk), (0.01, 0.2),
+    resolver = AudienceResolver(stores(r), ModelScorer(intent, risk), (0.01, 0.2),
                                 on_batch=batches.append)
     try:
         keen, plain, nobody = await asyncio.gather(
@@ -67,10 +71,10 @@ async def test_one_batch_staged_scoring(redis_url: str, models: dict[str, ModelR
     assert not nobody.known and (nobody.p_intent, nobody.pd) == (0.01, 0.2)
 
 
-async def test_redis_down_means_unknown_users(models: dict[str, ModelRunner]) -> None:
+async def test_redis_down_means_unknown_users(stores: Stores, models: dict[str, ModelRunner]) -> None:
     errors: list[Exception] = []
     r = aioredis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.2)
-    resolver = AudienceResolver(FeatureStore(r), ModelScorer(models["intent"], models["risk"]),
+    resolver = AudienceResolver(stores(r), ModelScorer(models["intent"], models["risk"]),
                                 (0.01, 0.2), on_redis_error=errors.append)
     try:
         aud = await resolver.resolve("someone", Deadline.after_ms(300))
@@ -80,8 +84,30 @@ async def test_redis_down_means_unknown_users(models: dict[str, ModelRunner]) ->
     assert not aud.known and (aud.p_intent, aud.pd) == (0.01, 0.2) and errors
 
 
+async def test_named_scores_reach_the_audience_and_a_model_failure_fails_the_batch() -> None:
+    from dsp.errors import DependencyUnavailable
+    from dsp.testing.fakes import FakeFeatureStore, StaticScorer
+
+    row = _rows()[0]
+    features = FakeFeatureStore({"u1": row})
+    scorer = StaticScorer({"p_intent": 0.25, "pd": 0.1, "p_ivt": 0.75})
+    resolver = AudienceResolver(features, scorer, {"p_intent": 0.01, "pd": 0.2, "p_ivt": 0.0})
+    try:
+        known, unknown = await asyncio.gather(resolver.resolve("u1", Deadline.after_ms(1000)),
+                                              resolver.resolve("nobody", Deadline.after_ms(1000)))
+        assert known.known and known.p_intent == 0.25 and known.pd == pytest.approx(0.1)
+        assert known.scores["p_ivt"] == 0.75  # a gate score travels with the user
+        assert not unknown.known and unknown.scores["p_ivt"] == 0.0  # the population's
+        assert (features.fetches, scorer.calls) == (1, 1)  # one batch: one fetch, one score call
+        scorer.fail = True
+        with pytest.raises(DependencyUnavailable):
+            await resolver.resolve("u1", Deadline.after_ms(1000))
+    finally:
+        await resolver.close()
+
+
 async def test_multi_lending_stops_raising_intent_past_the_stacking_threshold(
-        redis_url: str, models: dict[str, ModelRunner]) -> None:
+        stores: Stores, redis_url: str, models: dict[str, ModelRunner]) -> None:
     base = np.asarray(DEFAULTS, dtype=np.float32).copy()
     base[FEATURE_INDEX["loan_app_installs"]] = 4
     users = {}
@@ -97,7 +123,7 @@ async def test_multi_lending_stops_raising_intent_past_the_stacking_threshold(
     raw = intent.predict(np.stack(list(users.values())))
     assert raw[2] > raw[1] > raw[0]  # unclipped, the model keeps rising with applications
     r = aioredis.Redis.from_url(redis_url)
-    resolver = AudienceResolver(FeatureStore(r), ModelScorer(intent, risk), (0.01, 0.2),
+    resolver = AudienceResolver(stores(r), ModelScorer(intent, risk), (0.01, 0.2),
                                 caps=lambda: stacking_caps(3, 3))
     try:
         got = [await resolver.resolve(u, Deadline.after_ms(1000)) for u in users]

@@ -92,7 +92,7 @@ async def test_max_wait_gathers_items_submitted_later() -> None:
     first = b.submit(1, Deadline.after_ms(1000))
     await asyncio.sleep(0.002)
     second = b.submit(2, Deadline.after_ms(1000))
-    assert await asyncio.gather(first, second) == [1, 2]
+    assert list(await asyncio.gather(first, second)) == [1, 2]
     assert calls == [2]
 
 
@@ -106,3 +106,43 @@ async def test_close_fails_queued_items() -> None:
     await b.close()
     with pytest.raises(DependencyUnavailable):
         await fut
+
+
+async def test_a_stalled_batch_holds_no_item_past_its_own_deadline() -> None:
+    # The first batch hangs (a Redis that answers nobody); items in it and items queued behind it
+    # are answered with the fallback when their own deadline passes, each at its own time, while
+    # the batch is still out. The late result is then dropped.
+    gate = asyncio.Event()
+    calls: list[list[int]] = []
+
+    async def stalled(items: list[int], _deadline: Deadline) -> list[int]:
+        calls.append(list(items))
+        await gate.wait()
+        return [10 * x for x in items]
+
+    b: MicroBatcher[int, int] = MicroBatcher(stalled, on_expire=lambda x: -x)
+    in_flight = b.submit(1, Deadline.after_ms(30))
+    await asyncio.sleep(0)  # the first batch leaves with item 1
+    queued_late = b.submit(2, Deadline.after_ms(5000))
+    queued_soon = b.submit(3, Deadline.after_ms(60))
+    assert await asyncio.wait_for(in_flight, 2) == -1
+    assert await asyncio.wait_for(queued_soon, 2) == -3
+    assert not queued_late.done() and calls == [[1]]
+    gate.set()  # the stall ends: the queued item still in time is served normally
+    assert await asyncio.wait_for(queued_late, 2) == 20
+    assert calls == [[1], [2]]
+
+
+async def test_without_a_fallback_an_expired_item_gets_deadline_exceeded() -> None:
+    gate = asyncio.Event()
+
+    async def stalled(items: list[int], _deadline: Deadline) -> list[int]:
+        await gate.wait()
+        return items
+
+    b: MicroBatcher[int, int] = MicroBatcher(stalled)
+    fut = b.submit(1, Deadline.after_ms(20))
+    with pytest.raises(DeadlineExceeded):
+        await asyncio.wait_for(fut, 2)
+    gate.set()
+    await b.close()

@@ -10,11 +10,13 @@ from dsp.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 STORIES = ROOT / "tests" / "fixtures" / "bidding"
+DEMO = str(ROOT / "tests" / "fixtures" / "configs" / "demo")
+MODELS = str(ROOT / "models")
 
 
 def test_explain_a_bid(capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["explain", str(STORIES / "bid-known-user.json"), "--configs", str(ROOT / "bidder_configs"),
-                 "--models", str(ROOT / "models"), "--p-intent", "0.05", "--pd", "0.2"])
+    code = main(["explain", str(STORIES / "bid-known-user.json"), "--configs", DEMO,
+                 "--models", MODELS, "--p-intent", "0.05", "--pd", "0.2"])
     out = capsys.readouterr().out
     assert code == 0
     assert "campaign cashbridge-starter:" in out and "device type 2 not targeted" in out
@@ -22,7 +24,7 @@ def test_explain_a_bid(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_explain_a_gate(capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["explain", str(STORIES / "nobid-coppa.json"), "--models", str(ROOT / "models")])
+    code = main(["explain", str(STORIES / "nobid-coppa.json"), "--models", MODELS, "--configs", DEMO])
     assert code == 1
     assert "decision: no-bid: coppa (nbr 7)" in capsys.readouterr().out
 
@@ -30,13 +32,14 @@ def test_explain_a_gate(capsys: pytest.CaptureFixture[str]) -> None:
 def test_explain_an_invalid_request(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text('{"id": "x", "imp": [{"id": "1", "banner": {"w": "300"}}]}')
-    assert main(["explain", str(bad), "--models", str(ROOT / "models")]) == 2
+    assert main(["explain", str(bad), "--models", MODELS, "--configs", DEMO]) == 2
     assert "imp[0].banner.w" in capsys.readouterr().out
-    assert main(["explain", str(bad), "--exchange", "smaato", "--models", str(ROOT / "models")]) == 1
+    assert main(["explain", str(bad), "--exchange", "smaato", "--models", MODELS, "--configs", DEMO]) == 1
 
 
 def test_explain_shows_the_privacy_decision(capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["explain", str(STORIES / "nobid-gdpr-vendor-denied.json"), "--models", str(ROOT / "models")])
+    code = main(["explain", str(STORIES / "nobid-gdpr-vendor-denied.json"), "--models", MODELS,
+                 "--configs", DEMO])
     out = capsys.readouterr().out
     assert code == 1
     assert "privacy: gdpr_no_consent (no user data) — no consent for vendor 1234, GDPR applies" in out

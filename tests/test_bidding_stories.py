@@ -24,7 +24,7 @@ from dsp.bidding.filters import FILTERS, FLOW_REASONS, REASON_LABELS
 from dsp.bidding.respond import NoticeUrls, bid_response
 from dsp.config.snapshot import Snapshot, load_snapshot
 from dsp.exchanges.hooks import hooks_for
-from dsp.notices.tokens import TokenSigner
+from dsp.notices.tokens import TokenInvalid, TokenSigner
 from dsp.openrtb.decode import RequestDecoder
 from dsp.openrtb.nobid import NoBidReason
 from dsp.testing.fakes import AdmitAll
@@ -98,8 +98,22 @@ def test_story(path: Path, snapshot: Snapshot) -> None:
                                  ("lurl", "loss", "${AUCTION_LOSS}")):
             assert got[url].startswith(f"http://bidder.test/notice/{kind}?t=")
             assert macro in got[url]
-        token = signer.verify(got["nurl"].split("t=", 1)[1].split("&", 1)[0], now_s=_now(story))
-        assert token.campaign_id == want["campaign"] and token.imp_id == want["impid"]
+        tokens = {kind: got[url].split("t=", 1)[1].split("&", 1)[0]
+                  for url, kind in (("nurl", "win"), ("burl", "bill"), ("lurl", "loss")) if url in got}
+        for kind, text in tokens.items():  # each verifies as its own kind only
+            token = signer.verify(text, kind, now_s=_now(story))
+            assert token.campaign_id == want["campaign"] and token.imp_id == want["impid"]
+            assert 0 <= token.floor_micros <= token.bid_price_micros
+            for other in {"win", "bill", "loss"} - {kind}:
+                with pytest.raises(TokenInvalid):
+                    signer.verify(text, other, now_s=_now(story))
+        # Markup (banner, VAST, native) clicks through /notice/click; no notice token is in it.
+        assert not any(t in got["adm"] for t in tokens.values())
+        if got.get("mtype") in (1, 2, 4) or "href=" in got["adm"]:
+            assert "http://bidder.test/notice/click?t=" in got["adm"], got["adm"][:200]
+            click = got["adm"].split("/notice/click?t=", 1)[1]
+            click = click.split('"', 1)[0].split("]", 1)[0].split("\\", 1)[0]
+            assert signer.verify_click(click, now_s=_now(story)).bid_id == got["id"]
     if expect.get("test"):
         assert money.reserved and all(r[3] for r in money.reserved)
 

@@ -14,6 +14,7 @@ from dsp.budget.pacing import PacingController, PacingPlan
 from dsp.budget.runtime import MoneyRuntime, MoneySettings
 from dsp.budget.spec import CampaignBudget
 from dsp.observability.metrics import Metrics
+from dsp.testing.redis_server import reply_int
 
 BUDGET = 100_000
 MAX_LEASE = 10_000
@@ -54,7 +55,7 @@ async def test_worst_case_overspend_is_the_lost_leases(redis_url: str) -> None:
     for ids in dead_bids:  # ...and then every bid of the dead processes wins too
         for bid_id in ids:
             await store.record("c1", day, bid_id, "b", 1_000, commits=True)
-    spent = int(await clients[3].hget(day_key("c1", day), "spent"))
+    spent = reply_int(await clients[3].hget(day_key("c1", day), "spent"))
     assert spent == BUDGET + 3 * MAX_LEASE  # the bound is reached, never exceeded
     assert survivor.ledger_drift_micros() == 0
     for c in clients:

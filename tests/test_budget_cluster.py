@@ -14,6 +14,7 @@ from dsp.budget.runtime import MoneyRuntime, MoneySettings
 from dsp.budget.spec import CampaignBudget, FrequencyCap
 from dsp.features.keys import caps_key, user_key
 from dsp.observability.metrics import Metrics
+from dsp.testing.redis_server import reply_hash
 
 
 def test_one_campaigns_keys_share_a_slot(cluster_port: int) -> None:
@@ -40,7 +41,7 @@ async def test_leases_notices_and_caps_through_the_cluster_client(cluster_port: 
     cap = FrequencyCap(max_impressions=1, window_s=60)
     key = caps_key(user_key("cluster-user"))
     await CapRecorder(client).record_impression(key, "c1", cap, time.time())
-    caps = {k.decode(): v for k, v in (await client.hgetall(key)).items()}
+    caps = reply_hash(await client.hgetall(key))
     assert is_capped(caps, "c1", cap, time.time())
     await rt.stop()
     await client.aclose()

@@ -11,11 +11,12 @@ import redis.asyncio as aioredis
 
 from dsp.budget.keys import campaign_day, day_key, pacing_key
 from dsp.budget.outcomes import OutcomeStore
-from dsp.budget.pacing import PacingPlan
+from dsp.budget.pacing import PacingPlan, PacingSettings
 from dsp.budget.runtime import MoneyRuntime, MoneySettings
 from dsp.budget.spec import CampaignBudget
 from dsp.observability.metrics import Metrics
 from dsp.openrtb.nobid import NoBidReason
+from dsp.testing.redis_server import reply_bytes
 
 FAST = MoneySettings(tick_s=0.05, lease_ttl_s=3.0, brake_grace_s=1.0, redis_timeout_s=0.5,
                      first_check_s=0.0, settle_grace_s=0.0, lease_horizon_s=1.0)
@@ -128,6 +129,23 @@ async def test_when_the_guard_binds_the_lowest_values_are_dropped_first(redis_ur
     await client.aclose()
 
 
+async def test_lambda_rises_on_the_demand_the_guard_held_back(redis_url: str) -> None:
+    # Spend is held at the plan by the guard, so spend alone would tell λ nothing; the controller
+    # sees the demand (spend / (1 - refused share)) and shades the price: the plan is then bought
+    # at a lower price wherever the market still sells at it.
+    clock = _early_clock()
+    client = aioredis.Redis.from_url(redis_url)
+    settings = MoneySettings(tick_s=0.05, lease_ttl_s=3.0, brake_grace_s=1.0, redis_timeout_s=0.5,
+                             first_check_s=0.0, settle_grace_s=0.0, lease_horizon_s=1.0,
+                             pacing=PacingSettings(interval_s=0.25))
+    rt = MoneyRuntime(client, Metrics(), [_spec()], settings=settings, clock=lambda: clock[0])
+    await rt.tick()
+    await _burst([rt], OutcomeStore(client), clock, 2.0)
+    assert rt.pacing_multiplier("g1") > 1.0
+    await rt.stop()
+    await client.aclose()
+
+
 async def test_pacing_state_survives_a_restart_and_the_day_boundary(redis_url: str) -> None:
     midnight = (time.time() // 86_400 + 1) * 86_400
     clock = [midnight - 30.0]
@@ -139,7 +157,7 @@ async def test_pacing_state_survives_a_restart_and_the_day_boundary(redis_url: s
     ctrl.restore(3.5, 0.4)  # as a long burst would leave it
     await first.tick()  # saved with the lease
     await first.stop()
-    assert (await client.get(pacing_key("g1"))).split()[:2] == [b"3.5", b"0.4"]
+    assert reply_bytes(await client.get(pacing_key("g1"))).split()[:2] == [b"3.5", b"0.4"]
     clock[0] = midnight + 30.0  # a new process, the next day
     second = MoneyRuntime(client, Metrics(), [_spec()], settings=FAST, clock=lambda: clock[0])
     assert second.pacing_multiplier("g1") == 0.0

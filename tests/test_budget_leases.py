@@ -9,6 +9,7 @@ import redis.asyncio as aioredis
 from dsp.budget.keys import day_key, total_key
 from dsp.budget.leases import LeaseBook
 from dsp.budget.outcomes import OutcomeStore
+from dsp.testing.redis_server import reply_int
 
 
 async def sync(book: LeaseBook, *, want: int, settle: int = 0, ret: int = 0, had: bool = False,
@@ -24,7 +25,7 @@ async def test_grants_never_exceed_the_budget(redis_client: aioredis.Redis) -> N
     granted = sorted(r.granted_micros for r in results)
     assert sum(granted) == 100_000  # 3 full slices, then what is left, then nothing
     assert granted[0] == 0 and max(granted) == 30_000
-    assert int(await redis_client.hget(day_key("c1", 7), "out")) == 100_000
+    assert reply_int(await redis_client.hget(day_key("c1", 7), "out")) == 100_000
 
 
 async def test_max_lease_caps_what_one_process_holds(redis_client: aioredis.Redis) -> None:
@@ -93,8 +94,8 @@ async def test_notice_script_counts_each_bid_once(redis_client: aioredis.Redis) 
     # exchange billing on nurl: the win commits, a later bill is ignored
     assert await s.record("c1", 7, "b3", "w", 300, commits=True) == ("ok", 300)
     assert await s.record("c1", 7, "b3", "b", 300, commits=False) == ("ignored", 0)
-    assert int(await redis_client.hget(day_key("c1", 7), "spent")) == 1_700
-    assert int(await redis_client.hget(total_key("c1"), "spent")) == 1_700
+    assert reply_int(await redis_client.hget(day_key("c1", 7), "spent")) == 1_700
+    assert reply_int(await redis_client.hget(total_key("c1"), "spent")) == 1_700
     states = [o.state for o in await s.lookup("c1", 7, ["b1", "b2", "b3", "b4"])]
     assert states == ["C", "C", "C", ""]
 
@@ -104,7 +105,7 @@ async def test_concurrent_duplicate_notices_commit_once(redis_client: aioredis.R
     results = await asyncio.gather(*(s.record("c1", 7, "b1", "b", 700, commits=True)
                                      for _ in range(20)))
     assert sorted(r[1] for r in results) == [0] * 19 + [700]
-    assert int(await redis_client.hget(day_key("c1", 7), "spent")) == 700
+    assert reply_int(await redis_client.hget(day_key("c1", 7), "spent")) == 700
 
 
 async def test_lookup_of_many_bids_is_chunked_and_ordered(redis_client: aioredis.Redis) -> None:

@@ -18,6 +18,7 @@ from dsp.budget.leases import LeaseBook
 from dsp.budget.spec import FrequencyCap
 from dsp.features.keys import caps_key
 from dsp.testing.money_sim import BILLED, SIM_USER, STRAY
+from dsp.testing.redis_server import reply_bytes, reply_hash
 
 PY = sys.executable
 BUDGET_MICROS = 200_000
@@ -47,8 +48,8 @@ async def test_bidders_and_notices_never_overspend_or_double_count(redis_client:
         if "bids=" in out:
             assert "drift=0" in out  # each bidder's books balanced at the end
     day = campaign_day(time.time(), 0)
-    ledger = {k.decode(): int(v) for k, v in (await redis_client.hgetall(day_key("sim", day))).items()
-              if not k.startswith(b"lexp:")}
+    ledger = {k: int(v) for k, v in reply_hash(await redis_client.hgetall(day_key("sim", day))).items()
+              if not k.startswith("lexp:")}
     billed = [int(v) for v in (await redis_client.hgetall(BILLED % "sim")).values()]
     # nothing lost, nothing counted twice: Redis committed exactly what the exchange billed
     assert ledger["spent"] == sum(billed)
@@ -71,11 +72,15 @@ async def test_killed_process_lease_returns_after_ttl(redis_client: aioredis.Red
         assert p.stdout is not None
         assert p.stdout.readline().strip() == "READY"
         day = campaign_day(time.time(), 0)
-        held = [k for k in await redis_client.hkeys(day_key("sim", day)) if k.startswith(b"lease:")]
+        fields = await redis_client.hkeys(day_key("sim", day))
+        held = [k for k in fields if reply_bytes(k).startswith(b"lease:")]
         assert len(held) == 1
         os.kill(p.pid, signal.SIGKILL)
     finally:
         p.wait(timeout=10)
+        for pipe in (p.stdout, p.stderr):
+            if pipe is not None:
+                pipe.close()
     book = LeaseBook(redis_client, "survivor", ttl_s=30)
 
     async def sync() -> tuple[int, int]:
@@ -89,7 +94,8 @@ async def test_killed_process_lease_returns_after_ttl(redis_client: aioredis.Red
     await asyncio.sleep(1.3)
     out, reclaimed = await sync()
     assert out == 0 and reclaimed > 0
-    assert not [k for k in await redis_client.hkeys(day_key("sim", day)) if k.startswith(b"lease:")]
+    fields = await redis_client.hkeys(day_key("sim", day))
+    assert not [k for k in fields if reply_bytes(k).startswith(b"lease:")]
 
 
 async def test_caps_hold_across_processes(redis_client: aioredis.Redis, redis_url: str) -> None:
@@ -97,7 +103,7 @@ async def test_caps_hold_across_processes(redis_client: aioredis.Redis, redis_ur
     for p in writers:
         _, err = p.communicate(timeout=60)
         assert p.returncode == 0, err[-2000:]
-    caps = {k.decode(): v for k, v in (await redis_client.hgetall(caps_key(SIM_USER))).items()}
+    caps = reply_hash(await redis_client.hgetall(caps_key(SIM_USER)))
     # 80 concurrent impressions from two processes: none lost (cap 1000 keeps them all) ...
     assert impressions_in_window(caps["sim"], time.time(), 3600) == 80
     # ... and a third process (this one) sees the user capped at 80, not at 81

@@ -13,7 +13,8 @@ from dsp.budget.runtime import MoneyRuntime, MoneySettings
 from dsp.budget.spec import CampaignBudget
 from dsp.observability.metrics import Metrics
 from dsp.openrtb.nobid import NoBidReason
-from dsp.testing.redis_server import RedisServer
+from dsp.testing.fakes import FakeClock
+from dsp.testing.redis_server import RedisServer, reply_bytes, reply_int
 
 FAST = MoneySettings(tick_s=0.05, lease_ttl_s=2.0, brake_grace_s=0.3, redis_timeout_s=0.3,
                      first_check_s=0.0, settle_grace_s=0.0, lease_horizon_s=1.0)
@@ -65,7 +66,7 @@ async def test_two_runtimes_share_one_budget(redis_url: str) -> None:
     raw = await clients[0].hgetall(day_key("c1", today()))
     assert int(raw[b"spent"]) == 6_000
     assert led0.committed_micros == 0 and led0.outstanding == 10
-    leases = sum(int(v) for k, v in raw.items() if k.startswith(b"lease:"))
+    leases = sum(int(v) for k, v in raw.items() if reply_bytes(k).startswith(b"lease:"))
     assert int(raw[b"out"]) == leases and leases + 6_000 <= 100_000
     for rt in rts:
         await rt.stop()
@@ -127,15 +128,15 @@ async def test_throttle_turns_away_lowest_values_first(redis_client: aioredis.Re
 
 
 async def test_pacing_raises_lambda_when_spend_runs_ahead(redis_client: aioredis.Redis) -> None:
-    clock = [time.time()]
+    clock = FakeClock(time.time())
     settings = MoneySettings(tick_s=0.05, lease_ttl_s=30, first_check_s=0, settle_grace_s=0)
     rt = MoneyRuntime(redis_client, Metrics(), [CampaignBudget("c1", 86_400_000_000)],
-                      settings=settings, clock=lambda: clock[0])
+                      settings=settings, clock=clock)
     await rt.tick()
     store = OutcomeStore(redis_client)
     for step in range(6):  # spend 100x the planned rate (1 micro/s per ... of budget)
-        clock[0] += 10
-        await store.record("c1", campaign_day(clock[0], 0), f"s{step}", "b", 100_000_000,
+        clock.advance(10)
+        await store.record("c1", campaign_day(clock(), 0), f"s{step}", "b", 100_000_000,
                            commits=True)
         await rt.tick()
     assert rt.pacing_multiplier("c1") > 1.0
@@ -191,12 +192,12 @@ async def test_unanswered_bids_release_early_won_bids_wait_for_the_bill(
 
 async def test_midnight_opens_new_books_and_drains_the_old(redis_client: aioredis.Redis) -> None:
     midnight = (int(time.time()) // 86_400 + 1) * 86_400.0
-    clock = [midnight - 1.0]
-    rt = MoneyRuntime(redis_client, Metrics(), [BUDGET], settings=FAST, clock=lambda: clock[0])
+    clock = FakeClock(midnight - 1.0)
+    rt = MoneyRuntime(redis_client, Metrics(), [BUDGET], settings=FAST, clock=clock)
     await rt.tick()
     old = rt.ledger("c1")
     assert old is not None and rt.reserve("c1", "late-night", 1_000, midnight + 600)
-    clock[0] = midnight + 1.0
+    clock.now_s = midnight + 1.0
     assert not rt.reserve("c1", "too-early", 1_000, midnight + 600)  # books not switched yet
     await rt.tick()
     new = rt.ledger("c1")
@@ -204,7 +205,7 @@ async def test_midnight_opens_new_books_and_drains_the_old(redis_client: aioredi
     assert rt.reserve("c1", "morning", 1_000, midnight + 600)
     # the old day kept only what its outstanding bid holds; the rest went back to Redis
     assert old.available_micros == 0 and old.reserved_micros == 1_000 and old.drift_micros() == 0
-    old_out = int(await redis_client.hget(day_key("c1", old.day), "out"))
+    old_out = reply_int(await redis_client.hget(day_key("c1", old.day), "out"))
     assert old_out == 1_000
 
 

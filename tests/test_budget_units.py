@@ -175,3 +175,25 @@ def test_a_zero_first_delay_is_not_returned_twice_in_one_moment() -> None:
     assert led.due(0.0, limit=10) == (["a"], [])
     assert led.due(0.0, limit=10) == ([], [])
     assert led.due(0.5) == (["a"], [])  # next tick: checked again
+
+
+def test_the_cached_schedule_answers_like_the_plan_at_every_boundary() -> None:
+    from dsp.budget.runtime import MoneySettings, _Campaign
+    from dsp.budget.spec import CampaignBudget
+
+    day0 = 20_000 * 86_400.0
+    curve = tuple(0.0 if h == 3 else 1.0 for h in range(24))
+    spec = CampaignBudget("s", 1_000_000, pacing_curve=curve, utc_offset_minutes=90,
+                          active_from_s=day0 + 1_000.0, active_until_s=day0 + 86_400 + 50_000.0)
+    c = _Campaign(spec, MoneySettings(), 20_000)
+
+    def uncached(t: float) -> bool:
+        return (spec.active_from_s <= t < spec.active_until_s  # type: ignore[operator]
+                and c.plan.in_schedule(t))
+
+    times = [day0 + k * 97.3 for k in range(2_000)]  # forwards through both days' boundaries
+    times += [day0 + 86_400 + 50_000.0 - 0.001, day0 + 86_400 + 50_000.0, day0 + 999.999,
+              day0 + 1_000.0, day0 + 3 * 3600 - 5_400 - 0.001, day0 + 3 * 3600 - 5_400]
+    times += list(reversed(times[:300]))  # and backwards (test clocks do that)
+    for t in times:
+        assert c.bidding_at(t) == uncached(t), t

@@ -10,7 +10,7 @@ import pytest
 from dsp.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIGS = ROOT / "bidder_configs"
+CONFIGS = ROOT / "tests" / "fixtures" / "configs" / "demo"
 
 
 @pytest.fixture()

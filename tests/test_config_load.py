@@ -12,7 +12,7 @@ from dsp.config.snapshot import load_snapshot
 from dsp.errors import ConfigInvalid
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIGS = ROOT / "bidder_configs"
+CONFIGS = ROOT / "tests" / "fixtures" / "configs" / "demo"
 
 
 @pytest.fixture()
@@ -22,7 +22,7 @@ def config_dir(tmp_path: Path) -> Path:
     return dst
 
 
-def test_demo_config_compiles() -> None:
+def test_demo_fixture_config_compiles() -> None:
     snap = load_snapshot(CONFIGS)
     ids = {c.id for c in snap.campaigns}
     assert {"quickloan-prime", "cashbridge-starter"} <= ids
@@ -83,7 +83,7 @@ def test_failed_reload_keeps_last_good_snapshot(config_dir: Path) -> None:
     assert not result.ok and holder.current is good
     assert any("quickloan-prime.yaml: max_cpm" in p for p in result.problems)
     path.write_text(original.replace("max_cpm: 6.00", "max_cpm: 7.25"))
-    seen = []
+    seen: list[object] = []
     holder.subscribe(seen.append)
     result = holder.reload()
     assert result.ok and result.changed and holder.current is not good

@@ -11,16 +11,17 @@ from dsp.config.snapshot import load_snapshot
 from dsp.errors import ConfigInvalid
 
 ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "tests" / "fixtures" / "configs" / "demo"
 
 
 def _copy_configs(tmp_path: Path) -> Path:
     dst = tmp_path / "configs"
-    shutil.copytree(ROOT / "bidder_configs", dst)
+    shutil.copytree(DEMO, dst)
     return dst
 
 
 def test_demo_campaigns_have_landing_pages() -> None:
-    snap = load_snapshot(ROOT / "bidder_configs")
+    snap = load_snapshot(DEMO)
     for c in snap.campaigns:
         assert (snap.landing_url(c.id) or "").startswith("https://")
     assert snap.landing_url("no-such-campaign") is None

@@ -69,7 +69,9 @@ async def _serve_traffic(redis_url: str) -> dict[str, int]:
             resp = await c.post("/bid/generic", json=desktop_banner_request(f"req-{i}", USER),
                                 headers={"x-openrtb-version": "2.6"})
             assert resp.status == 200, await resp.text()
-            bids.append(msgspec.json.decode(await resp.read(), type=BidResponse).seatbid[0].bid[0])
+            answer = msgspec.json.decode(await resp.read(), type=BidResponse)
+            assert answer.seatbid
+            bids.append(answer.seatbid[0].bid[0])
         for bid, price in zip(bids[:4], CLEARING_CPM, strict=True):
             assert (await c.get(_path(bid.nurl or "", AUCTION_PRICE=price))).status == 200
             assert (await c.get(_path(bid.burl or "", AUCTION_PRICE=price))).status == 200

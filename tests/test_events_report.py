@@ -17,12 +17,15 @@ from urllib.parse import parse_qs, urlsplit
 import msgspec
 import pytest
 import redis as sync_redis
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
 from dsp.budget.keys import campaign_day, day_key
+from dsp.cli import main
 from dsp.events.reader import StreamReader
 from dsp.features.writer import write_rows
+from dsp.notices.signature import SIGNATURE_HEADER, sign
 from dsp.observability.metrics import Metrics
 from dsp.offline.eventlog.join import open_log
 from dsp.offline.eventlog.parquet import read_kind
@@ -34,11 +37,15 @@ from dsp.testing.users import desktop_banner_request, interested_user_row
 
 ROOT = Path(__file__).resolve().parent.parent
 USER = "events-e2e-user"
-Client = TestClient[object, object]
+Client = TestClient[web.Request, web.Application]
+
+
+LENDER_SECRET = b"quickloan-conversion-secret-for-tests"
 
 
 @pytest.fixture()
-async def client(redis_url: str) -> AsyncIterator[Client]:
+async def client(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Client]:
+    monkeypatch.setenv("DSP_LENDER_QUICKLOAN_SECRET", LENDER_SECRET.decode())
     r = sync_redis.Redis.from_url(redis_url)
     write_rows(r, [USER], interested_user_row())
     r.close()
@@ -57,14 +64,33 @@ def _path(url: str, price: str = "", reason: str = "", min_to_win: str = "") -> 
     return f"{parts.path}?{parts.query}"
 
 
-def _token(bid: Bid) -> str:
-    return parse_qs(urlsplit(bid.nurl or "").query)["t"][0]
+def _click_path(bid: Bid) -> str:
+    """The click-through of the served markup (it goes through /notice/click)."""
+    href = (bid.adm or "").split('href="', 1)[1].split('"', 1)[0]
+    parts = urlsplit(href)
+    assert parts.path == "/notice/click" and parse_qs(parts.query)["t"]
+    return f"{parts.path}?{parts.query}"
+
+
+async def _click_id(client: Client, bid: Bid) -> str:
+    resp = await client.get(_click_path(bid), allow_redirects=False)
+    assert resp.status == 302
+    return resp.headers["Location"].split("dsp_click=", 1)[1]
+
+
+async def _conversion(client: Client, body: dict[str, object]) -> int:
+    raw = msgspec.json.encode(body)
+    resp = await client.post("/conversion", data=raw, headers={
+        SIGNATURE_HEADER: sign(LENDER_SECRET, raw, int(time.time()))})
+    return resp.status
 
 
 async def _bid(client: Client, request_id: str, **extra: object) -> Bid:
     resp = await client.post("/bid/generic", json=desktop_banner_request(request_id, USER, **extra))
     assert resp.status == 200, await resp.text()
-    return msgspec.json.decode(await resp.read(), type=BidResponse).seatbid[0].bid[0]
+    seatbid = msgspec.json.decode(await resp.read(), type=BidResponse).seatbid
+    assert seatbid
+    return seatbid[0].bid[0]
 
 
 async def _ok(client: Client, path: str) -> None:
@@ -72,7 +98,8 @@ async def _ok(client: Client, path: str) -> None:
     assert resp.status in (200, 302), await resp.text()
 
 
-async def test_report_equals_what_was_sent(client: Client, redis_url: str, tmp_path: Path) -> None:
+async def test_report_equals_what_was_sent(client: Client, redis_url: str, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
     b1, b2, b3, _b4 = [await _bid(client, f"req-{i}") for i in range(4)]
     tb = await _bid(client, "req-test", test=1)
     nobid = await client.post("/bid/generic", json={**desktop_banner_request("req-nb", USER),
@@ -82,10 +109,11 @@ async def test_report_equals_what_was_sent(client: Client, redis_url: str, tmp_p
     for _ in range(2):
         await _ok(client, _path(b1.nurl or "", "1.2"))
         await _ok(client, _path(b1.burl or "", "1.25"))
-        await _ok(client, f"/notice/click?t={_token(b1)}")
+        await _ok(client, _click_path(b1))
+    click_id = await _click_id(client, b1)
     for event, amount in (("submitted", None), ("approved", None), ("funded", 2500.5), ("funded", 2500.5)):
-        body = {"token": _token(b1), "event": event, **({"amount": amount} if amount else {})}
-        assert (await client.post("/conversion", json=body)).status == 200
+        body = {"click_id": click_id, "event": event, **({"amount": amount} if amount else {})}
+        assert await _conversion(client, body) == 200
     # b2: the bill arrives before the win (reordered)
     await _ok(client, _path(b2.burl or "", "0.8"))
     await _ok(client, _path(b2.nurl or "", "0.8"))
@@ -97,6 +125,7 @@ async def test_report_equals_what_was_sent(client: Client, redis_url: str, tmp_p
     await _ok(client, _path(tb.burl or "", "1.0"))
 
     services = client.app[SERVICES]  # type: ignore[index]
+    assert services.events is not None
     await services.events.flush()
     out = tmp_path / "events"
     reader = StreamReader(sync_redis.Redis.from_url(redis_url), "e2e", count=2)
@@ -119,10 +148,11 @@ async def test_report_equals_what_was_sent(client: Client, redis_url: str, tmp_p
                  for c in {b1.cid, b2.cid, tb.cid} if c)
     assert ledger == spend  # the log agrees with the money ledger to the micro
 
-    proc = subprocess.run([sys.executable, "-m", "dsp.cli", "report", "--events", str(out), "--json"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    report = json.loads(proc.stdout)
+    # the command in-process (a subprocess would block this test's event loop for its start-up)
+    capsys.readouterr()
+    assert main(["report", "--events", str(out), "--json",
+                 "--configs", str(ROOT / "bidder_configs")]) == 0
+    report = json.loads(capsys.readouterr().out)
     total = report["total"]
     assert (total["bids"], total["wins"], total["impressions"], total["billed"]) == (4, 2, 2, 2)
     assert total["spend_micros"] == spend and total["currency"] == "USD"
@@ -137,9 +167,11 @@ async def test_report_equals_what_was_sent(client: Client, redis_url: str, tmp_p
     assert [e["exchange"] for e in report["exchanges"]] == ["generic"]
     assert report["exchanges"][0]["spend_micros"] == spend
 
-    text = subprocess.run([sys.executable, "-m", "dsp.cli", "report", "--events", str(out),
-                           "--by", "campaign,day"], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert text.returncode == 0 and "funded" in text.stdout, text.stderr
+    assert main(["report", "--events", str(out), "--by", "campaign,day"]) == 0
+    text = capsys.readouterr().out
+    assert "funded" in text and "funnel" in text
+    q = by_campaign[b1.cid or ""]["funnel"]["p_approve"]
+    assert q["prior"] is not None and q["observed"] == 1.0 and q["prior"] < q["estimate"] < 1.0
     con = open_log(out)
     assert con.sql("SELECT count(*) FROM bid_outcomes").fetchall() == [(5,)]  # the test bid too
 

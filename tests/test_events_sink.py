@@ -133,6 +133,7 @@ def _sink_cmd(redis_url: str, out: Path, *extra: str) -> list[str]:
             "--events", str(out), "--consumer", "killed", "--count", "1", *extra]
 
 
+@pytest.mark.timeout(900)  # four sink processes start; slow on a busy machine
 async def test_sink_sigkilled_mid_batch_restarts_and_files_hold_each_event_once(
         redis_url: str, tmp_path: Path) -> None:
     n = 20_000
@@ -181,3 +182,23 @@ def test_parquet_columns_follow_the_schema(tmp_path: Path, redis_url: str) -> No
     assert str(schema.field("features").type) == "binary"
     assert schema.field("ts_us").type.bit_width == 64
     assert stream_key(3) == "dsp:ev:{03}"
+
+
+async def test_streams_on_a_redis_cluster(cluster_port: int, tmp_path: Path) -> None:
+    """Hash-tagged shard keys work through the cluster clients (each stream on its own slot)."""
+    from dsp.features.connect import async_client, sync_client
+
+    url = f"redis://127.0.0.1:{cluster_port}/0"
+    client = async_client(url, cluster=True)
+    writer = EventWriter(client, first_shard=0)
+    for start in range(0, 300, 100):
+        writer.extend([bid(i) for i in range(start, start + 100)])
+        await writer.flush()
+    await client.aclose()
+    assert writer.total_written == 300
+    sync = sync_client(url, cluster=True)
+    totals = EventSink(StreamReader(sync, "c1", count=4), tmp_path).run(drain=True)
+    assert totals.events == 300
+    assert sorted(read_kind(tmp_path, "bid").column("bid_id").to_pylist()) == sorted(
+        f"b{i}" for i in range(300))
+    sync.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -16,13 +17,15 @@ from dsp.features.store import FeatureStore
 from dsp.offline.population import generate, true_intent
 from dsp.offline.taiwan import default_data_dir, load_taiwan
 
+Stores = Callable[..., FeatureStore]  # the conftest `stores` fixture
+
 needs_taiwan = pytest.mark.skipif(
     not (default_data_dir() / "uci-taiwan-default-credit-card").is_dir(),
     reason="shared datasets not available")
 
 
 @needs_taiwan
-async def test_seed_writes_the_deterministic_population(tmp_path: Path, redis_url: str,
+async def test_seed_writes_the_deterministic_population(stores: Stores, tmp_path: Path, redis_url: str,
                                                         redis_client: aioredis.Redis) -> None:
     ids_file = tmp_path / "ids.jsonl"
     code = main(["features", "seed", "--users", "2500", "--seed", "3", "--ids-out", str(ids_file),
@@ -34,7 +37,7 @@ async def test_seed_writes_the_deterministic_population(tmp_path: Path, redis_ur
     assert set(lines[0]) == {"id", "true_intent", "true_pd", "has_credit_history", "defaulted"}
 
     expected = generate(2500, 3, load_taiwan())
-    store = FeatureStore(redis_client)
+    store = stores(redis_client)
     picked = list(range(0, 2500, 7))
     records = await store.fetch([lines[i]["id"] for i in picked], Deadline.after_ms(5000))
     got = np.stack([r.features for r in records])
@@ -77,13 +80,13 @@ def test_load_loads_good_rows_and_names_bad_ones(tmp_path: Path, redis_url: str,
     assert "applications_7d" in errors[6]
 
 
-async def test_loaded_rows_read_back_with_defaults_and_derived_credit(
+async def test_loaded_rows_read_back_with_defaults_and_derived_credit(stores: Stores,
         tmp_path: Path, redis_url: str, redis_client: aioredis.Redis) -> None:
     path = tmp_path / "users.jsonl"
     path.write_text(json.dumps({"id": "erin", "features": {"limit_bal": 100000, "bill_amt1": 50000,
                                                            "pay_0": 2, "late_night_share": 0.3}}))
     assert main(["features", "load", str(path), "--redis-url", redis_url]) == 0
-    [rec] = await FeatureStore(redis_client).fetch(["erin"], Deadline.after_ms(2000))
+    [rec] = await stores(redis_client).fetch(["erin"], Deadline.after_ms(2000))
     f = rec.features
     assert rec.known
     assert f[FEATURE_INDEX["late_night_share"]] == pytest.approx(0.3)

@@ -6,6 +6,8 @@ scripts across slots fail with CROSSSLOT, and clients must use the cluster proto
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 import redis
@@ -17,6 +19,8 @@ from dsp.features.contract import N_FEATURES
 from dsp.features.keys import caps_key, user_key
 from dsp.features.store import FeatureStore
 from dsp.features.writer import write_rows
+
+Stores = Callable[..., FeatureStore]  # the conftest `stores` fixture
 
 
 def test_user_keys_share_a_slot_and_users_spread_over_slots(cluster_port: int) -> None:
@@ -30,7 +34,7 @@ def test_user_keys_share_a_slot_and_users_spread_over_slots(cluster_port: int) -
     client.close()
 
 
-async def test_store_reads_and_writes_through_the_cluster_client(cluster_port: int) -> None:
+async def test_store_reads_and_writes_through_the_cluster_client(stores: Stores, cluster_port: int) -> None:
     sync = RedisCluster(host="127.0.0.1", port=cluster_port)
     ids = [f"cluster-user-{i}" for i in range(300)]
     rows = np.random.default_rng(1).uniform(0, 3, size=(300, N_FEATURES)).astype(np.float32)
@@ -40,7 +44,7 @@ async def test_store_reads_and_writes_through_the_cluster_client(cluster_port: i
 
     client = AsyncRedisCluster(host="127.0.0.1", port=cluster_port)
     try:
-        store = FeatureStore(client)
+        store = stores(client)
         records = await store.fetch([*ids[:100], "nobody", ""], Deadline.after_ms(5000))
         assert [r.known for r in records[:100]] == [True] * 100
         np.testing.assert_array_equal(np.stack([r.features for r in records[:100]]), rows[:100])
@@ -50,13 +54,14 @@ async def test_store_reads_and_writes_through_the_cluster_client(cluster_port: i
         await client.aclose()
 
 
-async def test_cluster_keys_of_the_wrong_type_spoil_only_their_own_user(cluster_port: int) -> None:
+async def test_cluster_keys_of_the_wrong_type_spoil_only_their_own_user(stores: Stores,
+                                                                        cluster_port: int) -> None:
     client = AsyncRedisCluster(host="127.0.0.1", port=cluster_port)
     try:
         await client.hset(user_key("c-hash-features"), "x", "1")
         await client.set(caps_key(user_key("c-string-caps")), "oops")
         seen: list[int] = []
-        records = await FeatureStore(client, on_malformed=seen.append).fetch(
+        records = await stores(client, on_malformed=seen.append).fetch(
             ["c-hash-features", "c-string-caps", "c-nobody"], Deadline.after_ms(5000))
         assert [r.known for r in records] == [False, False, False]
         assert records[1].caps == {}
@@ -65,7 +70,7 @@ async def test_cluster_keys_of_the_wrong_type_spoil_only_their_own_user(cluster_
         await client.aclose()
 
 
-async def test_seed_cli_writes_into_the_cluster(cluster_port: int) -> None:
+async def test_seed_cli_writes_into_the_cluster(stores: Stores, cluster_port: int) -> None:
     from dsp.cli import main
     from dsp.offline.taiwan import default_data_dir
 
@@ -76,7 +81,7 @@ async def test_seed_cli_writes_into_the_cluster(cluster_port: int) -> None:
                  "--cluster"]) == 0
     client = AsyncRedisCluster(host="127.0.0.1", port=cluster_port)
     try:
-        records = await FeatureStore(client).fetch([f"syn9-{i:08d}" for i in range(0, 500, 5)],
+        records = await stores(client).fetch([f"syn9-{i:08d}" for i in range(0, 500, 5)],
                                                    Deadline.after_ms(5000))
         assert all(r.known for r in records) and len(records) == 100
     finally:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import Any
 
 import msgspec
 import numpy as np
@@ -19,19 +21,21 @@ from dsp.features.store import FeatureStore
 from dsp.features.writer import write_rows
 from dsp.testing.redis_server import RedisServer, busy_script
 
+Stores = Callable[..., FeatureStore]  # the conftest `stores` fixture
+
 
 def _rows(n: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return rng.uniform(0, 5, size=(n, N_FEATURES)).astype(np.float32)
 
 
-async def test_batched_read_returns_written_vectors_in_order(redis_url: str,
+async def test_batched_read_returns_written_vectors_in_order(stores: Stores, redis_url: str,
                                                              redis_client: aioredis.Redis) -> None:
     ids = [f"user-{i}" for i in range(500)]
     rows = _rows(len(ids))
     with sync_redis.Redis.from_url(redis_url) as client:
         assert write_rows(client, ids, rows, chunk=128) == 500
-    store = FeatureStore(redis_client)
+    store = stores(redis_client)
     asked = [*ids[::-1][:200], "never-seen", ""]
     records = await store.fetch(asked, Deadline.after_ms(2000))
     assert len(records) == len(asked)
@@ -46,16 +50,16 @@ async def test_batched_read_returns_written_vectors_in_order(redis_url: str,
     assert not empty.known and empty.user_key == "" and empty.caps == {}
 
 
-async def test_caps_hash_comes_back_in_the_same_fetch(redis_client: aioredis.Redis) -> None:
+async def test_caps_hash_comes_back_in_the_same_fetch(stores: Stores, redis_client: aioredis.Redis) -> None:
     key = user_key("capped-user")
     await redis_client.hset(caps_key(key), mapping={"camp-a": b"\x01\x02", "camp-b": b"x"})
-    store = FeatureStore(redis_client)
+    store = stores(redis_client)
     [rec] = await store.fetch(["capped-user"], Deadline.after_ms(2000))
     assert not rec.known  # caps without features: still unknown, caps still returned
     assert rec.caps == {"camp-a": b"\x01\x02", "camp-b": b"x"}
 
 
-async def test_malformed_and_wrong_version_records_are_unknown_and_counted(
+async def test_malformed_and_wrong_version_records_are_unknown_and_counted(stores: Stores,
         redis_client: aioredis.Redis) -> None:
     codec = RecordCodec()
     good = np.array(DEFAULTS, dtype=np.float32)
@@ -73,7 +77,7 @@ async def test_malformed_and_wrong_version_records_are_unknown_and_counted(
     for raw, blob in blobs.items():
         await redis_client.set(user_key(raw), blob)
     seen: list[int] = []
-    store = FeatureStore(redis_client, on_malformed=seen.append)
+    store = stores(redis_client, on_malformed=seen.append)
     records = await store.fetch(list(blobs), Deadline.after_ms(2000))
     by_id = dict(zip(blobs, records, strict=True))
     assert by_id["good"].known
@@ -84,49 +88,51 @@ async def test_malformed_and_wrong_version_records_are_unknown_and_counted(
     assert seen == [5]
 
 
-async def test_all_empty_ids_do_not_touch_redis() -> None:
+async def test_all_empty_ids_do_not_touch_redis(stores: Stores) -> None:
     dead = aioredis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.05)
-    store = FeatureStore(dead)
+    store = stores(dead)
     records = await store.fetch(["", ""], Deadline.after_ms(100))
     assert [r.known for r in records] == [False, False]
     await dead.aclose()
 
 
-async def test_redis_down_raises_dependency_unavailable() -> None:
+async def test_redis_down_raises_dependency_unavailable(stores: Stores) -> None:
     dead = aioredis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.05)
-    store = FeatureStore(dead)
+    store = stores(dead)
     with pytest.raises(DependencyUnavailable):
         await store.fetch(["someone"], Deadline.after_ms(500))
     await dead.aclose()
 
 
-async def test_expired_deadline_raises_dependency_unavailable(redis_client: aioredis.Redis) -> None:
-    store = FeatureStore(redis_client)
+async def test_expired_deadline_raises_dependency_unavailable(stores: Stores,
+                                                              redis_client: aioredis.Redis) -> None:
+    store = stores(redis_client)
     with pytest.raises(DependencyUnavailable):
         await store.fetch(["someone"], Deadline.after_ms(-1.0))
 
 
-async def test_keys_of_the_wrong_type_spoil_only_their_own_user(redis_client: aioredis.Redis) -> None:
+async def test_keys_of_the_wrong_type_spoil_only_their_own_user(stores: Stores,
+                                                                redis_client: aioredis.Redis) -> None:
     codec = RecordCodec()
     await redis_client.set(user_key("fine"), codec.encode(np.array(DEFAULTS) + 1))
     await redis_client.hset(user_key("hash-features"), "x", "1")      # features key is a hash
     await redis_client.set(caps_key(user_key("string-caps")), "oops")  # caps key is a string
     seen: list[int] = []
-    records = await FeatureStore(redis_client, on_malformed=seen.append).fetch(
+    records = await stores(redis_client, on_malformed=seen.append).fetch(
         ["fine", "hash-features", "string-caps"], Deadline.after_ms(2000))
     assert [r.known for r in records] == [True, False, False]
     assert records[2].caps == {}
     assert seen == [1]
 
 
-async def test_fetch_survives_a_script_cache_flush(redis_url: str,
+async def test_fetch_survives_a_script_cache_flush(stores: Stores, redis_url: str,
                                                    redis_client: aioredis.Redis) -> None:
     # A Redis restart or failover empties the script cache: the next fetch gets NOSCRIPT, loads
     # the script and answers; nothing is reported unavailable.
     rows = _rows(2, seed=3)
     with sync_redis.Redis.from_url(redis_url) as client:
         write_rows(client, ["a", "b"], rows)
-    store = FeatureStore(redis_client)
+    store = stores(redis_client)
     first = await store.fetch(["a", "b"], Deadline.after_ms(2000))
     await redis_client.script_flush()
     assert await redis_client.script_exists(store._script.sha) == [False]  # type: ignore[union-attr]
@@ -136,17 +142,17 @@ async def test_fetch_survives_a_script_cache_flush(redis_url: str,
     np.testing.assert_array_equal(again[1].features, first[0].features)
 
 
-async def test_a_fetch_cut_off_by_its_deadline_never_leaks_its_reply_into_the_next(
+async def test_a_fetch_cut_off_by_its_deadline_never_leaks_its_reply_into_the_next(stores: Stores,
         redis_url: str, redis_client: aioredis.Redis) -> None:
     # Redis is busy (a 0.3 s script on another connection) past the first fetch's deadline: that
     # fetch fails, its reply arrives later on a connection that must not be reused as is.
     rows = _rows(2, seed=5)
     with sync_redis.Redis.from_url(redis_url) as client:
         write_rows(client, ["first", "second"], rows)
-    store = FeatureStore(redis_client)
+    store = stores(redis_client)
     await store.fetch(["first"], Deadline.after_ms(2000))  # a pooled connection exists now
     blocker = aioredis.Redis.from_url(redis_url)
-    sleeping = asyncio.create_task(blocker.eval(busy_script(300), 0))
+    sleeping: asyncio.Future[Any] = asyncio.ensure_future(blocker.eval(busy_script(300), 0))
     await asyncio.sleep(0.05)
     with pytest.raises(DependencyUnavailable):
         await store.fetch(["first"], Deadline.after_ms(50))
@@ -158,7 +164,7 @@ async def test_a_fetch_cut_off_by_its_deadline_never_leaks_its_reply_into_the_ne
     await store.aclose()
 
 
-async def test_password_and_database_of_the_client_are_used() -> None:
+async def test_password_and_database_of_the_client_are_used(stores: Stores) -> None:
     with RedisServer() as server:
         with sync_redis.Redis.from_url(server.url) as admin:
             admin.config_set("requirepass", "s3cret")
@@ -167,11 +173,11 @@ async def test_password_and_database_of_the_client_are_used() -> None:
         with sync_redis.Redis.from_url(url) as client:
             write_rows(client, ["in-db-3"], rows)
         client_3 = aioredis.Redis.from_url(url, socket_timeout=1.0)
-        store = FeatureStore(client_3)
+        store = stores(client_3)
         [rec] = await store.fetch(["in-db-3"], Deadline.after_ms(2000))
         assert rec.known
         np.testing.assert_array_equal(rec.features, rows[0])
-        no_password = FeatureStore(aioredis.Redis.from_url(f"redis://127.0.0.1:{server.port}/3"))
+        no_password = stores(aioredis.Redis.from_url(f"redis://127.0.0.1:{server.port}/3"))
         with pytest.raises(DependencyUnavailable):
             await no_password.fetch(["in-db-3"], Deadline.after_ms(2000))
         await store.aclose()

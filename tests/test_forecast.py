@@ -163,7 +163,9 @@ async def test_forecast_on_a_real_bidders_log(redis_url: str, tmp_path: Path,
                                 headers={"x-openrtb-version": "2.6"})
             if resp.status != 200:
                 continue
-            bid = msgspec.json.decode(await resp.read(), type=BidResponse).seatbid[0].bid[0]
+            answer = msgspec.json.decode(await resp.read(), type=BidResponse)
+            assert answer.seatbid
+            bid = answer.seatbid[0].bid[0]
             market = float(np.exp(rng.normal(np.log(3.0), 0.5)))  # CPM
             if market <= bid.price:
                 await c.get(path(bid.nurl or "", AUCTION_PRICE=f"{market:.4f}"))

@@ -133,3 +133,94 @@ def test_retraining_from_a_logged_day_weights_explored_rows(tmp_path: Path) -> N
     p = model.predict(fresh)
     assert p[-500:].mean() > p[:500].mean() * 2  # it learned the signal, low end included
     assert weighted_auc(np.array([0, 1, 0, 1]), np.array([0.1, 0.9, 0.2, 0.8]), np.ones(4)) == 1.0
+
+
+def _first_price_log(root: Path, n: int = 6000) -> np.ndarray:
+    from dsp.events.schema import BidEvent, Event, LossEvent, WinEvent
+
+    rng = np.random.default_rng(11)
+    market = rng.gamma(3.0, 700_000.0, size=n)  # CPM micros
+    values = rng.uniform(500_000, 6_000_000, size=n)
+    bids = values * rng.uniform(0.2, 1.0, size=n)
+    events: list[Event] = []
+    for i in range(n):
+        b = int(bids[i])
+        events.append(BidEvent(ts_us=1_764_748_800_000_000 + i, exchange="fp", campaign="c",
+                               bid_id=f"f{i}", request_id=f"r{i}", imp_id="1", creative="cr",
+                               format="banner", bid_cpm_micros=b, bid_price_micros=b // 1000,
+                               currency="USD", auction_type=1, shading=b / values[i]))
+        if b >= market[i]:
+            events.append(WinEvent(ts_us=1_764_748_800_000_000 + i, exchange="fp", campaign="c",
+                                   bid_id=f"f{i}", price_micros=b // 1000, currency="USD"))
+        elif i % 2:
+            events.append(LossEvent(ts_us=1_764_748_800_000_000 + i, exchange="fp", campaign="c",
+                                    bid_id=f"f{i}", loss_reason=102))
+    write_log(root, events)
+    return market
+
+
+def test_shading_tables_fitted_from_a_first_price_log(tmp_path: Path) -> None:
+    from dsp.offline.learning.shading_fit import fit_tables
+
+    market = _first_price_log(tmp_path)
+    (table,) = fit_tables(open_log(tmp_path), min_bids=1000, buckets=2)
+    assert (table.exchange, table.format, table.currency, table.observations) == ("fp", "banner",
+                                                                                  "USD", 6000)
+    # thin data in the left tail (low bids rarely win) costs the low values a little more
+    for value, share in ((1_000_000, 0.75), (2_000_000, 0.88), (3_000_000, 0.9), (5_000_000, 0.95)):
+        bid = table.bid_for(value)
+        assert 0 < bid < value
+        # close to the true optimum of (v - b) * P(m <= b)
+        grid = np.linspace(0, value, 400)
+        true_best = grid[np.argmax((value - grid) * (market[None, :] <= grid[:, None]).mean(1))]
+        surplus = (value - bid) * np.mean(market <= bid)
+        assert surplus >= share * (value - true_best) * np.mean(market <= true_best)
+
+
+def test_funnel_estimates_from_the_log_shrink_toward_the_prior(tmp_path: Path) -> None:
+    from dsp.offline.learning.funnel import PRIOR_APPLICATIONS, estimate
+
+    rng = np.random.default_rng(2)
+    n = 20_000
+    x = np.tile(np.asarray(DEFAULTS, dtype=np.float32), (n, 1))
+    serving = rng.random(n)
+    labels = (rng.random(n) < 0.1).astype(np.int64)
+    write_log(tmp_path, _day_events(x, serving, labels, 0.0, seed=3))
+    con = open_log(tmp_path)
+    apps, intent_sum = con.sql("SELECT count(*) FILTER (WHERE submitted), "
+                               "sum(scores['p_intent']) FILTER (WHERE impression) "
+                               "FROM bid_outcomes").fetchall()[0]
+    est = estimate(con, {"sim": (0.05, 0.5)})["sim"]
+    mu = 0.05
+    want = (apps + mu * PRIOR_APPLICATIONS / mu) / (intent_sum + PRIOR_APPLICATIONS / mu)
+    assert est["apply_rate"]["estimate"] == pytest.approx(want)
+    assert est["apply_rate"]["observed"] == pytest.approx(apps / intent_sum)
+    # no approvals were logged: 0 of `apps`, pulled toward the prior by 20 pseudo-applications
+    want_p = 0.5 * PRIOR_APPLICATIONS / (apps + PRIOR_APPLICATIONS)
+    assert est["p_approve"]["estimate"] == pytest.approx(want_p)
+    assert est["applications"] == apps
+
+
+def test_models_train_from_events_writes_a_candidate_with_its_evaluation(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(4)
+    n = 60_000
+    x = np.tile(np.asarray(DEFAULTS, dtype=np.float32), (n, 1))
+    x[:, 0] = rng.random(n)
+    labels = (rng.random(n) < 0.02 + 0.4 * x[:, 0] ** 2).astype(np.int64)
+    write_log(tmp_path / "ev", _day_events(x, x[:, 0].astype(np.float64), labels, 0.05, seed=9))
+    out = tmp_path / "cand"
+    proc = subprocess.run([sys.executable, "-m", "dsp.cli", "models", "train", "--events",
+                           str(tmp_path / "ev"), "--out", str(out)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    report = json.loads((out / "EVALUATION.json").read_text())
+    later = report["later_slice"]
+    assert later["rows"] > 500 and later["serving"] is not None and "promote" in later
+    assert report["train"]["explored_rows"] > 0
+    assert (out / "model.onnx").stat().st_size > 1000
+    cfg = json.loads((out / "config.json").read_text())
+    assert "+events" in cfg["version"] and cfg["score"] == "p_intent"

@@ -141,22 +141,32 @@ def test_server_histogram_quantile() -> None:
 def test_report_prints_ratio_projection_and_formula() -> None:
     import datetime as dt
 
-    from loadtest.capacity import Step, TargetResult, parse_args, report
+    from loadtest.capacity import MIXES, Step, TargetResult, parse_args, report
 
-    def step(rps: float, cpu_s: float) -> Step:
+    def step(rps: float, cpu_s: float, bid_rate: float = 0.05) -> Step:
         summary = {"achieved_rps": rps, "responses": int(rps * 4), "total_responses": int(rps * 5),
                    "p50_ms": 1.0, "p99_ms": 8.0, "p999_ms": 12.0, "error_rate": 0.0, "timeout_rate": 0.0,
-                   "bid_rate": 0.05, "client_late": False, "send_lag_p99_ms": 0.1}
-        return Step(rps, summary, cpu_s, 0.1, 0.0, True, "ok", server_p99_ms=5.0)
+                   "bid_rate": bid_rate, "client_late": False, "send_lag_p99_ms": 0.1,
+                   "notices_per_bid": 1.32, "notices": {"win": 3, "bill": 2, "loss": 7}}
+        st = Step(rps, summary, cpu_s, 0.1, 0.0, True, "ok", server_p99_ms=5.0, priced_out=0.41,
+                  spend_units_s={"quickloan-prime": 1.5}, pacing={"quickloan-prime": 0.25})
+        return st
 
+    low, high = MIXES["low"], MIXES["high"]
     ceiling = TargetResult("aiohttp 204 ceiling", 1, "1", best=step(4000, 5.0))
-    one = TargetResult("bidder (1 process)", 1, "1", best=step(1000, 4.0))
-    two = TargetResult("bidder (2 processes)", 2, "0,1", best=step(1800, 8.0))
+    one = TargetResult("bidder (1 process)", 1, "1", low, best=step(1000, 4.0))
+    two = TargetResult("bidder (2 processes)", 2, "0,1", low, best=step(1800, 8.0))
+    hot = TargetResult("bidder (1 process)", 1, "1", high, best=step(500, 4.0, 0.28))
     s = parse_args([])
-    text = report(s, [ceiling, one, two], dt.datetime(2026, 1, 1, tzinfo=dt.UTC), 300.0,
-                  ["generic"], 20000, 70, 0.5)
-    assert "1,000 / 4,000 = 0.25" in text
+    text = report(s, [ceiling, one, two, hot], dt.datetime(2026, 1, 1, tzinfo=dt.UTC), 300.0,
+                  ["generic"], 20000, 70, 0.5, {"low": {"quickloan-prime": 1234.5}})
+    assert "mix low: known users 60% of requests" in text and "mix high: known users 100%" in text
+    assert "budgets (low): daily quickloan-prime 1,234.50" in text
+    assert "1,000 / 4,000 = 0.25" in text and "500 / 4,000 = 0.12" in text
     assert "2 processes vs 1: 1.80×" in text
+    assert "41.0" in text and "1.32" in text  # priced out %, notices per bid
+    assert "pacing λ max 0.25" in text and "committed spend 1.50 units/s" in text
+    assert "projection, mix low (bid rate 5.0%" in text and "projection, mix high (bid rate 28.0%" in text
     assert "R_core = 1,000 req/s per core" in text and "86,400,000 req/day per core" in text
     assert "cores = ceil(rate / R_core)" in text
     assert "10 B    peak ×3      347,222      348      12" in text
@@ -184,9 +194,80 @@ def test_scaled_configs_multiply_budgets_and_still_load(tmp_path: Path) -> None:
     from dsp.config.snapshot import load_snapshot
     from loadtest.capacity import REPO, scaled_configs
 
-    out = scaled_configs(REPO / "bidder_configs", tmp_path / "cfg", 1000)
-    for src in (REPO / "bidder_configs" / "campaigns").glob("*.yaml"):
+    demo = REPO / "tests" / "fixtures" / "configs" / "demo"
+    out = scaled_configs(demo, tmp_path / "cfg", 1000)
+    for src in (demo / "campaigns").glob("*.yaml"):
         a = yaml.safe_load(src.read_text())["budget"]
         b = yaml.safe_load((out / "campaigns" / src.name).read_text())["budget"]
         assert b["daily"] == pytest.approx(a["daily"] * 1000)
     assert len(load_snapshot(out).campaigns) == len(list(out.glob("campaigns/*.yaml")))
+
+
+async def test_bids_send_their_notices_back() -> None:
+    """Every bid wins or loses (win share 0.5): a win fetches nurl and burl (bill share 1.0), a loss
+    its lurl, with the auction macros filled; notices are counted apart from the bid latency."""
+    from loadtest.scenarios import LoadSettings
+
+    hits: list[str] = []
+
+    async def bid(request: web.Request) -> web.Response:
+        body = json.loads(await request.read())
+        url = str(request.url.origin())
+        return web.json_response({"id": body["id"], "cur": "USD", "seatbid": [{"bid": [{
+            "id": "b1", "impid": "1", "price": 2.5, "nurl": url + "/notice/win?p=${AUCTION_PRICE}",
+            "burl": url + "/notice/bill?p=${AUCTION_PRICE}",
+            "lurl": url + "/notice/loss?r=${AUCTION_LOSS}"}]}]})
+
+    async def notice(request: web.Request) -> web.Response:
+        hits.append(request.path_qs)
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/bid/{exchange}", bid)
+    app.router.add_get("/notice/{kind}", notice)
+    runner, url = await _serve(app)
+    settings = LoadSettings(exchanges={}, shapes={}, ids_file=None, known_share=0.6, gzip_share=0.0,
+                            win_share=0.5, bill_share=1.0, loss_notices=True, clear_ratio=0.8)
+    try:
+        stats = await run(url, 200, 1.0, 0.0, _gen(), connections=4, max_connections=16,
+                          timeout_ms=2000, notices=settings)
+    finally:
+        await runner.cleanup()
+    s = summarize(stats, 200, 1.0)
+    assert s["bids"] == 200 and s["notice_errors"] == 0
+    wins, bills, losses = (s["notices"].get(k, 0) for k in ("win", "bill", "loss"))
+    assert wins == bills and wins + losses == 200 and 60 <= wins <= 140
+    assert s["notices_per_bid"] == round((wins + bills + losses) / 200, 3)
+    assert sorted(hits) == sorted(["/notice/win?p=2", "/notice/bill?p=2"] * wins
+                                  + ["/notice/loss?r=102"] * losses)
+
+
+def test_sized_configs_make_the_pacing_target_the_planned_spend(tmp_path: Path) -> None:
+    """Budgets sized to the run: at ``now`` the pacing target of each calibrated campaign is
+    headroom × (spend per request × planned rate); uncalibrated campaigns keep their budgets."""
+    import time
+
+    import yaml
+
+    from dsp.budget.pacing import PacingPlan
+    from dsp.config.snapshot import load_snapshot
+    from dsp.money import units_to_micros
+    from loadtest.capacity import REPO, sized_configs
+
+    src = REPO / "bidder_configs"
+    ids = sorted(c.id for c in load_snapshot(src).campaigns)
+    now = time.time()
+    out, daily = sized_configs(src, tmp_path / "cfg", {ids[0]: 150.0}, 8000.0, 1.25, now)
+    snap = load_snapshot(out)
+    sized = next(c for c in snap.campaigns if c.id == ids[0])
+    b = sized.budget
+    assert daily == {ids[0]: pytest.approx(b.daily_budget_micros / 1e6)}
+    target = PacingPlan(b.pacing_curve, b.utc_offset_minutes).target_rate(b.daily_budget_micros, now)
+    assert target == pytest.approx(1.25 * 150.0 * 8000.0, rel=1e-3)
+    if b.total_budget_micros is not None:
+        assert b.total_budget_micros == pytest.approx(2 * b.daily_budget_micros, abs=20_000)
+    for other in (c for c in snap.campaigns if c.id != ids[0]):
+        path = next(p for p in (src / "campaigns").glob("*.yaml")
+                    if yaml.safe_load(p.read_text())["id"] == other.id)
+        assert other.budget.daily_budget_micros == units_to_micros(
+            yaml.safe_load(path.read_text())["budget"]["daily"])

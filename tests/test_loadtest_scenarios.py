@@ -6,12 +6,13 @@ import json
 import random
 import sys
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the loadtest/ package
 
 from loadtest.scenarios import LoadSettings, fill_macros, notices_for, path_of
 
-RESP = {
+RESP: dict[str, Any] = {
     "id": "req-1", "cur": "USD",
     "seatbid": [{"seat": "lender-dsp", "bid": [
         {"id": "b1", "impid": "1", "price": 2.5, "adid": "ad9",

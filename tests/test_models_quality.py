@@ -1,6 +1,6 @@
 """Held-out quality of the *shipped* ONNX models, recomputed from the data at test time.
 
-Targets (issue #2): risk ROC-AUC >= 0.78 on held-out Taiwan rows; intent AUC within 0.01 of the
+Targets (docs/models.md): risk ROC-AUC >= 0.78 on held-out Taiwan rows; intent AUC within 0.01 of the
 oracle AUC (true probabilities) on held-out synthetic users; ECE <= 0.02 for both (10 bins).
 """
 

@@ -1,4 +1,4 @@
-"""Bid -> notices through the real bidder app (engineer B's wiring) on loopback, real Redis."""
+"""Bid -> notices through the real bidder app (dsp.server.app wiring) on loopback, real Redis."""
 
 from __future__ import annotations
 
@@ -10,27 +10,36 @@ from urllib.parse import urlsplit
 import msgspec
 import pytest
 import redis as sync_redis
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
 from dsp.budget.keys import campaign_day, day_key
 from dsp.features.writer import write_rows
+from dsp.notices.signature import SIGNATURE_HEADER, sign
 from dsp.observability.metrics import Metrics
-from dsp.openrtb.response import BidResponse
+from dsp.openrtb.response import Bid, BidResponse
 from dsp.server.app import SERVICES, build_app
 from dsp.server.settings import Settings
 from dsp.testing.users import desktop_banner_request, interested_user_row
 
 ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "tests" / "fixtures" / "configs" / "demo"
 USER = "notice-e2e-user"
+Client = TestClient[web.Request, web.Application]
+
+
+LENDER_SECRET = "quickloan-conversion-secret-for-tests"
 
 
 @pytest.fixture()
-async def client(redis_url: str) -> AsyncIterator[TestClient[object, object]]:
+async def client(redis_url: str, monkeypatch: pytest.MonkeyPatch
+                 ) -> AsyncIterator[Client]:
+    monkeypatch.setenv("DSP_LENDER_QUICKLOAN_SECRET", LENDER_SECRET)
     r = sync_redis.Redis.from_url(redis_url)
     write_rows(r, [USER], interested_user_row())
     r.close()
-    settings = Settings(redis_url=redis_url, configs_dir=str(ROOT / "bidder_configs"),
+    settings = Settings(redis_url=redis_url, configs_dir=str(DEMO),
                         models_dir=str(ROOT / "models"), public_url="http://bidder.test",
                         token_keys={"k1": b"0123456789abcdef0123456789"}, token_active="k1",
                         max_body_bytes=64 * 1024, reload_check_s=3600)
@@ -39,17 +48,23 @@ async def client(redis_url: str) -> AsyncIterator[TestClient[object, object]]:
         yield c
 
 
+def _first_bid(body: bytes) -> Bid:
+    seatbid = msgspec.json.decode(body, type=BidResponse).seatbid
+    assert seatbid
+    return seatbid[0].bid[0]
+
+
 def _path(url: str, price: str) -> str:
     parts = urlsplit(url.replace("${AUCTION_PRICE}", price).replace("${AUCTION_LOSS}", "102"))
     return f"{parts.path}?{parts.query}"
 
 
-async def test_bid_then_win_and_bill_commit_once(client: TestClient[object, object],
+async def test_bid_then_win_and_bill_commit_once(client: Client,
                                                  redis_url: str) -> None:
     req = desktop_banner_request("req-n", USER)
     resp = await client.post("/bid/generic", json=req, headers={"x-openrtb-version": "2.6"})
     assert resp.status == 200, await resp.text()
-    bid = msgspec.json.decode(await resp.read(), type=BidResponse).seatbid[0].bid[0]
+    bid = _first_bid(await resp.read())
     assert bid.nurl and bid.burl and bid.cid
     services = client.app[SERVICES]  # type: ignore[index]
     ledger = services.money.ledger(bid.cid)
@@ -69,7 +84,7 @@ async def test_bid_then_win_and_bill_commit_once(client: TestClient[object, obje
     assert not ledger.is_reserved(bid.id) and ledger.drift_micros() == 0
 
 
-async def test_win_notices_cap_the_user_on_the_bid_path(client: TestClient[object, object]) -> None:
+async def test_win_notices_cap_the_user_on_the_bid_path(client: Client) -> None:
     wins: dict[str, int] = {}
     caps = {"quickloan-prime": 6, "cashbridge-starter": 3}
     for i in range(12):
@@ -81,7 +96,7 @@ async def test_win_notices_cap_the_user_on_the_bid_path(client: TestClient[objec
         resp = await client.post("/bid/generic", json=req, headers={"x-openrtb-version": "2.6"})
         if resp.status != 200:
             break
-        bid = msgspec.json.decode(await resp.read(), type=BidResponse).seatbid[0].bid[0]
+        bid = _first_bid(await resp.read())
         assert bid.cid and bid.nurl
         assert wins.get(bid.cid, 0) < caps[bid.cid]  # never bids for a user past the cap
         assert (await client.get(_path(bid.nurl, "1.0"))).status == 200
@@ -90,23 +105,44 @@ async def test_win_notices_cap_the_user_on_the_bid_path(client: TestClient[objec
     assert sum(wins.values()) < 12  # the caps ran out before the requests did
 
 
-async def test_click_redirects_to_the_configured_landing_page(client: TestClient[object, object]) -> None:
+async def test_click_in_the_markup_then_a_signed_conversion(client: Client) -> None:
+    """The whole story a user and a lender see: the served markup's link goes through
+    /notice/click, the landing page gets a click id (no token), the lender's server posts the
+    conversion naming it, signed with its secret."""
     req = desktop_banner_request("req-click", USER)
     resp = await client.post("/bid/generic", json=req)
     assert resp.status == 200, await resp.text()
-    bid = msgspec.json.decode(await resp.read(), type=BidResponse).seatbid[0].bid[0]
-    token = urlsplit(bid.nurl or "").query.split("t=", 1)[1].split("&", 1)[0]
-    click = await client.get(f"/notice/click?t={token}", allow_redirects=False)
+    answer = msgspec.json.decode(await resp.read(), type=BidResponse)
+    assert answer.seatbid
+    bid = answer.seatbid[0].bid[0]
+    assert bid.adm and 'href="http://bidder.test/notice/click?t=' in bid.adm
+    for notice_url in (bid.nurl, bid.burl, bid.lurl):  # no notice token reaches the browser
+        assert notice_url and urlsplit(notice_url).query.split("t=")[1].split("&")[0] not in bid.adm
+    href = bid.adm.split('href="', 1)[1].split('"', 1)[0]
+    # a click token cannot win or bill
+    click_token = urlsplit(href).query.split("t=", 1)[1]
+    assert (await client.get(f"/notice/bill?t={click_token}&p=1.0")).status == 403
+    click = await client.get(_path(href, ""), allow_redirects=False)
     assert click.status == 302
     services = client.app[SERVICES]  # type: ignore[index]
     landing = services.holder.current.landing_url(bid.cid or "")
-    assert landing and click.headers["Location"].startswith(landing)
+    location = click.headers["Location"]
+    assert landing and location.startswith(landing + "&dsp_click=") and click_token not in location
     # an unsigned landing parameter is never followed (no open redirect)
-    evil = await client.get(f"/notice/click?t={token}&u=https://evil.example/", allow_redirects=False)
+    evil = await client.get(_path(href, "") + "&u=https://evil.example/", allow_redirects=False)
     assert "evil.example" not in evil.headers.get("Location", "")
+    click_id = location.split("dsp_click=", 1)[1]
+    body = msgspec.json.encode({"click_id": click_id, "event": "approved", "amount": 3000})
+    unsigned = await client.post("/conversion", data=body)
+    assert unsigned.status == 401
+    signed = await client.post("/conversion", data=body, headers={
+        SIGNATURE_HEADER: sign(LENDER_SECRET.encode(), body, int(time.time()))})
+    assert signed.status == 200 and await signed.text() == "ok"
+    got = services.metrics.conversions.labels(campaign=bid.cid, event="approved")._value.get()
+    assert got == 1
 
 
-async def test_eur_auction_bills_in_campaign_currency(client: TestClient[object, object],
+async def test_eur_auction_bills_in_campaign_currency(client: Client,
                                                       redis_url: str) -> None:
     """A EUR auction: the exchange reports the clearing price in EUR; spend is counted in USD."""
     from dsp.notices.tokens import TokenSigner
@@ -120,9 +156,10 @@ async def test_eur_auction_bills_in_campaign_currency(client: TestClient[object,
     assert resp.status == 200, await resp.text()
     answer = msgspec.json.decode(await resp.read(), type=BidResponse)
     assert answer.cur == "EUR"
+    assert answer.seatbid
     bid = answer.seatbid[0].bid[0]
     token_text = urlsplit(bid.burl or "").query.split("t=", 1)[1].split("&", 1)[0]
-    token = TokenSigner({"k1": b"0123456789abcdef0123456789"}, "k1").verify(token_text)
+    token = TokenSigner({"k1": b"0123456789abcdef0123456789"}, "k1").verify(token_text, "bill")
     assert token.auction_currency == "EUR" and token.currency == "USD"
     clearing_eur = f"{bid.price * 0.5:.6f}"
     assert (await client.get(_path(bid.nurl or "", clearing_eur))).status == 200

@@ -110,3 +110,27 @@ def test_render_validates_before_configs_ship(tmp_path: Path) -> None:
     assert "adverse-impact ratio by age band" in failed.stderr
     ok = subprocess.run([sys.executable, script], capture_output=True, text=True, check=False)
     assert ok.returncode == 0 and "kind: ConfigMap" in ok.stdout
+def test_admin_port_is_private_and_scraped_with_the_token() -> None:
+    """/metrics and /admin/* live on the admin port: in the pod, never in the exchange-facing
+    Service; the PodMonitor scrapes it with the admin token the pods require off loopback."""
+    docs = {f"{d['kind']}/{d['metadata']['name']}": d
+            for d in k8s.render(REPO / "bidder_configs", podmonitor=True)}
+    pod = docs["Deployment/dsp-bidder"]["spec"]["template"]
+    bidder = pod["spec"]["containers"][0]
+    ports = {p["name"]: p["containerPort"] for p in bidder["ports"]}
+    assert ports == {"http": 8080, "admin": 9090}
+    service_ports = {p["targetPort"] for p in docs["Service/dsp-bidder"]["spec"]["ports"]}
+    assert service_ports == {"http"}
+    env = {e["name"]: e for e in bidder["env"]}
+    assert env["DSP_ADMIN_PORT"]["value"] == "9090" and env["DSP_ADMIN_HOST"]["value"] == "0.0.0.0"
+    assert env["DSP_ADMIN_TOKEN"]["valueFrom"]["secretKeyRef"]["key"] == "admin-token"
+    assert "DSP_TOKEN_KEYS" in env and "DSP_USER_HASH_KEY" in env
+    assert pod["metadata"]["annotations"]["prometheus.io/port"] == "9090"
+    endpoint = docs["PodMonitor/dsp-bidder"]["spec"]["podMetricsEndpoints"][0]
+    assert endpoint["port"] == "admin" and endpoint["path"] == "/metrics"
+    assert endpoint["authorization"]["credentials"] == {"name": "dsp-secrets", "key": "admin-token"}
+    # every campaign's conversion secret variable is wired from the secret
+    for campaign in (REPO / "bidder_configs" / "campaigns").glob("*.yaml"):
+        var = [ln.split(":", 1)[1].split("#")[0].strip() for ln in campaign.read_text().splitlines()
+               if ln.startswith("conversion_secret_env:")]
+        assert var and var[0] in env, campaign.name

@@ -99,3 +99,42 @@ def test_unsortable_set_is_still_logged() -> None:
     logger.info("mixed", extra={"fields": {"tags": {1, "a"}}})
     line = json.loads(buf.getvalue().splitlines()[0])
     assert sorted(map(str, line["tags"])) == ["1", "a"]
+
+
+async def test_http_library_logs_carry_no_client_address_or_raw_bytes(redis_url: str) -> None:
+    """A malformed request makes aiohttp log "Error handling request from <ip>" with a traceback
+    quoting the bytes; after configure_json_logging neither reaches the output."""
+    import asyncio
+    import logging
+    from pathlib import Path
+
+    from prometheus_client import CollectorRegistry
+
+    from dsp.observability.metrics import Metrics
+    from dsp.server.app import build_app
+    from dsp.server.settings import Settings
+    from dsp.testing.serve import serving
+
+    root = Path(__file__).resolve().parent.parent
+    buf = io.StringIO()
+    handler = configure_json_logging("INFO", buf)
+    try:
+        for transport in ("front", "aiohttp"):
+            settings = Settings(redis_url=redis_url, configs_dir=str(root / "bidder_configs"),
+                                models_dir=str(root / "models"), transport=transport,
+                                reload_check_s=3600, token_active="k1",
+                                token_keys={"k1": b"0123456789abcdef0123456789"})
+            async with serving(build_app(settings, Metrics(CollectorRegistry())), settings) as url:
+                port = int(url.rsplit(":", 1)[1])
+                for raw in (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Secret-Marker\x01: zz\r\n\r\n",
+                            b"POST /notice/click HTTP/1.1\r\nHost: x\r\nContent-Length: nope-marker\r\n\r\n"):
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                    writer.write(raw)
+                    answer = await asyncio.wait_for(reader.read(), timeout=10)
+                    writer.close()
+                    assert answer.split(b"\r\n", 1)[0].endswith(b"400 Bad Request"), answer[:60]
+    finally:
+        logging.getLogger().removeHandler(handler)
+    out = buf.getvalue()
+    assert "Error handling request" in out  # the event is still logged...
+    assert "127.0.0.1" not in out and "marker" not in out.lower()  # ...without who or what

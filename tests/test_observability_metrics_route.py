@@ -14,11 +14,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
-from prometheus_client import CollectorRegistry
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from dsp.observability.metrics import Metrics
-from dsp.server.metrics_route import add_metrics_route
+from dsp.observability.metrics import Metrics, render
 from dsp.testing.redis_server import free_port
 from dsp.testing.serve import listening_sockets
 
@@ -47,9 +46,14 @@ def _toy_app(metrics: Metrics) -> web.Application:
             metrics.nobids.labels(exchange, "below_floor").inc()
             return web.Response(status=204)
 
+    async def expose(_request: web.Request) -> web.Response:
+        return web.Response(body=render(metrics), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    # A toy server with both routes on one port; dsp serve puts /metrics on its admin port
+    # (dsp.server.admin), where the same render() answers.
     app = web.Application()
     app.router.add_post("/bid/{exchange}", bid)
-    add_metrics_route(app, metrics)
+    app.router.add_get("/metrics", expose)
     return app
 
 
@@ -83,7 +87,7 @@ _WORKER = textwrap.dedent("""
     from dsp.observability.multiproc import enable_multiprocess
     enable_multiprocess(sys.argv[1], clean=False)
     from aiohttp import web
-    from prometheus_client import CollectorRegistry
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
     from dsp.observability.metrics import Metrics
     sys.path.insert(0, sys.argv[3])
     from test_observability_metrics_route import _toy_app

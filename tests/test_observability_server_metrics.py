@@ -39,7 +39,7 @@ def _post(url: str, body: bytes) -> int:
 
 
 def _samples(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    with urllib.request.urlopen(url + "/metrics", timeout=5) as r:
+    with urllib.request.urlopen(getattr(url, "admin", url) + "/metrics", timeout=5) as r:
         text = r.read().decode()
     out: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
     for fam in text_string_to_metric_families(text):
@@ -77,3 +77,20 @@ def test_known_requests_are_counted_across_workers(two_worker_bidder: tuple[str,
     # Both workers served requests (fresh connection per request) and wrote their own files.
     pids = {p.stem.rsplit("_", 1)[-1] for p in prom.glob("counter_*.db")}
     assert len(pids) >= 2
+
+
+def test_supervisor_admin_port_reloads_every_worker(two_worker_bidder: tuple[str, Path]) -> None:
+    url, _ = two_worker_bidder
+    admin = getattr(url, "admin", "")
+    assert admin and _post(f"{url}/admin/reload", b"") == 404  # not on the bid port
+    req = urllib.request.Request(admin + "/admin/reload", data=b"", method="POST")
+    with urllib.request.urlopen(req, timeout=10) as r:
+        answer = json.loads(r.read())
+    assert answer["ok"] is True and answer["workers_signalled"] == 2
+    # every worker reloads (each counts its own dsp_config_reloads_total{result="ok"})
+    end = time.monotonic() + 15.0
+    got = _samples(url)
+    while _sum(got, "dsp_config_reloads_total", result="ok") < 2 and time.monotonic() < end:
+        time.sleep(0.3)
+        got = _samples(url)
+    assert _sum(got, "dsp_config_reloads_total", result="ok") == 2

@@ -14,6 +14,7 @@ Three kinds of evidence:
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import msgspec
 import pytest
@@ -221,7 +222,7 @@ def test_gpp_range_entries_from_the_spec() -> None:
 
 @pytest.mark.parametrize("field", ["sale", "sharing", "targeted"])
 def test_usnat_opt_outs(field: str) -> None:
-    choice = {"sale": 2, "sharing": 2, "targeted": 2, field: 1}
+    choice: dict[str, Any] = {"sale": 2, "sharing": 2, "targeted": 2, field: 1}
     gpp = gpp_string({7: usnat_section(**choice)})
     d = decide(_req(regs={"gpp": gpp, "gpp_sid": [7]}, user={"buyeruid": "b"}), POLICY)
     assert (d.user_data, d.eu, d.outcome) == (False, False, Privacy.US_OPT_OUT)

@@ -18,6 +18,7 @@ from dsp.server.settings import Settings
 from dsp.testing.users import desktop_banner_request, interested_user_row
 
 ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "tests" / "fixtures" / "configs" / "demo"
 USER = "cluster-serve-user"
 
 
@@ -26,7 +27,7 @@ async def test_bid_and_notices_through_a_cluster(cluster_port: int) -> None:
     write_rows(seed, [USER], interested_user_row())
     seed.close()
     settings = Settings(redis_url=f"redis://127.0.0.1:{cluster_port}/0", redis_cluster=True,
-                        configs_dir=str(ROOT / "bidder_configs"), models_dir=str(ROOT / "models"),
+                        configs_dir=str(DEMO), models_dir=str(ROOT / "models"),
                         public_url="http://bidder.test", token_keys={"k1": b"0123456789abcdef0123"},
                         token_active="k1", reload_check_s=3600)
     app = build_app(settings, Metrics(CollectorRegistry()))
@@ -35,7 +36,9 @@ async def test_bid_and_notices_through_a_cluster(cluster_port: int) -> None:
         req = desktop_banner_request("req-cluster", USER)
         resp = await client.post("/bid/generic", json=req)
         assert resp.status == 200, await resp.text()
-        bid = msgspec.json.decode(await resp.read(), type=BidResponse).seatbid[0].bid[0]
+        seatbid = msgspec.json.decode(await resp.read(), type=BidResponse).seatbid
+        assert seatbid
+        bid = seatbid[0].bid[0]
         services = client.app[SERVICES]  # type: ignore[index]
         ledger = services.money.ledger(bid.cid or "")
         assert ledger is not None and ledger.is_reserved(bid.id)

@@ -16,6 +16,7 @@ from pathlib import Path
 from dsp.testing.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "tests" / "fixtures" / "configs" / "demo"
 
 
 def _get(url: str) -> tuple[int, bytes]:
@@ -38,14 +39,14 @@ def _post(url: str, body: bytes) -> tuple[int, bytes]:
 
 def test_two_workers_share_the_port_and_reload(redis_url: str, tmp_path: Path) -> None:
     configs = tmp_path / "configs"
-    shutil.copytree(ROOT / "bidder_configs", configs)
+    shutil.copytree(DEMO, configs)
     port = free_port()
     env = {**os.environ, "DSP_TOKEN_KEYS": "t1:" + "cd" * 16,
            "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "dsp.cli", "serve", "--port", str(port), "--workers", "2",
          "--redis-url", redis_url, "--configs", str(configs), "--models", str(ROOT / "models"),
-         "--log-level", "WARNING"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+         "--log-level", "WARNING", "--admin-port", "0"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60
@@ -81,4 +82,6 @@ def test_two_workers_share_the_port_and_reload(redis_url: str, tmp_path: Path) -
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+        if proc.stdout is not None:
+            proc.stdout.close()
     assert proc.returncode == 0

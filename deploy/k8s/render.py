@@ -8,7 +8,8 @@ ConfigMap keys are flat, so ``campaigns/quickloan-prime.yaml`` becomes the key
 content hash of the configs goes into the pod template's ``dsp.example/config-hash`` annotation,
 so a config change rolls the pods (gradually: maxUnavailable 0, PodDisruptionBudget) instead of
 changing files under running bidders. Manifests rendered: settings, ConfigMap, Deployment,
-Service, HPA, PodDisruptionBudget (add servicemonitor.yaml with the Prometheus Operator).
+Service, HPA, PodDisruptionBudget, and the PodMonitor with ``--with-podmonitor`` (Prometheus
+Operator clusters only).
 
 Before anything is rendered, ``dsp config validate`` runs on the tree (every problem, then the
 fair-lending gate: adverse-impact ratio >= 0.8 per campaign by sex and age band); when it fails,
@@ -57,11 +58,12 @@ def config_hash(data: dict[str, str]) -> str:
     return h.hexdigest()[:16]
 
 
-def render(configs: Path, image: str | None = None) -> list[dict[str, Any]]:
+def render(configs: Path, image: str | None = None, *, podmonitor: bool = False
+           ) -> list[dict[str, Any]]:
     data = flatten(configs)
     digest = config_hash(data)
     docs: list[dict[str, Any]] = []
-    for name in MANIFESTS:
+    for name in MANIFESTS + (("podmonitor.yaml",) if podmonitor else ()):
         doc = yaml.safe_load((HERE / name).read_text(encoding="utf-8"))
         if doc["kind"] == "Deployment":
             tmpl = doc["spec"]["template"]
@@ -106,13 +108,15 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--configs", type=Path, default=REPO / "bidder_configs")
     p.add_argument("--image", default=None, help="container image for the bidder (default dsp-bidder:latest)")
+    p.add_argument("--with-podmonitor", action="store_true",
+                   help="also render the PodMonitor (clusters with the Prometheus Operator)")
     args = p.parse_args(argv)
     code = validate(args.configs)
     if code != 0:
         print(f"render: {args.configs} failed validation (exit {code}); nothing rendered",
               file=sys.stderr)
         return code
-    sys.stdout.write(dump(render(args.configs, args.image)))
+    sys.stdout.write(dump(render(args.configs, args.image, podmonitor=args.with_podmonitor)))
     return 0
 
 

@@ -9,9 +9,16 @@ rows (one ONNX run per plan step at most). Outcomes:
 
 * Redis slow or down (``DependencyUnavailable`` from the fetch) -> every user of the batch is
   unknown with the *population* scores (the models' output on the contract defaults, computed
-  once at start-up); contextual campaigns may still bid; a redis error is counted.
+  once at start-up); contextual campaigns may still bid; a redis error is counted. The fetch gets
+  ``FETCH_SHARE`` of the time left before the batch's earliest deadline, so scoring still fits.
 * a model failure -> ``DependencyUnavailable`` for every request of the batch (no-bid MODEL_ERROR).
-* the request's deadline passes while queued -> ``DeadlineExceeded`` (no-bid DEADLINE).
+* the deadline passed to :meth:`AudienceResolver.resolve` passes while the user is queued or in
+  a batch that has not returned (a stalled Redis, a long model run) -> the user is unknown with
+  the population scores, at that moment (the batcher's per-item timer): the request goes on with
+  contextual campaigns instead of waiting. The flow passes a share of its own deadline
+  (dsp.bidding.flow.AUDIENCE_SHARE), so pricing and the answer still fit inside tmax.
+* model runs are bounded by the batch size (``max_batch_size`` rows); with a scoring thread a
+  run that outlives the deadline is not waited for (dsp.scoring.plan.PlanScorer).
 """
 
 from __future__ import annotations
@@ -29,6 +36,9 @@ from dsp.clock import Deadline, monotonic
 from dsp.errors import DependencyUnavailable
 from dsp.features.contract import FEATURE_INDEX
 from dsp.scoring.plan import PlanScorer, Predictor, two_model_plan
+
+#: Share of the time left (until the batch's earliest deadline) that the Redis fetch may use.
+FETCH_SHARE = 0.7
 
 
 class Audience(msgspec.Struct, gc=False, frozen=True):
@@ -109,7 +119,10 @@ class AudienceResolver:
         self._staged = scorer if isinstance(scorer, StagedScorer) else None
         self._batcher: MicroBatcher[tuple[str, float], Audience] = MicroBatcher(
             self._resolve_batch, max_batch_size=max_batch_size, max_wait_us=max_wait_us,
-            max_in_flight=max_in_flight, on_batch=on_batch)
+            max_in_flight=max_in_flight, on_batch=on_batch, on_expire=self._expired)
+
+    def _expired(self, _item: tuple[str, float]) -> Audience:
+        return self.unknown()
 
     def unknown(self, user_key: str = "", caps: dict[str, bytes] | None = None) -> Audience:
         p_intent, pd = self.population
@@ -127,8 +140,9 @@ class AudienceResolver:
         on_stage = self._on_stage
         user_ids = [uid for uid, _ in items]
         t0 = monotonic()
+        fetch_deadline = Deadline(t0 + (deadline.at_s - t0) * FETCH_SHARE)
         try:
-            records = await self._features.fetch(user_ids, deadline)
+            records = await self._features.fetch(user_ids, fetch_deadline)
         except DependencyUnavailable as exc:
             if self._on_redis_error is not None:
                 self._on_redis_error(exc)

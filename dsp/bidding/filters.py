@@ -361,9 +361,10 @@ FILTERS: tuple[Filter, ...] = _ranked(
            lambda *_: "the bid price does not fit the local budget lease"),
 )
 
-#: Reasons the flow itself reports (no filter row can): timeouts and failures of a dependency.
+#: Reasons the flow itself reports (no filter row can): timeouts, failures of a dependency, and
+#: overload (a request shed before decoding, dsp.server.overload; tests/test_server_overload.py).
 FLOW_REASONS: frozenset[NoBidReason] = frozenset({
-    R.DEADLINE, R.MODEL_ERROR, R.FEATURES_UNAVAILABLE, R.INTERNAL_ERROR})
+    R.DEADLINE, R.MODEL_ERROR, R.FEATURES_UNAVAILABLE, R.INTERNAL_ERROR, R.OVERLOADED})
 
 #: The ``reason`` label of the no-bid metric for each reason: the table's reasons (in rank order),
 #: then the flow's. A closed set, so a request can never mint a new label value.

@@ -8,8 +8,10 @@ Steps: :func:`dsp.bidding.decide.prepare` (gates, context, candidates; no I/O) -
 best per imp, reservation) -> :func:`bid_response`. The HTTP layer only decodes, calls ``run``
 and encodes: the flow knows nothing about the transport.
 
-Degradation: Redis trouble makes the user unknown (inside the resolver); a model failure is a
-MODEL_ERROR no-bid; a deadline that runs out anywhere is a DEADLINE no-bid, never a late bid.
+Degradation: Redis trouble makes the user unknown (inside the resolver); so does a user lookup
+that has not finished when ``AUDIENCE_SHARE`` of the remaining budget is spent (the request goes
+on with contextual campaigns and still answers in time); a model failure is a MODEL_ERROR no-bid;
+a deadline that runs out anywhere is a DEADLINE no-bid, never a late bid.
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ from dsp.openrtb.nobid import NoBidReason
 from dsp.openrtb.request import BidRequest
 from dsp.openrtb.response import BidResponse
 from dsp.privacy.policy import Privacy
+
+#: Share of the time left that the audience step (features + scores) may use; the rest is for
+#: pricing, the response and the event loop getting back to this request under load.
+AUDIENCE_SHARE = 0.8
 
 
 class Decision(msgspec.Struct, gc=False):
@@ -64,8 +70,10 @@ class BidFlow:
         """The request's one await: resolve and score the user (or the population for nobody)."""
         if not prep.needs_user:
             return self._resolver.unknown()
+        now = monotonic()
+        share = Deadline(now + (deadline.at_s - now) * AUDIENCE_SHARE)
         try:
-            return await self._resolver.resolve(prep.ctx.user_id, deadline, prep.intent_floor)
+            return await self._resolver.resolve(prep.ctx.user_id, share, prep.intent_floor)
         except DeadlineExceeded:
             return NoBidReason.DEADLINE
         except DependencyUnavailable:

@@ -12,8 +12,9 @@ optional assets are answered when we can.
 
 The response answers each asset with the *same id* and the same kind (title/img/data), carries
 ``link.url`` = our click notice (which redirects to the landing page) and the impression tracker
-= our billing notice: as an ``eventtrackers`` entry (event 1, method 1 image) when the request
-lists event trackers, else in the 1.0-style ``imptrackers``.
+= our impression event notice (counted, never billed: markup carries no billing token): as an
+``eventtrackers`` entry (event 1, method 1 image) when the request lists event trackers, else in
+the 1.0-style ``imptrackers``.
 """
 
 from __future__ import annotations

@@ -1,19 +1,24 @@
 """Build the BidResponse (and the signed notice URLs) from chosen bids. Pure apart from HMAC.
 
-Notice URLs (the endpoints belong to dsp.server.notice_routes)::
+Notice URLs (the endpoints belong to dsp.server.notice_routes), one token per kind
+(:mod:`dsp.notices.tokens`: a token is good for its own URL only)::
 
-    nurl  {base_url}/notice/win?t=<token>&p=${AUCTION_PRICE}
-    burl  {base_url}/notice/bill?t=<token>&p=${AUCTION_PRICE}
-    lurl  {base_url}/notice/loss?t=<token>&r=${AUCTION_LOSS}&m=${AUCTION_MIN_TO_WIN}
+    nurl  {base_url}/notice/win?t=<win token>&p=${AUCTION_PRICE}
+    burl  {base_url}/notice/bill?t=<bill token>&p=${AUCTION_PRICE}
+    lurl  {base_url}/notice/loss?t=<loss token>&p=${AUCTION_PRICE}&r=${AUCTION_LOSS}&m=${AUCTION_MIN_TO_WIN}
+    adm   every click-through -> {base_url}/notice/click?t=<click token>
 
-Video ``adm`` is a VAST 4 inline document built for the imp (:mod:`dsp.bidding.video`: the
-billing notice as ``<Impression>``, the click notice as ``<ClickThrough>``, tracking events to
-``/notice/event``); native ``adm`` a Native 1.2 response (:mod:`dsp.bidding.native`: the click
-notice as ``link.url``, the billing notice as the impression tracker). The billing notice
-counts once per bid however many of burl, VAST and native trackers fire.
+Video ``adm`` is a VAST 4 inline document built for the imp (:mod:`dsp.bidding.video`: the click
+notice as ``<ClickThrough>``, the impression and tracking events to ``/notice/event``); native
+``adm`` a Native 1.2 response (:mod:`dsp.bidding.native`: the click notice as ``link.url``, the
+impression event as the impression tracker). Markup is fetched by browsers and players, so it
+carries only public tokens (click, event: no price, no user, cannot win, bill or lose); money
+moves only on the server-to-server nurl/burl.
 
-One token per bid (same in all three URLs): campaign, imp, our bid in account-currency micros per
-impression, hashed user key, expiry; signed with :class:`dsp.notices.tokens.TokenSigner`.
+The win/bill/loss tokens share one payload: campaign, imp, our bid and the imp's floor in
+account-currency micros per impression, hashed user key, expiry. Only the URLs the exchange
+profile asks for are signed. The markup carries the click token only (no price, no user, cannot
+win, bill or lose): the billing-capable token never reaches a browser.
 """
 
 from __future__ import annotations
@@ -22,13 +27,17 @@ from dsp.bidding.decide import Chosen, Prepared
 from dsp.bidding.native import NativePlan, native_adm
 from dsp.bidding.video import VastPlan, VastUrls, vast_xml
 from dsp.money import micros_to_units
-from dsp.notices.tokens import NoticeToken, TokenSigner
+from dsp.notices.tokens import ClickToken, NoticeToken, TokenSigner
 from dsp.openrtb.nobid import NoBidReason
 from dsp.openrtb.response import Bid, BidResponse, SeatBid
 
+#: a click token outlives the notice tokens: users click long after the auction
+CLICK_TTL_S = 7 * 86_400
+_KIND_OF = {"nurl": "win", "burl": "bill", "lurl": "loss"}
+
 
 class NoticeUrls:
-    """Signs tokens and renders the nurl/burl/lurl strings for one process."""
+    """Signs tokens and renders the nurl/burl/lurl and click URLs for one process."""
 
     __slots__ = ("_base", "_signer")
 
@@ -36,11 +45,11 @@ class NoticeUrls:
         self._signer = signer
         self._base = base_url.rstrip("/")
 
-    def token(self, prep: Prepared, chosen: Chosen, user_key: str) -> str:
+    def token(self, prep: Prepared, chosen: Chosen, user_key: str) -> NoticeToken:
         cand = chosen.candidate
         now = int(prep.ctx.now_s)
         same_currency = prep.currency == cand.campaign.currency
-        return self._signer.sign(NoticeToken(
+        return NoticeToken(
             kid=self._signer.active, bid_id=chosen.bid_id, request_id=prep.req.id,
             imp_id=cand.imp.id, campaign_id=cand.campaign.id, exchange=prep.ctx.exchange,
             bid_price_micros=-(-chosen.price.bid_cpm_micros // 1000),
@@ -48,21 +57,39 @@ class NoticeUrls:
             expires_at_s=now + prep.profile.notice_ttl_s, test=prep.ctx.test,
             # ${AUCTION_PRICE} comes back in the response currency: carry the bid in it too.
             auction_currency="" if same_currency else prep.currency,
-            auction_bid_micros=0 if same_currency else -(-chosen.price_cpm_micros // 1000)))
+            auction_bid_micros=0 if same_currency else -(-chosen.price_cpm_micros // 1000),
+            floor_micros=max(0, cand.floor_cpm_micros) // 1000)
 
-    def click(self, token: str) -> str:
-        """The click notice: counts the click, then redirects to the campaign's landing page."""
-        return f"{self._base}/notice/click?t={token}"
-
-    def event(self, token: str) -> str:
-        """A video tracking-event notice, to be completed with the event name."""
-        return f"{self._base}/notice/event?t={token}&e="
-
-    def urls(self, token: str) -> tuple[str, str, str]:
+    def urls(self, token: NoticeToken, wanted: tuple[str, ...]) -> dict[str, str]:
+        """``{"nurl": ..., "burl": ..., "lurl": ...}`` for the notice styles in ``wanted``."""
+        styles = [w for w in ("nurl", "burl", "lurl") if w in wanted]
+        tokens = self._signer.sign_kinds(token, [_KIND_OF[w] for w in styles])
         base = self._base
-        return (f"{base}/notice/win?t={token}&p=${{AUCTION_PRICE}}",
-                f"{base}/notice/bill?t={token}&p=${{AUCTION_PRICE}}",
-                f"{base}/notice/loss?t={token}&r=${{AUCTION_LOSS}}&m=${{AUCTION_MIN_TO_WIN}}")
+        out: dict[str, str] = {}
+        for style, t in zip(styles, tokens, strict=True):
+            if style == "nurl":
+                out[style] = f"{base}/notice/win?t={t}&p=${{AUCTION_PRICE}}"
+            elif style == "burl":
+                out[style] = f"{base}/notice/bill?t={t}&p=${{AUCTION_PRICE}}"
+            else:
+                out[style] = (f"{base}/notice/loss?t={t}&p=${{AUCTION_PRICE}}&r=${{AUCTION_LOSS}}"
+                              f"&m=${{AUCTION_MIN_TO_WIN}}")
+        return out
+
+    def _public(self, token: NoticeToken, kind: str) -> str:
+        public = ClickToken(kid=token.kid, bid_id=token.bid_id, campaign_id=token.campaign_id,
+                            exchange=token.exchange, issued_at_s=token.issued_at_s,
+                            expires_at_s=token.issued_at_s + CLICK_TTL_S, test=token.test)
+        return self._signer.sign_click(public, kind)
+
+    def click_url(self, token: NoticeToken) -> str:
+        """The click notice: counts the click, then redirects to the campaign's landing page."""
+        return f"{self._base}/notice/click?t={self._public(token, 'click')}"
+
+    def event_url(self, token: NoticeToken) -> str:
+        """A tracking-event notice (impression, video progress), to be completed with the event
+        name: counted, never billed."""
+        return f"{self._base}/notice/event?t={self._public(token, 'event')}&e="
 
 
 def bid_response(prep: Prepared, chosen: list[Chosen], notices: NoticeUrls,
@@ -75,17 +102,19 @@ def bid_response(prep: Prepared, chosen: list[Chosen], notices: NoticeUrls,
         cand = ch.candidate
         cr = cand.creative
         token = notices.token(prep, ch, user_key)
-        nurl, burl, lurl = notices.urls(token)
+        urls = notices.urls(token, wanted)
         w, h = cr.w, cr.h
-        adm = cr.markup
+        parts = cr.markup_parts
+        adm = notices.click_url(token).join(parts) if len(parts) > 1 else cr.markup
         plan = cand.plan
         if isinstance(plan, VastPlan) and cr.video is not None and cand.imp.video is not None:
             w, h = cand.imp.video.w, cand.imp.video.h
+            events = notices.event_url(token)
             adm = vast_xml(plan, ch.bid_id, cr.id, cr.video,
-                           VastUrls(burl, notices.click(token), notices.event(token)),
+                           VastUrls(events + "impression", notices.click_url(token), events),
                            ad_system=prep.profile.seat or "lender-dsp")
         elif isinstance(plan, NativePlan):
-            adm = native_adm(plan, notices.click(token), burl,
+            adm = native_adm(plan, notices.click_url(token), notices.event_url(token) + "impression",
                              wrapped=prep.profile.native_wrapper)
         bids.append(Bid(
             id=ch.bid_id, impid=cand.imp.id, price=micros_to_units(ch.price_cpm_micros),
@@ -93,8 +122,7 @@ def bid_response(prep: Prepared, chosen: list[Chosen], notices: NoticeUrls,
             cid=cand.campaign.id if prep.profile.send_cid else None,
             cat=list(cr.cat), w=w, h=h, mtype=None if v25 else cr.mtype,
             dealid=cand.deal.id if cand.deal is not None else None,
-            nurl=nurl if "nurl" in wanted else None, burl=burl if "burl" in wanted else None,
-            lurl=lurl if "lurl" in wanted else None))
+            nurl=urls.get("nurl"), burl=urls.get("burl"), lurl=urls.get("lurl")))
     return BidResponse(id=prep.req.id, seatbid=[SeatBid(bid=bids, seat=prep.profile.seat)],
                        bidid=chosen[0].bid_id, cur=prep.currency)
 

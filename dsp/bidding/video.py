@@ -15,7 +15,8 @@ Fit (OpenRTB 2.6 §3.2.7, AdCOM creative subtypes), every rule a reason a player
   ``boxingallowed`` = 0 only renditions with the player's aspect ratio (±2%). No file left: no fit.
 
 The document (IAB VAST 4.x): ``<Ad id>`` / ``<InLine>`` with ``AdSystem``, ``AdTitle``,
-``Impression`` (our billing notice, idempotent per bid), ``AdServingId`` (the bid id),
+``Impression`` (our impression event notice: counted, never billed; markup carries no billing
+token), ``AdServingId`` (the bid id),
 ``Creatives/Creative`` (``UniversalAdId``) / ``Linear`` with ``Duration``, ``TrackingEvents``
 (start, quartiles, complete: our event notice), ``VideoClicks/ClickThrough`` (our click notice,
 which redirects to the campaign's landing page) and ``MediaFiles`` (the files that fit, larger

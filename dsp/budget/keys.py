@@ -11,7 +11,10 @@ One campaign's keys live on one Redis Cluster slot, so one Lua script may touch 
     dsp:bp:{c42}           pacing state "λ throttle value_floor" (continued by restarts, new
                            workers and the next day)
     dsp:bo:{c42}:20415     notice outcomes of that day's bids: <bid id> -> W | L | C<micros>,
-                           and <bid id>|<kind> dedup markers (kinds w b l k and conversions)
+                           and <bid id>|<kind> dedup markers (kinds w b l)
+    dsp:bc:{c42}:20415     conversion dedup markers <bid id>|<event> of that day's bids
+    dsp:ck:{<click id>}    one click: campaign, day, bid id, times (msgpack; the conversion that
+                           names the click id reads it). Its own slot: looked up by click id alone.
 
 The day of a bid is the campaign-local day of the token's ``issued_at_s``, so a notice arriving
 after midnight still settles against the day its bid was made.
@@ -46,3 +49,8 @@ def outcomes_key(campaign_id: str, day: int) -> str:
 def conversions_key(campaign_id: str, day: int) -> str:
     """Conversion dedup markers ``<bid id>|<event>`` of that day's bids (long TTL)."""
     return f"dsp:bc:{{{campaign_id}}}:{day}"
+
+
+def click_key(click_id: str) -> str:
+    """The record of one click, found by the click id the landing page received."""
+    return f"dsp:ck:{{{click_id}}}"

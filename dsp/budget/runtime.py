@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -41,7 +42,7 @@ from dsp.budget.keys import campaign_day
 from dsp.budget.leases import LeaseBook
 from dsp.budget.ledger import Ledger
 from dsp.budget.outcomes import OutcomeStore
-from dsp.budget.pacing import PacingController, PacingPlan, PacingSettings
+from dsp.budget.pacing import SECONDS_PER_HOUR, PacingController, PacingPlan, PacingSettings
 from dsp.budget.spec import CampaignBudget
 from dsp.clock import monotonic, wall_time
 from dsp.observability.metrics import Metrics
@@ -116,6 +117,29 @@ class _Campaign:
             settings.min_lease_micros, int(spec.daily_budget_micros * settings.lease_fraction))
         self.allowance_micros = spec.allowance_micros if spec.allowance_micros is not None else max(
             int(spec.daily_budget_micros * settings.allowance_fraction), spec.max_price_micros)
+        self._sched_from, self._sched_until, self._sched_open = math.inf, -math.inf, False
+
+    def bidding_at(self, now_s: float) -> bool:
+        """Inside the flight dates and in an hour with a pacing weight > 0. The answer is cached
+        for the interval in which it cannot change (this hour, cut at a flight boundary), so the
+        bid path pays two float comparisons, not the plan's arithmetic (a clock that moves
+        backwards, as in tests, just recomputes)."""
+        if self._sched_from <= now_s < self._sched_until:
+            return self._sched_open
+        spec = self.spec
+        lo = now_s - self.plan.seconds_into_day(now_s) % SECONDS_PER_HOUR
+        hi = lo + SECONDS_PER_HOUR
+        for edge in (spec.active_from_s, spec.active_until_s):
+            if edge is not None:
+                if now_s < edge:
+                    hi = min(hi, edge)
+                else:
+                    lo = max(lo, edge)
+        is_open = not ((spec.active_from_s is not None and now_s < spec.active_from_s)
+                       or (spec.active_until_s is not None and now_s >= spec.active_until_s)
+                       or not self.plan.in_schedule(now_s))
+        self._sched_from, self._sched_until, self._sched_open = lo, hi, is_open
+        return is_open
 
     def note_value(self, value_micros: int) -> None:
         self.values[self.values_n % _VALUE_WINDOW] = value_micros
@@ -169,6 +193,7 @@ class MoneyRuntime:
         self._retired: list[Ledger] = []
         self._last_ok = monotonic()
         self._braked = False
+        self._brake_grace_s = self.settings.brake_grace_s
         self._task: asyncio.Task[None] | None = None
         self.update_budgets(budgets)
 
@@ -206,25 +231,26 @@ class MoneyRuntime:
 
     def _bidding_now(self, c: _Campaign) -> bool:
         """Inside the flight dates and in an hour with a pacing weight > 0."""
-        now = self.clock()
-        spec = c.spec
-        return not ((spec.active_from_s is not None and now < spec.active_from_s)
-                    or (spec.active_until_s is not None and now >= spec.active_until_s)
-                    or not c.plan.in_schedule(now))
+        return c.bidding_at(self.clock())
 
     def admit(self, campaign_id: str, value_micros: int) -> NoBidReason | None:
+        """The bid path's money check: schedule, brake, throttle, the local lease (which the
+        plan guard sizes). No Redis and nothing that grows: attribute reads, two clock reads,
+        two counters (``benchmarks/bench_money_gate.py``)."""
         c = self._campaigns.get(campaign_id)
         if c is None:
             return NoBidReason.BUDGET_EXHAUSTED
-        if not self._bidding_now(c):
+        if not c.bidding_at(self.clock()):
             return NoBidReason.OUT_OF_SCHEDULE
-        if self.braked:
+        mono = monotonic()
+        if self._braked or mono - self._last_ok > self._brake_grace_s:
+            self._braked = True  # (as the ``braked`` property; the next good tick releases it)
             return NoBidReason.BUDGET_BRAKE
         c.note_value(value_micros)
         if value_micros < c.value_floor:
             return NoBidReason.PACING_THROTTLED
         c.asked += 1
-        if c.ledger.available_micros <= 0 or monotonic() >= c.valid_until:
+        if c.ledger.available_micros <= 0 or mono >= c.valid_until:
             c.refused += 1
             return NoBidReason.BUDGET_EXHAUSTED
         return None
@@ -458,7 +484,7 @@ class MoneyRuntime:
         if c.guard_limited and refused and asked:
             c.refused_interval += refused
             c.controller.guard(refused / asked)
-        c.recompute_value_floor()
+            c.recompute_value_floor()  # (a sort of <= 512 values; only when the throttle moved)
 
     def _pace(self, c: _Campaign, now: float) -> None:
         if c.pacing_at is None:

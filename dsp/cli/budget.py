@@ -13,14 +13,13 @@ already leased is spent at most up to the leases (see docs/money.md for the boun
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 from dsp.budget.keys import campaign_day, day_key, total_key
-from dsp.features.connect import DEFAULT_REDIS_URL
+from dsp.cli.common import add_redis_url
 from dsp.money import micros_to_units, units_to_micros
 
 
@@ -29,7 +28,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     for name, help_text in (("show", "print budget, spend, leases"), ("set", "pin a budget")):
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("campaign_id")
-        p.add_argument("--redis", default=os.environ.get("DSP_REDIS_URL", DEFAULT_REDIS_URL))
+        add_redis_url(p, "--redis")
         p.add_argument("--utc-offset-minutes", type=int, default=0)
         p.add_argument("--day", type=int, default=None, help="campaign-local day number (default today)")
         if name == "set":

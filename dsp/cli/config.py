@@ -9,7 +9,7 @@
     dsp config diff --from OLD_DIR [--configs DIR]      field-level changes between two trees
     dsp config preview --from OLD_DIR [--configs DIR]   replay the corpus and story fixtures through
                                                         both and show how each campaign's bids change
-    dsp config reload [--url http://127.0.0.1:8080]     ask a running bidder to reload (POST
+    dsp config reload [--url http://127.0.0.1:9090]     ask a running bidder to reload (POST
                       [--pid PID]                       /admin/reload, or SIGHUP to the serve process)
 
 A running bidder also picks up edits by itself (it checks the files every few seconds); a reload
@@ -23,7 +23,9 @@ import os
 import sys
 from pathlib import Path
 
-DEFAULT_CONFIGS = os.environ.get("DSP_CONFIGS", "bidder_configs")
+from dsp.cli.common import configs_default, snapshot_or_none
+
+DEFAULT_CONFIGS = configs_default()
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -51,7 +53,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_fairness_args(p)
     p.set_defaults(func=_preview)
     r = sub.add_parser("reload", help="make a running bidder reload its config")
-    r.add_argument("--url", default=os.environ.get("DSP_ADMIN_URL", "http://127.0.0.1:8080"))
+    r.add_argument("--url", default=os.environ.get("DSP_ADMIN_URL", "http://127.0.0.1:9090"))
     r.add_argument("--pid", type=int, default=None,
                    help="send SIGHUP to this dsp serve process instead")
     r.set_defaults(func=_reload)
@@ -93,16 +95,7 @@ def fair_lending(snaps: list[tuple[str, object]], args: argparse.Namespace) -> i
 
 
 def _load(path: str) -> object:
-    from dsp.config.snapshot import load_snapshot
-    from dsp.errors import ConfigInvalid
-
-    try:
-        return load_snapshot(Path(path))
-    except ConfigInvalid as exc:
-        print(f"{path}: {len(exc.problems)} problem(s):", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
-        return None
+    return snapshot_or_none(path)
 
 
 def _validate(args: argparse.Namespace) -> int:

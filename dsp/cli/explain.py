@@ -14,23 +14,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dsp.cli.common import add_configs, add_models, add_redis_url, scoring_plan, snapshot_or_none
+
 if TYPE_CHECKING:
     from dsp.bidding.audience import Audience
-    from dsp.scoring.model import ModelRunner
+    from dsp.scoring.plan import PlanScorer
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("request", help="OpenRTB request JSON (or a story fixture with 'request')")
     parser.add_argument("--exchange", default=None,
                         help="exchange profile (default: generic, or the fixture's)")
-    parser.add_argument("--configs", default=os.environ.get("DSP_CONFIGS", "bidder_configs"))
-    parser.add_argument("--models", default=os.environ.get("DSP_MODELS", "models"))
-    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL"))
+    add_configs(parser)
+    add_models(parser)
+    add_redis_url(parser, optional=True)
     parser.add_argument("--p-intent", type=float, default=None, help="override the intent score")
     parser.add_argument("--pd", type=float, default=None, help="override the probability of default")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -42,8 +43,8 @@ def run(args: argparse.Namespace) -> int:
 
     from dsp.bidding.context import request_context
     from dsp.clock import wall_time
-    from dsp.config.snapshot import load_snapshot
-    from dsp.errors import ConfigInvalid, InvalidRequest
+    from dsp.errors import InvalidRequest
+    from dsp.exchanges.hooks import hooks_for
     from dsp.offline.explain import explain, render
     from dsp.openrtb.decode import RequestDecoder
 
@@ -57,10 +58,8 @@ def run(args: argparse.Namespace) -> int:
         exchange = exchange or doc.get("exchange")
         raw = json.dumps(doc["request"]).encode()
     exchange = exchange or "generic"
-    try:
-        snapshot = load_snapshot(Path(args.configs))
-    except ConfigInvalid as exc:
-        print(f"invalid config:\n{exc}", file=sys.stderr)
+    snapshot = snapshot_or_none(args.configs)
+    if snapshot is None:
         return 2
     profile = snapshot.exchanges.get(exchange)
     if profile is None:
@@ -68,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     try:
-        req = RequestDecoder().decode(raw, lax_numbers=profile.lax_numbers)
+        req = RequestDecoder().decode(raw, lax_numbers=profile.lax_numbers,
+                                      hook=hooks_for(profile).normalise_request)
     except InvalidRequest as exc:
         print(f"invalid request (HTTP 400): {exc.message}" + (f" [path {exc.path}]" if exc.path else ""))
         return 2
@@ -84,37 +84,32 @@ def _audience(args: argparse.Namespace, user_id: str, allowed: bool) -> tuple[Au
     """Resolve the user like the server would (Redis + models), or as unknown; with overrides."""
     import asyncio
 
-    import numpy as np
-
     from dsp.bidding.audience import Audience
-    from dsp.features.contract import DEFAULTS
-    from dsp.scoring.model import load_models
 
-    runners = load_models(Path(args.models))
-    intent, risk = runners["intent"], runners["risk"]
-    row = np.asarray(DEFAULTS, dtype=np.float32).reshape(1, -1)
-    population = (float(intent.predict(row)[0]), float(risk.predict(row)[0]))
-    audience = Audience("", False, population[0], population[1], {})
+    scorer = scoring_plan(args.models)
+    population = scorer.population()
+    audience = Audience("", False, population["p_intent"], population["pd"], {})
     note = ""
     if not allowed:
         note = "not looked up (lmt/dnt or GDPR without consent)"
     elif not user_id:
         note = "no user id in the request"
     elif args.redis_url:
-        audience, note = asyncio.run(_lookup(args.redis_url, user_id, intent, risk, population))
+        audience, note = asyncio.run(_lookup(args.redis_url, user_id, scorer, population))
     else:
         note = f"{user_id}: not looked up (no --redis-url)"
     if args.p_intent is not None or args.pd is not None:
         audience = Audience(audience.user_key or "what-if", True,
                             args.p_intent if args.p_intent is not None else audience.p_intent,
-                            args.pd if args.pd is not None else audience.pd, audience.caps)
+                            args.pd if args.pd is not None else audience.pd, audience.caps,
+                            audience.scores)
         note = f"what-if scores p_intent={audience.p_intent}, pd={audience.pd}"
     return audience, note
 
 
-async def _lookup(url: str, user_id: str, intent: ModelRunner, risk: ModelRunner,
-                  population: tuple[float, float]) -> tuple[Audience, str]:
-    from dsp.bidding.audience import AudienceResolver, ModelScorer
+async def _lookup(url: str, user_id: str, scorer: PlanScorer,
+                  population: dict[str, float]) -> tuple[Audience, str]:
+    from dsp.bidding.audience import AudienceResolver
     from dsp.clock import Deadline
     from dsp.errors import DependencyUnavailable
     from dsp.features.connect import async_client
@@ -123,7 +118,7 @@ async def _lookup(url: str, user_id: str, intent: ModelRunner, risk: ModelRunner
     client = async_client(url)
     store = FeatureStore(client)
     try:
-        resolver = AudienceResolver(store, ModelScorer(intent, risk), population)
+        resolver = AudienceResolver(store, scorer, population)
         try:
             aud = await resolver.resolve(user_id, Deadline.after_ms(2000))
         except DependencyUnavailable as exc:

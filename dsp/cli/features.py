@@ -20,12 +20,11 @@ Redis URL: ``--redis-url``, else ``$REDIS_URL``, else dsp.features.connect.DEFAU
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
 
-from dsp.features.connect import DEFAULT_REDIS_URL
+from dsp.cli.common import redis_url_default
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -62,7 +61,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _redis_url(arg: str | None) -> str:
-    return arg or os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
+    return arg or redis_url_default()
 
 
 def _seed(args: argparse.Namespace) -> int:

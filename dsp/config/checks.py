@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import urllib.parse
 
+from dsp.config.clickthrough import split_clickthroughs
 from dsp.config.loader import RawConfig
 from dsp.errors import ConfigProblem
+from dsp.exchanges.profile import auth_problems
 
 
 def cross_check(raw: RawConfig) -> list[ConfigProblem]:
@@ -20,6 +22,8 @@ def cross_check(raw: RawConfig) -> list[ConfigProblem]:
         f = raw.exchange_files[e.name]
         if raw.currencies_parsed and e.currency not in known_cur:
             problems.append(ConfigProblem(f, "currency", f"no rate for {e.currency!r} in currencies.yaml"))
+        if e.auth is not None:
+            problems.extend(ConfigProblem(f, path, msg) for path, msg in auth_problems(e.auth))
         sent = {"adomain", "crid", "cat", "w", "h", "adm", *e.notices}
         if e.openrtb_version == "2.6":
             sent.add("mtype")  # a 2.5 answer carries no mtype
@@ -76,6 +80,12 @@ def cross_check(raw: RawConfig) -> list[ConfigProblem]:
             if (cr.video is not None or cr.native is not None) and c.landing_url is None:
                 problems.append(ConfigProblem(f, "landing_url", "video and native ads click through "
                                               "the click notice, which redirects to landing_url"))
+            if (c.landing_url is None and cr.markup is not None
+                    and len(split_clickthroughs(cr.markup, cr.format)) > 1):
+                problems.append(ConfigProblem(
+                    f, f"creatives[{i}].markup",
+                    "has click-throughs but the campaign has no landing_url (clicks go through "
+                    "/notice/click to the landing_url)"))
         if c.landing_url is not None:
             url = urllib.parse.urlsplit(c.landing_url)
             if url.scheme not in ("http", "https") or not url.netloc:

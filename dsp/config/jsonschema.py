@@ -128,6 +128,28 @@ FIELD_DOCS: dict[str, tuple[str, Any]] = {
                                             "load against what we always send.", ["adomain", "crid"]),
     "ExchangeProfile.ads_txt": ("ads.txt enforcement for this exchange (overrides traffic.yaml): "
                                 "off, when_present, required.", "when_present"),
+    "CampaignFile.conversion_secret_env": ("Name of the environment variable holding the "
+                                           "lender's conversion-signing secret (never the value); "
+                                           "unset: POST /conversion is refused for this campaign.",
+                                           "QUICKLOAN_CONVERSION_SECRET"),
+    "ExchangeProfile.auth": ("Who may send bid requests to this route (see dsp.exchanges.auth); "
+                             "absent: open, as in the demo profiles.", None),
+    "ExchangeProfile.tmax_max_ms": ("Longest tmax honoured from a request, in milliseconds "
+                                    "(larger values are clamped to it).", 1000),
+    "ExchangeAuth.secret": ("A shared secret the exchange sends in a header.", None),
+    "ExchangeAuth.basic": ("HTTP basic auth the exchange sends.", None),
+    "ExchangeAuth.allow_cidrs": ("Source networks (CIDR) bid requests may come from; omit for any.",
+                                 ["203.0.113.0/24"]),
+    "ExchangeAuth.trusted_proxies": ("Proxies (CIDR) whose forwarded-for header is believed.",
+                                     ["10.0.0.0/8"]),
+    "ExchangeAuth.forwarded_header": ("Header carrying the client address behind a trusted proxy.",
+                                      "X-Forwarded-For"),
+    "SharedSecret.header": ("Header name that carries the secret.", "X-Exchange-Token"),
+    "SharedSecret.env": ("Environment variable holding the secret (never the secret itself).",
+                         "DSP_EXCHANGE_SECRET"),
+    "BasicAuth.user": ("User name the exchange sends.", "exchange"),
+    "BasicAuth.password_env": ("Environment variable holding the password.",
+                               "DSP_EXCHANGE_PASSWORD"),
     "CampaignFile.max_scores": ("Gate scores of the scoring plan (models/plan.json): no bid when "
                                 "the named score is above the limit (0-1).", {"fraud": 0.5}),
     "CampaignFile.learning": ("What the campaign takes from the event log (learned funnel rates, "

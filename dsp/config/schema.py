@@ -214,6 +214,9 @@ class CampaignFile(_Cfg, frozen=True, kw_only=True):
     gdpr_without_consent: Literal["contextual", "nobid"] = "nobid"
     enabled: bool = True
     landing_url: str | None = None  # where /notice/click redirects (http/https); no clicks without it
+    #: the environment variable holding the lender's conversion-signing secret (never the value);
+    #: unset: POST /conversion is refused (401) for this campaign's clicks
+    conversion_secret_env: Annotated[str, Meta(pattern=r"^[A-Z_][A-Z0-9_]{0,127}$")] | None = None
     supply: SupplyRules = SupplyRules()
     learning: Learning = Learning()
 

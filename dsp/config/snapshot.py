@@ -19,6 +19,7 @@ import msgspec
 
 from dsp.budget.spec import CampaignBudget, FrequencyCap
 from dsp.config.checks import cross_check
+from dsp.config.clickthrough import split_clickthroughs
 from dsp.config.learned import Learned, ShadingTable
 from dsp.config.loader import RawConfig, load_dir
 from dsp.config.schema import CampaignFile, CurrencyFile, NativeSpec, SupplyRules, Targeting, VideoSpec
@@ -46,6 +47,9 @@ class CompiledCreative(msgspec.Struct, frozen=True, gc=False):
     bundle: str | None = None  # the advertiser's app bundle, matched against bapp
     video: VideoSpec | None = None  # video creatives: what the per-request VAST is built from
     native: NativeSpec | None = None  # native creatives: the assets a response is built from
+    #: ``markup`` cut at its click-through URLs (dsp.config.clickthrough); the response joins
+    #: the parts with the bid's /notice/click URL. One part: no click-through.
+    markup_parts: tuple[str, ...] = ()
 
 
 class CompiledCampaign(msgspec.Struct, frozen=True, gc=False):
@@ -83,6 +87,7 @@ class CompiledCampaign(msgspec.Struct, frozen=True, gc=False):
     creative_cats: tuple[str, ...]
     budget: CampaignBudget
     landing_url: str | None = None  # /notice/click redirects here
+    conversion_secret_env: str | None = None  # names the lender's conversion-signing secret
     max_scores: tuple[tuple[str, float], ...] = ()  # (score name, highest allowed) gates
     shading_mode: str = "exchange"  # first price: exchange | fixed | learned (learning.shading)
     explore_share: float = 0.0  # learning.explore_share
@@ -173,6 +178,13 @@ class Snapshot(msgspec.Struct, frozen=True):
                 return c.landing_url
         return None
 
+    def campaign_currency(self, campaign_id: str) -> str | None:
+        """The campaign's (account) currency; None if unknown."""
+        for c in self.campaigns:
+            if c.id == campaign_id:
+                return c.currency
+        return None
+
     def bills_on(self, exchange: str) -> str | None:
         """Which notice commits spend on ``exchange``: "burl" when the exchange sends billing
         notices, else "nurl" (it bills on win); None for an exchange we no longer know."""
@@ -231,7 +243,8 @@ def compile_campaign(c: CampaignFile, learned: Learned | None = None) -> Compile
     funnel = learned.funnel.get(c.id) if learned is not None and c.learning.funnel else None
     creatives = [CompiledCreative(cr.id, cr.format, MTYPE[cr.format], cr.w, cr.h,
                                   tuple(cr.adomain), tuple(cr.cat), cr.markup or "",
-                                  iab_keys(cr.cat), cr.bundle, cr.video, cr.native)
+                                  iab_keys(cr.cat), cr.bundle, cr.video, cr.native,
+                                  split_clickthroughs(cr.markup or "", cr.format))
                  for cr in c.creatives]
     banners = {(cr.w, cr.h): cr for cr in creatives
                if cr.kind == "banner" and cr.w is not None and cr.h is not None}
@@ -265,7 +278,7 @@ def compile_campaign(c: CampaignFile, learned: Learned | None = None) -> Compile
         budget=_budget(c), landing_url=c.landing_url, placement=_placement(t), supply=c.supply,
         max_scores=tuple(sorted(c.max_scores.items())),
         shading_mode=c.learning.shading, explore_share=c.learning.explore_share,
-        funnel_learned=funnel is not None)
+        funnel_learned=funnel is not None, conversion_secret_env=c.conversion_secret_env)
 
 
 def _version(raw: RawConfig) -> str:

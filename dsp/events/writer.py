@@ -21,7 +21,6 @@ because a timed-out XADD may have been applied and a retry would duplicate it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Sequence
@@ -73,7 +72,7 @@ class EventStats:
 class EventWriter:
     """Buffered stream writer; one per process (module docstring)."""
 
-    __slots__ = ("_buf", "_redis", "_shard", "_task", "flush_timeout_s", "max_buffer",
+    __slots__ = ("_buf", "_redis", "_shard", "_stopping", "_task", "flush_timeout_s", "max_buffer",
                  "maxlen_entries", "shards", "stats", "tick_s", "total_dropped", "total_written")
 
     def __init__(self, redis: Any, *, stats: EventStats | None = None, shards: int = DEFAULT_SHARDS,
@@ -92,6 +91,7 @@ class EventWriter:
         self._buf: list[Event] = []
         self._shard = random.randrange(shards) if first_shard is None else first_shard % shards
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self.total_written = 0
         self.total_dropped = 0
 
@@ -117,17 +117,22 @@ class EventWriter:
             self._task = asyncio.create_task(self._run(), name="events-flush")
 
     async def stop(self) -> None:
-        """Stop the tick and flush what is buffered (bounded by ``flush_timeout_s``)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        """Stop the tick and flush what is buffered (bounded by ``flush_timeout_s``).
+
+        The loop also checks a flag: on Python 3.11 a cancellation that arrives just as an
+        awaited Redis reply completes can be lost, and the task would tick on forever."""
+        self._stopping = True
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait({task}, timeout=self.tick_s + self.flush_timeout_s + 1.0)
+            if not task.done():
+                log.warning("event flush task did not stop")
         await self.flush()
         self.stats.publish(0)
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(self.tick_s)
             try:
                 await self.flush()
@@ -153,7 +158,8 @@ class EventWriter:
                       maxlen=self.maxlen_entries, approximate=True)
         stats = self.stats
         try:
-            await asyncio.wait_for(pipe.execute(), timeout=self.flush_timeout_s)
+            async with asyncio.timeout(self.flush_timeout_s):  # not wait_for: see stop()
+                await pipe.execute()
         except Exception as exc:  # timeout or Redis error: drop, count, carry on
             stats.dropped_redis += len(events)
             self.total_dropped += len(events)

@@ -19,6 +19,12 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from dsp.exchanges.auth import ExchangeAuth
+from dsp.exchanges.auth import config_problems as auth_problems
+from dsp.openrtb.request import TMAX_LIMIT_MS
+
+__all__ = ["ExchangeAuth", "ExchangeProfile", "auth_problems"]
+
 # Same patterns as the campaign files (dsp.config.schema); kept here so this module stays a leaf.
 Ident = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
 CurrencyCode = Annotated[str, Meta(pattern=r"^[A-Z]{3}$")]
@@ -34,6 +40,9 @@ class ExchangeProfile(msgspec.Struct, forbid_unknown_fields=True, frozen=True, k
     currency: CurrencyCode = "USD"
     auction_type: Literal[1, 2] = 2  # used when the request has no ``at``
     tmax_default_ms: Annotated[int, Meta(gt=0)] = 120
+    # The longest deadline this exchange's requests get, whatever their ``tmax`` says (a request's
+    # tmax above it is clamped; above dsp.openrtb.request.TMAX_LIMIT_MS it is a 400).
+    tmax_max_ms: Annotated[int, Meta(gt=0, le=TMAX_LIMIT_MS)] = 1_000
     round_trip_allowance_ms: Annotated[int, Meta(ge=0)] = 20
     safety_margin_ms: Annotated[int, Meta(ge=0)] = 5
     seat: str | None = None
@@ -55,6 +64,8 @@ class ExchangeProfile(msgspec.Struct, forbid_unknown_fields=True, frozen=True, k
     required_bid_fields: tuple[Literal["adomain", "crid", "cid", "cat", "w", "h", "mtype", "adm",
                                        "nurl", "burl", "lurl", "seat"], ...] = ()
     ads_txt: Literal["off", "when_present", "required"] | None = None  # overrides traffic.yaml
+    #: who may send bid requests (dsp.exchanges.auth); absent: open (the demo profiles)
+    auth: ExchangeAuth | None = None
 
     @property
     def hook_name(self) -> str:

@@ -35,7 +35,7 @@ from redis.exceptions import NoScriptError, RedisClusterException, RedisError, R
 from dsp.clock import Deadline
 from dsp.errors import DependencyUnavailable
 from dsp.features.contract import DEFAULTS
-from dsp.features.keys import CAPS_SUFFIX, caps_key, user_key
+from dsp.features.keys import CAPS_SUFFIX, DEV_USER_HASH_KEY, caps_key, user_key
 from dsp.features.record import MalformedCallback, RecordCodec
 
 FloatArray = npt.NDArray[np.float32]
@@ -87,11 +87,14 @@ def unknown_record(key: str = "", caps: dict[str, bytes] | None = None) -> UserR
 class FeatureStore:
     """Reads users from Redis in one round trip per call. Owns no connection: the app does."""
 
-    __slots__ = ("_codec", "_is_cluster", "_on_malformed", "_pool", "_redis", "_script")
+    __slots__ = ("_codec", "_hash_key", "_is_cluster", "_on_malformed", "_pool", "_redis",
+                 "_script")
 
     def __init__(self, redis: Redis | RedisCluster, *,
-                 on_malformed: MalformedCallback | None = None) -> None:
+                 on_malformed: MalformedCallback | None = None,
+                 hash_key: bytes = DEV_USER_HASH_KEY) -> None:
         self._redis = redis
+        self._hash_key = hash_key  # DSP_USER_HASH_KEY (dsp.features.keys)
         self._is_cluster = isinstance(redis, RedisCluster)
         self._codec = RecordCodec()
         self._on_malformed = on_malformed
@@ -106,7 +109,8 @@ class FeatureStore:
 
     async def fetch(self, user_ids: Sequence[str], deadline: Deadline) -> list[UserRecord]:
         """Resolve raw user ids to records. See the module docstring for every outcome."""
-        keys = [user_key(raw) for raw in user_ids]
+        hash_key = self._hash_key
+        keys = [user_key(raw, hash_key) for raw in user_ids]
         wanted = [k for k in keys if k]
         if not wanted:
             return [unknown_record() for _ in keys]

@@ -15,7 +15,7 @@ import redis
 from redis.cluster import RedisCluster
 
 from dsp.features.connect import sync_client
-from dsp.features.keys import user_key
+from dsp.features.keys import DEV_USER_HASH_KEY, user_key
 from dsp.features.record import RecordCodec
 
 FloatArray = npt.NDArray[np.float32]
@@ -29,12 +29,13 @@ def connect(url: str, cluster: bool = False) -> redis.Redis | RedisCluster:
 
 
 def write_rows(client: redis.Redis | RedisCluster, raw_ids: Sequence[str], rows: FloatArray, *,
-               chunk: int = DEFAULT_CHUNK) -> int:
-    """Write one record per raw id (row ``i`` of ``rows`` for ``raw_ids[i]``); returns the count."""
+               chunk: int = DEFAULT_CHUNK, hash_key: bytes = DEV_USER_HASH_KEY) -> int:
+    """Write one record per raw id (row ``i`` of ``rows`` for ``raw_ids[i]``, keyed with
+    ``hash_key``: the server's ``DSP_USER_HASH_KEY``); returns the count."""
     if len(raw_ids) != rows.shape[0]:
         raise ValueError(f"{len(raw_ids)} ids but {rows.shape[0]} rows")
     codec = RecordCodec()
-    keys = (user_key(r) for r in raw_ids)
+    keys = (user_key(r, hash_key) for r in raw_ids)
     return write_blobs(client, zip(keys, codec.encode_rows(rows), strict=True), chunk=chunk)
 
 

@@ -1,9 +1,24 @@
-"""Signed notice tokens carried in nurl/burl/lurl.
+"""Signed notice tokens: one per notice kind, so each URL can do its own job and nothing else.
 
-Format: ``base64url(msgpack(payload)) + "." + base64url(hmac_sha256(key, body)[:16])``.
+Format: ``base64url(msgpack(payload)) + "." + base64url(blake2b(body, key=kind_key, 16 bytes))``.
 The payload is compact (msgpack array), carries an expiry, and the MAC covers every byte, so a
 token cannot be forged or altered without the key. ``verify`` raises :class:`TokenInvalid`
-(forged, malformed, wrong key) or :class:`TokenExpired`; callers answer 4xx and change nothing.
+(forged, malformed, wrong key, **another kind's token**) or :class:`TokenExpired`; callers answer
+4xx and change nothing.
+
+Kinds (:data:`KINDS`): ``win`` (nurl), ``bill`` (burl), ``loss`` (lurl), ``click`` (the
+click-through in the markup), ``event`` (impression and video tracking pixels in the markup).
+Each kind has its own key, derived from the configured key as ``HMAC-SHA256(key,
+"dsp-notice-kind:" + kind)``, so a loss token presented to ``/notice/win`` or ``/notice/bill``
+fails its MAC exactly like a forgery. The MAC itself is keyed BLAKE2b-128 (a MAC
+by design, RFC 7693): one C call per token, about a third of an HMAC-SHA256's cost (0.9 vs 2.7 µs
+measured side by side on a loaded machine), which matters with four tokens per bid.
+
+The three server-to-server URLs share one payload (:class:`NoticeToken`, encoded once, MACed per
+kind); the click token is a smaller payload (:class:`ClickToken`: no price, no user) because it
+travels in markup that browsers and the publisher's page see. Which kind *commits spend* is the
+exchange profile's business (the notice service asks it): the billing-capable token is only ever
+in the URL the exchange calls server to server, never in markup.
 
 Keys rotate: ``TokenSigner(keys={"k2": b"...", "k1": b"..."}, active="k2")`` signs with k2 and
 accepts both. The key id travels in the payload.
@@ -14,12 +29,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import TypeVar
 
 import msgspec
 
 from dsp.clock import wall_time
 from dsp.errors import RequestRejected
+
+KINDS = ("win", "bill", "loss", "click", "event")
+_CLICK_ID_PURPOSE = "click-id"
 
 
 class NoticeToken(msgspec.Struct, array_like=True, frozen=True):
@@ -47,6 +66,21 @@ class NoticeToken(msgspec.Struct, array_like=True, frozen=True):
     test: bool = False
     auction_currency: str = ""
     auction_bid_micros: int = 0  # 0: the auction ran in ``currency``
+    #: the imp's floor for one impression in ``currency`` micros (rounded down; 0: no floor):
+    #: a clearing price below it is an anomaly (dsp.notices.service)
+    floor_micros: int = 0
+
+
+class ClickToken(msgspec.Struct, array_like=True, frozen=True):
+    """What a click needs: which bid and campaign, nothing about price or user (it is public)."""
+
+    kid: str
+    bid_id: str
+    campaign_id: str
+    exchange: str
+    issued_at_s: int
+    expires_at_s: int
+    test: bool = False
 
 
 class TokenInvalid(RequestRejected):
@@ -61,7 +95,12 @@ class TokenExpired(RequestRejected):
 
 _ENC = msgspec.msgpack.Encoder()
 _DEC = msgspec.msgpack.Decoder(NoticeToken)
+_CLICK_DEC = msgspec.msgpack.Decoder(ClickToken)
 _MAC_BYTES = 16
+_blake2b = hashlib.blake2b
+_NOTICE_KINDS = frozenset(("win", "bill", "loss"))
+_PUBLIC_KINDS = frozenset(("click", "event"))
+_T = TypeVar("_T")
 
 
 def _b64e(raw: bytes) -> str:
@@ -74,7 +113,8 @@ def _b64d(text: str) -> bytes:
 
 
 class TokenSigner:
-    """Signs and verifies :class:`NoticeToken` values with HMAC-SHA256 (truncated to 128 bits)."""
+    """Signs and verifies :class:`NoticeToken` and :class:`ClickToken` values (128-bit MACs,
+    one key per kind; see the module docstring)."""
 
     def __init__(self, keys: Mapping[str, bytes], active: str) -> None:
         if active not in keys:
@@ -83,30 +123,80 @@ class TokenSigner:
             raise ValueError("token keys must be at least 16 bytes")
         self._keys = dict(keys)
         self.active = active
+        self._derived: dict[tuple[str, str], bytes] = {}
 
-    def sign(self, token: NoticeToken) -> str:
+    def _mac(self, kid: str, kind: str, data: bytes) -> bytes:
+        """The MAC of ``data`` for (key id, kind): keyed BLAKE2b, 16 bytes. The per-kind keys are
+        derived once (HMAC-SHA256 of the configured key); each MAC is then one C call."""
+        key = self._derived.get((kid, kind))
+        if key is None:
+            root = self._keys[kid]  # KeyError: unknown kid, checked by the callers
+            key = hmac.digest(root, f"dsp-notice-kind:{kind}".encode(), "sha256")
+            self._derived[(kid, kind)] = key
+        return _blake2b(data, key=key, digest_size=_MAC_BYTES).digest()
+
+    def sign_kinds(self, token: NoticeToken, kinds: Sequence[str]) -> list[str]:
+        """One token per kind in ``kinds`` (e.g. ``("win", "bill", "loss")``), same payload."""
         if token.kid != self.active:
             token = msgspec.structs.replace(token, kid=self.active)
         body = _b64e(_ENC.encode(token))
-        mac = hmac.new(self._keys[self.active], body.encode("ascii"), hashlib.sha256).digest()
-        return body + "." + _b64e(mac[:_MAC_BYTES])
+        raw = body.encode("ascii")
+        return [body + "." + _b64e(self._mac(self.active, kind, raw)) for kind in kinds]
 
-    def verify(self, text: str, *, now_s: float | None = None) -> NoticeToken:
-        """Return the token if authentic and unexpired; raise TokenInvalid / TokenExpired otherwise."""
+    def sign(self, token: NoticeToken, kind: str) -> str:
+        """The ``kind`` token for ``token`` (``win``, ``bill`` or ``loss``)."""
+        return self.sign_kinds(token, (kind,))[0]
+
+    def sign_click(self, token: ClickToken, kind: str = "click") -> str:
+        """A public token (markup: ``click``, or ``event`` for impression and video trackers)."""
+        if kind not in _PUBLIC_KINDS:
+            raise ValueError(f"not a public token kind: {kind!r}")
+        if token.kid != self.active:
+            token = msgspec.structs.replace(token, kid=self.active)
+        body = _b64e(_ENC.encode(token))
+        return body + "." + _b64e(self._mac(self.active, kind, body.encode("ascii")))
+
+    def click_id(self, bid_id: str) -> str:
+        """The click id the landing page receives for a bid: 22 characters, not reversible to the
+        bid id without the key, the same for every click on one bid (the lender may dedup)."""
+        return _b64e(self._mac(self.active, _CLICK_ID_PURPOSE,
+                               bid_id.encode("utf-8", "surrogatepass")))
+
+    def _open(self, text: str, kind: str, decoder: msgspec.msgpack.Decoder[_T]) -> _T:
+        """Decode ``text`` and check its MAC for ``kind``. Raises TokenInvalid."""
         body, sep, mac_text = text.partition(".")
         if not sep or not body or not mac_text or len(text) > 2048:
             raise TokenInvalid("malformed token")
         try:
-            token = _DEC.decode(_b64d(body))
+            token = decoder.decode(_b64d(body))
             mac = _b64d(mac_text)
         except (ValueError, msgspec.DecodeError) as exc:
             raise TokenInvalid("malformed token") from exc
-        key = self._keys.get(token.kid)
-        if key is None:
+        kid: str = getattr(token, "kid")  # noqa: B009 (both token types have one)
+        if kid not in self._keys:
             raise TokenInvalid("unknown token key")
-        expected = hmac.new(key, body.encode("ascii"), hashlib.sha256).digest()[:_MAC_BYTES]
+        expected = self._mac(kid, kind, body.encode("ascii"))
         if not hmac.compare_digest(expected, mac):
-            raise TokenInvalid("bad token signature")
+            raise TokenInvalid("bad token signature (forged, or a token of another notice kind)")
+        return token
+
+    def verify(self, text: str, kind: str, *, now_s: float | None = None) -> NoticeToken:
+        """The ``kind`` token (``win``/``bill``/``loss``) if authentic and unexpired; raise
+        TokenInvalid (also for another kind's token) / TokenExpired otherwise."""
+        if kind not in _NOTICE_KINDS:
+            raise ValueError(f"not a notice kind: {kind!r}")
+        token = self._open(text, kind, _DEC)
+        if (wall_time() if now_s is None else now_s) > token.expires_at_s:
+            raise TokenExpired("token expired")
+        return token
+
+    def verify_click(self, text: str, *, now_s: float | None = None,
+                     kind: str = "click") -> ClickToken:
+        """The public ``kind`` token (click or event) if authentic and unexpired (see
+        :meth:`verify`)."""
+        if kind not in _PUBLIC_KINDS:
+            raise ValueError(f"not a public token kind: {kind!r}")
+        token = self._open(text, kind, _CLICK_DEC)
         if (wall_time() if now_s is None else now_s) > token.expires_at_s:
             raise TokenExpired("token expired")
         return token

@@ -80,11 +80,54 @@ class JsonFormatter(logging.Formatter):
             return _unordered_encoder.encode(out).decode()
 
 
+#: loggers of the HTTP library that put client addresses and raw request bytes into records
+REDACTED_LOGGERS = ("aiohttp.server", "aiohttp.web", "aiohttp.access")
+
+
+class RedactClientData(logging.Filter):
+    """Rewrites the HTTP library's records so that no client IP address and no raw header or body
+    bytes reach the logs (click traffic is end users'): ``"Error handling request from
+    203.0.113.9"`` + a traceback quoting the bad bytes becomes ``"Error handling request"`` with
+    only the exception's type name (``error_type``). At most one such line per ``every_s``
+    seconds per logger; the count of the lines dropped in between rides on the next one."""
+
+    def __init__(self, every_s: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.every_s = every_s
+        self._clock = clock
+        self._last = -float("inf")
+        self._dropped = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error_type = record.exc_info[1].__class__.__name__ if record.exc_info else None
+        text = str(record.msg)
+        record.msg = text.split(" from ", 1)[0] if " from " in text else text.split(":", 1)[0]
+        record.args = None
+        record.exc_info = None
+        record.exc_text = None
+        record.stack_info = None
+        now = self._clock()
+        if now - self._last < self.every_s:
+            self._dropped += 1
+            return False
+        self._last = now
+        record.fields = {"error_type": error_type, "dropped_since_last": self._dropped}
+        self._dropped = 0
+        return True
+
+
 def configure_json_logging(level: str | int = "INFO", stream: IO[str] | None = None) -> logging.Handler:
-    """Send the root logger's output, as JSON lines, to ``stream`` (default stderr).
+    """Send the root logger's output, as JSON lines, to ``stream`` (default stderr), with the
+    HTTP library's loggers redacted (:class:`RedactClientData`).
 
     Replaces handlers previously installed by this function (idempotent); returns the handler.
     """
+    for name in REDACTED_LOGGERS:
+        lib = logging.getLogger(name)
+        for f in list(lib.filters):
+            if isinstance(f, RedactClientData):
+                lib.removeFilter(f)
+        lib.addFilter(RedactClientData())
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(JsonFormatter())
     handler.set_name("dsp-json")
@@ -95,6 +138,42 @@ def configure_json_logging(level: str | int = "INFO", stream: IO[str] | None = N
     root.addHandler(handler)
     root.setLevel(level)
     return handler
+
+
+class SampledWarning:
+    """A warning that cannot flood the log: at most one line per ``interval_s`` for one kind of
+    event, carrying how many were suppressed since the last line. For events a client can cause
+    at will (malformed bodies, unexpected decoder errors): count them with a metric, log a sample.
+
+        warn = SampledWarning(log, "unexpected decoder error", interval_s=10)
+        warn.hit({"exception": "RecursionError"})     # logs now or counts silently
+
+    No traceback is attached (one per request is what this replaces). Not thread-safe (one loop).
+    """
+
+    __slots__ = ("_clock", "_last", "_logger", "_message", "interval_s", "suppressed")
+
+    def __init__(self, logger: logging.Logger, message: str, *, interval_s: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._logger = logger
+        self._message = message
+        self.interval_s = interval_s
+        self._clock = clock
+        self._last = -1e18
+        self.suppressed = 0
+
+    def hit(self, fields: Mapping[str, Any] | None = None) -> bool:
+        """Record one occurrence; True when it was logged."""
+        now = self._clock()
+        if now - self._last < self.interval_s:
+            self.suppressed += 1
+            return False
+        self._last = now
+        out = dict(fields or {})
+        out["suppressed_since_last"] = self.suppressed
+        self.suppressed = 0
+        self._logger.warning(self._message, extra={"fields": out})
+        return True
 
 
 class DecisionLog:

@@ -2,9 +2,11 @@
 
 No module-level collectors: tests build a fresh ``Metrics(CollectorRegistry())`` each. In a
 multi-process server set ``PROMETHEUS_MULTIPROC_DIR``; prometheus-client then writes every value
-to per-process files and ``render()`` aggregates them (see dsp.observability.http).
+to per-process files and ``render()`` aggregates them (see dsp.observability.multiproc; the
+route is dsp.server.metrics_route).
 
-Label sets are small and closed: ``exchange`` (configured profile names), ``reason``
+Label sets are small and closed: ``exchange`` (configured profile names, plus ``_unknown`` for
+requests naming no configured exchange: a client-chosen name never becomes a label), ``reason``
 (NoBidReason values), ``campaign`` (configured campaign ids), ``stage`` (fixed list below).
 """
 
@@ -21,6 +23,12 @@ LATENCY_BUCKETS_S = (0.0002, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0
                      0.05, 0.075, 0.1, 0.25, 0.5, 1.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 STAGES = ("decode", "features", "scoring", "pricing")
+#: Why a request was answered with the cheapest no-bid without being processed (dsp.server.overload).
+SHED_REASONS = ("late", "lag", "queue")
+#: Why a connection was closed or refused before a full request was read (dsp.server.front).
+CONNECTION_DROPS = ("cap", "slow", "bad_head", "too_large")
+#: Where an unexpected exception was turned into an answer (never a 5xx; no traceback per request).
+UNEXPECTED_WHERE = ("decode", "flow")
 
 
 class Metrics:
@@ -84,15 +92,32 @@ class Metrics:
                                   registry=r, multiprocess_mode="max")
         self.config_reloads = Counter("dsp_config_reloads", "Config reloads", ["result"],
                                       registry=r)
-        # Added for the HPA / dashboards (issue 5). livesum: dead workers drop out of the sum.
+        # For the HPA and the dashboards. livesum: dead workers drop out of the sum.
         self.inflight_requests = Gauge("dsp_inflight_requests", "Bid requests being processed now",
                                        registry=r, multiprocess_mode="livesum")
         self.decision_logs = Counter("dsp_decision_logs", "Decision records written by the sampler",
                                      ["result"], registry=r)  # result: logged|rate_limited
-        # Added for the money side (issue 4).
+        self.shed = Counter("dsp_shed", "Bid requests answered with the cheapest no-bid because the "
+                            "worker was behind", ["reason"], registry=r)  # SHED_REASONS
+        self.connections_dropped = Counter("dsp_connections_dropped",
+                                           "Connections refused or closed before a request was read",
+                                           ["reason"], registry=r)  # CONNECTION_DROPS
+        self.unexpected_errors = Counter("dsp_unexpected_errors", "Unexpected exceptions answered "
+                                         "as 400 or no-bid", ["where"], registry=r)  # UNEXPECTED_WHERE
+        self.loop_lag_seconds = Gauge("dsp_loop_lag_seconds", "Event-loop lag (latest probe)",
+                                      registry=r, multiprocess_mode="max")
+        # The money side (dsp.budget).
         self.clicks = Counter("dsp_clicks", "Clicks (first per bid)", ["campaign"], registry=r)
         self.conversions = Counter("dsp_conversions", "Conversions (first per bid and event)",
                                    ["campaign", "event"], registry=r)
+        # Who may call: bid requests refused before decoding (dsp.exchanges.auth), notice prices
+        # outside what was signed, admin calls refused.
+        self.exchange_auth_rejections = Counter("dsp_exchange_auth_rejections",
+                                                "Bid requests refused by exchange auth",
+                                                ["exchange", "status"], registry=r)  # 401|403
+        self.price_anomalies = Counter("dsp_price_anomalies",
+                                       "Win/bill prices outside what the token signed",
+                                       ["kind", "anomaly"], registry=r)  # below_floor|above_bid
         self.conversion_value_micros = Counter("dsp_conversion_value_micros",
                                                "Conversion amounts in micros", ["campaign", "event"],
                                                registry=r)
@@ -144,3 +169,11 @@ def render(metrics: Metrics) -> bytes:
         prom_multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry)
     return generate_latest(metrics.registry)
+
+
+def render_processes() -> bytes:
+    """The exposition summed over every process writing to ``PROMETHEUS_MULTIPROC_DIR`` (the
+    supervisor of ``dsp serve --workers N``, which records nothing itself, serves this)."""
+    registry = CollectorRegistry()
+    prom_multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return generate_latest(registry)

@@ -34,7 +34,6 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from dsp.bidding.pricing import impression_value
 from dsp.config.snapshot import CompiledCampaign, Snapshot
 from dsp.errors import ConfigProblem
 from dsp.offline.training.fairness import AGE_BANDS, FOUR_FIFTHS, SEX_NAMES, GroupRate, group_rates
@@ -107,7 +106,10 @@ def load_reference(models_dir: Path, data_dir: Path | None = None, *,
 def selected(c: CompiledCampaign, p_intent: F64, pd: F64) -> npt.NDArray[np.bool_]:
     """Would ``c`` bid for each user (gates and pricing at λ = 0, no floor)? Mirrors
     :func:`dsp.bidding.pricing.price` (a test checks the two agree row by row)."""
-    value = np.asarray(impression_value(c, p_intent, pd), dtype=np.float64)  # type: ignore[arg-type]
+    # The formula of dsp.bidding.pricing.impression_value over arrays (that function is typed for
+    # floats and compiled with mypyc, which refuses arrays).
+    npv = c.margin * (1.0 - pd) - pd * c.lgd * c.ead - c.cost
+    value = p_intent * c.apply_rate * c.p_approve * npv
     bid_cpm_micros = np.minimum(np.round(value * 1e9), c.max_cpm_micros)
     out: npt.NDArray[np.bool_] = ((p_intent >= c.intent_min) & (pd <= c.pd_max)
                                   & (np.round(value * 1e9) > 0) & (bid_cpm_micros > 0))

@@ -9,7 +9,7 @@ import msgspec
 import numpy as np
 
 from dsp.features.contract import FEATURE_INDEX
-from dsp.features.keys import user_key
+from dsp.features.keys import user_hash_key_from_env, user_key
 from dsp.features.record import RecordCodec
 from dsp.features.rows import RowError, parse_row
 from dsp.features.writer import connect, write_blobs, write_rows
@@ -42,7 +42,8 @@ def seed_population(url: str, n_users: int, seed: int, *, ids_out: Path | None =
             out = stack.enter_context(ids_out.open("wb")) if ids_out is not None else None
             for start in range(0, n_users, CHUNK_USERS):
                 pop = generate(min(CHUNK_USERS, n_users - start), seed, data, start=start)
-                written += write_rows(client, pop.ids, pop.features)
+                written += write_rows(client, pop.ids, pop.features,
+                                      hash_key=user_hash_key_from_env())
                 if out is not None:
                     hist = pop.features[:, hist_col].astype(np.int64).tolist()
                     lines = [IdLine(i, round(t, 6), round(p, 6), h, d) for i, t, p, h, d in zip(
@@ -57,6 +58,7 @@ def seed_population(url: str, n_users: int, seed: int, *, ids_out: Path | None =
 def load_file(url: str, path: Path, *, cluster: bool = False) -> tuple[int, list[tuple[int, str]]]:
     """Load every valid line of a JSON-lines file; return (loaded, [(line number, error)])."""
     codec = RecordCodec()
+    hash_key = user_hash_key_from_env()  # the server's DSP_USER_HASH_KEY: both must agree
     errors: list[tuple[int, str]] = []
     batch: list[tuple[str, bytes]] = []
     loaded = 0
@@ -71,7 +73,7 @@ def load_file(url: str, path: Path, *, cluster: bool = False) -> tuple[int, list
                 except RowError as exc:
                     errors.append((line_no, str(exc)))
                     continue
-                batch.append((user_key(raw_id), codec.encode(vec)))
+                batch.append((user_key(raw_id, hash_key), codec.encode(vec)))
                 if len(batch) >= LOAD_BATCH:
                     loaded += write_blobs(client, batch)
                     batch = []

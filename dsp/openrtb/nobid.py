@@ -48,6 +48,7 @@ class NoBidReason(enum.Enum):
     MODEL_ERROR = "model_error"
     FEATURES_UNAVAILABLE = "features_unavailable"
     INTERNAL_ERROR = "internal_error"
+    OVERLOADED = "overloaded"  # shed by dsp.server.overload before decoding
 
     @property
     def nbr(self) -> int:
@@ -71,4 +72,5 @@ _NBR: dict[NoBidReason, int] = {
     NoBidReason.MODEL_ERROR: 1,
     NoBidReason.FEATURES_UNAVAILABLE: 1,
     NoBidReason.INTERNAL_ERROR: 1,
+    NoBidReason.OVERLOADED: 1,
 }

@@ -3,7 +3,8 @@
 Decoding skips unknown fields cheaply (never ``forbid_unknown_fields`` for inbound traffic). Every
 field that is declared is typed, so a wrong type is a 400 naming its JSON path (e.g.
 ``imp[0].banner.w`` given as ``"728"``, ``bcat`` given as integers, ``user.ext.consent`` as an int).
-Constraints that msgspec checks while decoding (``tmax >= 0``, ``bidfloor >= 0``, ``regs.gdpr`` in
+Constraints that msgspec checks while decoding (``0 <= tmax <= TMAX_LIMIT_MS``, integers within
+32 bits, ``0 <= bidfloor <= 1e9``, ``regs.gdpr`` in
 {0, 1}, non-empty ``imp``, deal ``id`` non-empty) fail at the exact path too; cross-field checks
 live in :mod:`dsp.openrtb.validate`.
 
@@ -26,8 +27,15 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
-NonNegInt = Annotated[int, Meta(ge=0)]
-NonNegFloat = Annotated[float, Meta(ge=0.0)]
+#: The largest ``tmax`` accepted from any exchange (ms). Larger values are a 400 naming ``tmax``;
+#: each exchange profile caps the deadline further (``tmax_max_ms``).
+TMAX_LIMIT_MS = 10_000
+#: Integers are 32-bit signed (every OpenRTB integer field fits): JSON allows any size, Python
+#: decodes any size, and a 400-digit ``tmax`` used to overflow float arithmetic later.
+Int = Annotated[int, Meta(ge=-(2**31), le=2**31 - 1)]
+Tmax = Annotated[int, Meta(ge=0, le=TMAX_LIMIT_MS)]
+#: Prices in the request's currency per mille; 1e9 keeps micros (x 1e6) inside int64.
+NonNegFloat = Annotated[float, Meta(ge=0.0, le=1e9)]
 Flag = Annotated[int, Meta(ge=0, le=1)]
 NonEmptyStr = Annotated[str, Meta(min_length=1)]
 
@@ -37,21 +45,21 @@ class _S(msgspec.Struct, gc=False, omit_defaults=True):
 
 
 class Format(_S):
-    w: int | None = None
-    h: int | None = None
+    w: Int | None = None
+    h: Int | None = None
 
 
 class Banner(_S):
-    w: int | None = None
-    h: int | None = None
+    w: Int | None = None
+    h: Int | None = None
     format: list[Format] | None = None
 
 
 class CompanionAd(_S):
     """A companion banner of a video imp (2.5/2.6: ``companionad`` is an array of Banner)."""
 
-    w: int | None = None
-    h: int | None = None
+    w: Int | None = None
+    h: Int | None = None
 
 
 class CompanionAdWrapper(_S):
@@ -64,23 +72,23 @@ class Video(_S):
     """The fields creative eligibility reads (OpenRTB 2.6 §3.2.7; 2.5 names kept)."""
 
     mimes: list[str] | None = None
-    minduration: int | None = None  # seconds
-    maxduration: int | None = None
-    rqddurs: list[int] | None = None  # 2.6: exact durations allowed (seconds)
-    protocols: list[int] | None = None  # AdCOM creative subtypes: 7 VAST 4.0, 11 4.1, 13 4.2, ...
-    protocol: int | list[int] | None = None  # 2.2-era single value (a list in some dialects)
-    w: int | None = None
-    h: int | None = None
-    startdelay: int | None = None
-    placement: int | None = None  # 2.5
-    plcmt: int | None = None  # 2.6 (1 instream, 2 accompanying, 3 interstitial, 4 no content)
-    linearity: int | None = None  # 1 linear, 2 non-linear
-    skip: int | None = None
-    api: list[int] | None = None
-    boxingallowed: int | None = None  # 0: no letter-boxing, media must keep the player's ratio
-    minbitrate: int | None = None  # Kbps
-    maxbitrate: int | None = None
-    delivery: list[int] | None = None  # 1 streaming, 2 progressive, 3 download
+    minduration: Int | None = None  # seconds
+    maxduration: Int | None = None
+    rqddurs: list[Int] | None = None  # 2.6: exact durations allowed (seconds)
+    protocols: list[Int] | None = None  # AdCOM creative subtypes: 7 VAST 4.0, 11 4.1, 13 4.2, ...
+    protocol: Int | list[Int] | None = None  # 2.2-era single value (a list in some dialects)
+    w: Int | None = None
+    h: Int | None = None
+    startdelay: Int | None = None
+    placement: Int | None = None  # 2.5
+    plcmt: Int | None = None  # 2.6 (1 instream, 2 accompanying, 3 interstitial, 4 no content)
+    linearity: Int | None = None  # 1 linear, 2 non-linear
+    skip: Int | None = None
+    api: list[Int] | None = None
+    boxingallowed: Int | None = None  # 0: no letter-boxing, media must keep the player's ratio
+    minbitrate: Int | None = None  # Kbps
+    maxbitrate: Int | None = None
+    delivery: list[Int] | None = None  # 1 streaming, 2 progressive, 3 download
     companionad: list[CompanionAd] | CompanionAdWrapper | None = None
 
 
@@ -100,12 +108,12 @@ class Deal(_S):
     id: NonEmptyStr
     bidfloor: NonNegFloat = 0.0
     bidfloorcur: str | None = None  # None means "USD" per spec; it does NOT inherit imp.bidfloorcur
-    at: int | None = None
+    at: Int | None = None
     wseat: list[str] | None = None
 
 
 class Pmp(_S):
-    private_auction: int = 0
+    private_auction: Int = 0
     deals: list[Deal] | None = None
 
 
@@ -161,7 +169,7 @@ class Geo(_S):
     country: str | None = None
     region: str | None = None  # ISO 3166-2 (dialects normalised by dsp.openrtb.geo)
     metro: str | None = None  # Nielsen DMA code as a string, e.g. "807"
-    utcoffset: int | None = None
+    utcoffset: Int | None = None
 
 
 class Device(_S):
@@ -169,16 +177,16 @@ class Device(_S):
     ip: str | None = None
     ipv6: str | None = None
     geo: Geo | None = None
-    dnt: int | None = None
-    lmt: int | None = None
-    devicetype: int | None = None
+    dnt: Int | None = None
+    lmt: Int | None = None
+    devicetype: Int | None = None
     os: str | None = None
     ifa: str | None = None
 
 
 class Uid(_S):
     id: str | None = None
-    atype: int | None = None
+    atype: Int | None = None
 
 
 class Eid(_S):
@@ -228,11 +236,11 @@ class Regs(_S):
 class SupplyChainNode(_S):
     asi: str | None = None
     sid: str | None = None
-    hp: int | None = None
+    hp: Int | None = None
 
 
 class SupplyChain(_S):
-    complete: int | None = None
+    complete: Int | None = None
     ver: str | None = None
     nodes: list[SupplyChainNode] | None = None
 
@@ -270,12 +278,12 @@ class BidRequest(_S):
     dooh: Dooh | None = None
     device: Device | None = None
     user: User | None = None
-    test: int = 0
-    at: int | None = None  # None: the exchange profile's auction_type
-    tmax: NonNegInt | None = None
+    test: Int = 0
+    at: Int | None = None  # None: the exchange profile's auction_type
+    tmax: Tmax | None = None
     wseat: list[str] | None = None
     bseat: list[str] | None = None
-    allimps: int | None = None
+    allimps: Int | None = None
     cur: list[str] | None = None
     bcat: list[str] | None = None
     badv: list[str] | None = None

@@ -195,7 +195,12 @@ class PlanScorer:
         if self._executor is None:
             return run_plan(self.steps, rows, floors)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, run_plan, self.steps, rows, floors)
+        run = loop.run_in_executor(self._executor, run_plan, self.steps, rows, floors)
+        try:  # the thread finishes the run; a result after the deadline is dropped
+            async with asyncio.timeout(max(0.0, deadline.remaining_s())):
+                return await run
+        except TimeoutError:
+            raise DependencyUnavailable("scoring: deadline passed during the model run") from None
 
     async def score(self, rows: FloatArray, deadline: Deadline) -> Scores:
         return await self._run(rows, None, deadline)

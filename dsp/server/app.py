@@ -6,22 +6,26 @@ Every resource is owned by one cleanup context that starts it before ``yield`` a
 (``Services.open``): the Redis client, the scoring plan's ONNX runners (``models/plan.json``,
 loaded and checked against the feature contract at start-up; ``/readyz`` probes each), the
 audience micro-batcher, the money runtime (budget leases, pacing), the notice service, the config
-reloader (SIGHUP, ``POST /admin/reload``, periodic file check), the Redis health probe behind
-``/readyz`` and the once-a-second flush of the bid-path metric tallies.
+reloader (SIGHUP, ``POST /admin/reload`` on the admin port, periodic file check; the YAML work
+runs in a thread, off the event loop), the Redis health probe behind ``/readyz`` and the
+once-a-second flush of the bid-path metric tallies.
+
+This application is the **bid port**: ``/bid/*``, ``/notice/*``, ``/conversion``, ``/healthz``,
+``/readyz`` and nothing else. ``/metrics`` and ``/admin/*`` live on the admin port
+(:mod:`dsp.server.admin`), never reachable by exchanges or browsers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 import os
 import secrets
 import signal
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -49,15 +53,15 @@ from dsp.observability.metrics import Metrics
 from dsp.scoring.model import ModelRunner
 from dsp.scoring.plan import load_plan
 from dsp.server.bid_endpoint import BidEndpoint
-from dsp.server.metrics_route import add_metrics_route
+from dsp.server.credentials import conversion_secrets
 from dsp.server.notice_routes import add_notice_routes
+from dsp.server.overload import LoadGuard
 from dsp.server.recorder import BidRecorder
 from dsp.server.settings import Settings
 
 log = logging.getLogger(__name__)
 
 SERVICES: web.AppKey[Services] = web.AppKey("services")
-ADMIN_TOKEN_ENV = "DSP_ADMIN_TOKEN"  # when set, POST /admin/reload needs "Authorization: Bearer <token>"
 
 AnyRedis = AnyAsyncRedis
 METRICS_FLUSH_S = 1.0
@@ -98,7 +102,7 @@ class Services:
         snap = holder.current
         self.money = MoneyRuntime(self.redis, metrics, snap.budgets)
         self.resolver: AudienceSource
-        self.features = FeatureStore(self.redis)
+        self.features = FeatureStore(self.redis, hash_key=s.features_hash_key)
         if make_audience is not None:
             self.resolver = make_audience(self.redis, runners["intent"], runners["risk"],
                                           (population["p_intent"], population["pd"]))
@@ -115,6 +119,9 @@ class Services:
         signer = TokenSigner(s.token_keys, s.token_active)
         ids = IdSource(f"{secrets.token_hex(3)}{os.getpid():x}-")
         flow = BidFlow(self.resolver, self.money, NoticeUrls(signer, s.base_url), ids)
+        self.guard = LoadGuard(late_share=s.shed_late_share, max_inflight=s.max_inflight,
+                               enabled=s.shedding)
+        self.recorder.lag_probe = self.guard.read_max_lag
         # The event log: on by default, in the same Redis unless --events-redis-url says otherwise.
         self.events: EventWriter | None = None
         self._events_redis: AnyRedis | None = None
@@ -130,18 +137,24 @@ class Services:
                 model_versions={name: r.config.version for name, r in runners.items()})
         self.endpoint = BidEndpoint(holder, flow, self.recorder, s.max_body_bytes,
                                     DecisionLog(sample_rate=s.decision_sample_rate, metrics=metrics),
-                                    events=event_log)
+                                    events=event_log, guard=self.guard)
         self._loaded = snap
         self.notices = NoticeService(
-            signer, OutcomeStore(self.redis), CapRecorder(self.redis), metrics, snap.budgets,
+            signer, OutcomeStore(self.redis, wait_replicas=1 if s.redis_cluster else 0),
+            CapRecorder(self.redis), metrics, snap.budgets,
             # Read through the holder so a reload changes landing pages and billing styles too.
             landing_url_for=lambda cid: holder.current.landing_url(cid),
             bills_on_for=lambda token: holder.current.bills_on(token.exchange),
+            conversion_secrets=lambda: self._conversion_secrets,
+            currency_for=lambda cid: holder.current.campaign_currency(cid),
             events=self.events)
+        self._conversion_secrets = conversion_secrets(snap)
         holder.subscribe(self._on_snapshot)
         self._tasks: list[asyncio.Task[None]] = []
+        self._reloads: set[asyncio.Task[dict[str, object]]] = set()
 
     async def open(self) -> None:
+        self.guard.start()
         if self.events is not None:
             self.events.start()
             self._config_event("start", "", self._loaded, self._loaded, ok=True, problems=0)
@@ -157,10 +170,16 @@ class Services:
     def _on_snapshot(self, snap: Snapshot) -> None:
         self.money.update_budgets(snap.budgets)
         self.notices.update_budgets(snap.budgets)
+        self.endpoint.update_snapshot(snap)
+        self._conversion_secrets = conversion_secrets(snap)
 
     async def _ping(self) -> None:
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation that
+        # arrives as the ping completes, and the health loop then never stops (a shutdown hang
+        # seen about once in 15 runs of tests/test_server_front.py on a loaded machine).
         try:
-            await asyncio.wait_for(self.redis.ping(), timeout=0.5)
+            async with asyncio.timeout(0.5):
+                await self.redis.ping()
             self.redis_ok = True
         except Exception:
             self.redis_ok = False
@@ -181,10 +200,12 @@ class Services:
             config_version=new.version, previous_version=old.version if old is not new else "",
             trigger=trigger, actor=actor, changed=changed, ok=ok, problems=problems))
 
-    def reload(self, trigger: str, actor: str = "") -> dict[str, object]:
-        """Reload the config now; keeps the last good snapshot on failure. Returns a summary."""
+    async def reload(self, trigger: str, actor: str = "") -> dict[str, object]:
+        """Reload the config now: the files are read and compiled in a thread (off the event
+        loop), the swap happens here. Keeps the last good snapshot on failure. A summary."""
         before = self.holder.current
-        result = self.holder.reload()
+        candidate = await asyncio.get_running_loop().run_in_executor(None, self.holder.prepare)
+        result = self.holder.apply(candidate)
         self._config_event(trigger, actor, before, self.holder.current, ok=result.ok,
                            problems=len(result.problems))
         self.metrics.config_reloads.labels("ok" if result.ok else "failed").inc()
@@ -196,6 +217,12 @@ class Services:
                       extra={"fields": {"trigger": trigger, "problems": result.problems}})
         return {"ok": result.ok, "version": result.version, "changed": result.changed,
                 "problems": result.problems}
+
+    def reload_soon(self, trigger: str) -> None:
+        """Start a reload from a signal handler (SIGHUP)."""
+        task = asyncio.get_running_loop().create_task(self.reload(trigger))
+        self._reloads.add(task)  # a reference until done (the loop keeps only weak ones)
+        task.add_done_callback(self._reloads.discard)
 
     async def _metrics_loop(self) -> None:
         """Flush the bid path's tallies once a second (other processes' scrapes read the files)."""
@@ -209,26 +236,44 @@ class Services:
     async def _reload_loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.reload_check_s)
-            if self.holder.changed():
-                self.reload("file-watch")
+            loop = asyncio.get_running_loop()
+            if await loop.run_in_executor(None, self.holder.changed):
+                await self.reload("file-watch")
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await self.resolver.close()
+        """Stop everything; each step is bounded (a stuck client must not hang shutdown)."""
+        self.guard.stop()
+        pending = {*self._tasks, *self._reloads}
+        for _ in range(5):  # a task that swallowed one cancellation gets another (3.11 wait_for)
+            if not pending:
+                break
+            for task in pending:
+                task.cancel()
+            _done, pending = await asyncio.wait(pending, timeout=1.0)
+        if pending:
+            log.error("background tasks ignored cancellation",
+                      extra={"fields": {"tasks": sorted(t.get_name() for t in pending)}})
+        await _bounded("audience resolver", self.resolver.close())
         if self.events is not None:
-            await self.events.stop()
+            await _bounded("event writer", self.events.stop())
         if self._events_redis is not None:
-            await self._events_redis.aclose()
-        await self.features.aclose()
+            await _bounded("event redis", self._events_redis.aclose())
+        await _bounded("feature store", self.features.aclose())
         if self._scoring_thread is not None:
             self._scoring_thread.shutdown(wait=False)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.money.stop(), timeout=5.0)
-        await self.redis.aclose()
+        await _bounded("money runtime", self.money.stop())
+        await _bounded("redis", self.redis.aclose())
+
+
+async def _bounded(what: str, step: Awaitable[object], timeout_s: float = 5.0) -> None:
+    """Await one shutdown step for at most ``timeout_s``; log (never raise) what went wrong."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            await step
+    except TimeoutError:
+        log.error("shutdown step timed out", extra={"fields": {"step": what, "after_s": timeout_s}})
+    except Exception:
+        log.exception("shutdown step failed", extra={"fields": {"step": what}})
 
 
 async def _healthz(_request: web.Request) -> web.Response:
@@ -245,14 +290,6 @@ async def _readyz(request: web.Request) -> web.Response:
                               "config_version": svc.holder.current.version}, status=status)
 
 
-async def _admin_reload(request: web.Request) -> web.Response:
-    token = os.environ.get(ADMIN_TOKEN_ENV, "")
-    if token and not hmac.compare_digest(request.headers.get("Authorization", ""), f"Bearer {token}"):
-        return web.json_response({"ok": False, "error": "missing or wrong admin token"}, status=403)
-    result = request.app[SERVICES].reload("admin")
-    return web.json_response(result, status=200 if result["ok"] else 422)
-
-
 def build_app(settings: Settings, metrics: Metrics, holder: SnapshotHolder | None = None, *,
               make_audience: AudienceFactory | None = None) -> web.Application:
     """The application. The config is loaded now (ConfigInvalid aborts start-up)."""
@@ -265,7 +302,7 @@ def build_app(settings: Settings, metrics: Metrics, holder: SnapshotHolder | Non
         await svc.open()
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(signal.SIGHUP, svc.reload, "SIGHUP")
+            loop.add_signal_handler(signal.SIGHUP, svc.reload_soon, "SIGHUP")
         yield
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.remove_signal_handler(signal.SIGHUP)
@@ -278,8 +315,5 @@ def build_app(settings: Settings, metrics: Metrics, holder: SnapshotHolder | Non
     app.router.add_post("/bid/{exchange}", svc.endpoint.handle)  # exchanges added by a reload
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
-    if settings.admin_enabled:
-        app.router.add_post("/admin/reload", _admin_reload)
-    add_metrics_route(app, metrics)
     add_notice_routes(app, svc.notices)
     return app

@@ -4,8 +4,16 @@
 client accepts gzip) and returns a :class:`BidReply`: 200 + BidResponse (gzip when accepted),
 204 no-bid (or 200 + ``nbr`` body when the exchange profile wants one), 400 ``{"error", "path"}``
 for a malformed or invalid request, 404 for an unknown exchange, 413 for a body (or an inflated
-gzip body) over the limit. Nothing a client sends produces a 5xx: an unexpected error inside the
-flow becomes a no-bid (INTERNAL_ERROR) and is logged.
+gzip body) over the limit. Nothing a client sends produces a 5xx: an unexpected error while
+decoding is a 400 naming the exception type, one inside the flow a no-bid (INTERNAL_ERROR); both
+are counted (``dsp_unexpected_errors_total{where}``) and logged as a sampled warning, never a
+traceback per request.
+
+Overload: before decoding, :class:`dsp.server.overload.LoadGuard` may decide the request is shed
+(already too old, the loop lagging, too many in flight): a 204 that costs a few µs. The deadline
+counts from ``t0``, when the transport read the request's first bytes; it is the request's
+``tmax`` (or the profile's default), capped by the profile's ``tmax_max_ms``, minus the profile's
+round-trip allowance and safety margin.
 
 Two transports call it: :mod:`dsp.server.front` (the lean HTTP/1.1 front that serves bid traffic
 in production) and :meth:`BidEndpoint.handle_exchange` (an aiohttp handler: the same route on the
@@ -33,14 +41,17 @@ from dsp.bidding.flow import BidFlow, Decision
 from dsp.bidding.respond import nobid_response
 from dsp.clock import Deadline, monotonic
 from dsp.config.reloader import SnapshotHolder
+from dsp.config.snapshot import Snapshot
 from dsp.errors import InvalidRequest
+from dsp.exchanges.auth import ExchangeGuard, HeaderGetter, build_guards, headers_from_mapping
 from dsp.exchanges.hooks import ExchangeHooks, hooks_for
-from dsp.observability.logging import DecisionLog
+from dsp.observability.logging import DecisionLog, SampledWarning
 from dsp.openrtb.decode import RequestDecoder
 from dsp.openrtb.nobid import NoBidReason
 from dsp.openrtb.request import BidRequest, Regs
 from dsp.openrtb.response import encode_response
 from dsp.privacy.policy import Privacy
+from dsp.server.overload import LoadGuard
 from dsp.server.recorder import BidRecorder
 
 log = logging.getLogger(__name__)
@@ -89,16 +100,25 @@ def error_reply(status: int, message: str, path: str = "") -> BidReply:
     return BidReply(status, _error_encoder.encode({"error": message, "path": path}))
 
 
+UNKNOWN_EXCHANGE = error_reply(404, "unknown exchange", "exchange")
+AUTH_REPLIES = {401: error_reply(401, "missing or wrong exchange credentials"),
+                403: error_reply(403, "source address not allowed for this exchange")}
+
+
+def _no_headers(_name: bytes) -> bytes | None:
+    return None
+
+
 class BidEndpoint:
     """Holds the per-process collaborators of the bid route."""
 
-    __slots__ = ("_decisions", "_decoder", "_events", "_flow", "_holder", "_hooks", "_rec",
-                 "max_body_bytes")
+    __slots__ = ("_decisions", "_decoder", "_events", "_flow", "_flow_warning", "_guards", "_holder",
+                 "_hooks", "_odd_body", "_rec", "guard", "max_body_bytes")
 
     def __init__(self, holder: SnapshotHolder, flow: BidFlow, recorder: BidRecorder,
                  max_body_bytes: int, decisions: DecisionLog | None = None,
                  hooks: dict[str, ExchangeHooks] | None = None,
-                 events: BidEventLog | None = None) -> None:
+                 events: BidEventLog | None = None, guard: LoadGuard | None = None) -> None:
         self._hooks = hooks  # None: the registry dsp.exchanges.hooks.HOOKS (tests pass their own)
         self._decisions = decisions
         self._events = events
@@ -107,9 +127,61 @@ class BidEndpoint:
         self._rec = recorder
         self._decoder = RequestDecoder()
         self.max_body_bytes = max_body_bytes
+        self.guard = guard or LoadGuard()
+        self._guards: dict[str, ExchangeGuard] = build_guards(holder.current.exchanges)
+        self._odd_body = SampledWarning(log, "unexpected error decoding a bid request; answered 400")
+        self._flow_warning = SampledWarning(log, "bid flow failed; answered with a no-bid")
+
+    @property
+    def recorder(self) -> BidRecorder:
+        return self._rec
+
+    def shed(self, exchange: str, t0: float) -> bool:
+        """True (counted) when this request is to be answered with the cheapest no-bid without
+        being read further (dsp.server.overload). The front asks before it starts an answer task
+        (a synchronous 204 costs a few µs; the task alone would cost more); :meth:`answer` asks
+        again for the aiohttp path. An unknown exchange is never shed (it gets its 404)."""
+        profile = self._holder.current.exchanges.get(exchange)
+        if profile is None:
+            return False
+        allowance_ms = profile.round_trip_allowance_ms + profile.safety_margin_ms
+        age_s = monotonic() - t0
+        reason = self.guard.shed_reason(age_s, (profile.tmax_default_ms - allowance_ms) / 1000.0,
+                                        self._rec.inflight)
+        if reason is None:
+            return False
+        self._rec.shed(exchange, reason, age_s)
+        return True
+
+    def update_snapshot(self, snapshot: Snapshot) -> None:
+        """Rebuild the exchange guards (secrets are read from the environment again)."""
+        self._guards = build_guards(snapshot.exchanges)
+
+    def exchange_guard(self, exchange: str) -> ExchangeGuard | None:
+        """The exchange's guard, or None when its profile is open (or the exchange is unknown)."""
+        return self._guards.get(exchange)
+
+    def admit(self, exchange: str, peer: str | None, header: HeaderGetter | None) -> BidReply | None:
+        """The answer that stops a request before its body is read or decoded, or None to go on.
+
+        An unknown exchange is 404, counted under the one fixed label ``_unknown`` (the name a
+        client sent never becomes a label); a guarded profile's 401/403 is counted by exchange.
+        ``header`` is only called for guarded profiles (the front builds it lazily)."""
+        if exchange not in self._holder.current.exchanges:
+            self._rec.unknown_exchange()
+            return UNKNOWN_EXCHANGE
+        guard = self._guards.get(exchange)
+        if guard is None:
+            return None
+        status = guard.check(peer, header or _no_headers)
+        if status is None:
+            return None
+        self._rec.auth_rejected(exchange, status)
+        return AUTH_REPLIES[status]
 
     def too_large(self, exchange: str) -> BidReply:
-        """The 413 answer, counted; for a transport that refuses a body before reading it."""
+        """The 413 answer, counted; for a transport that refuses a body before reading it.
+        Call :meth:`admit` first: ``exchange`` must be a configured name."""
         self._rec.request(exchange, "invalid", 0.0)
         return error_reply(413, f"body larger than {self.max_body_bytes} bytes")
 
@@ -121,9 +193,13 @@ class BidEndpoint:
         ``Sec-GPC: 1`` (Global Privacy Control), which counts like ``regs.gpc``. Never raises."""
         snapshot = self._holder.current
         profile = snapshot.exchanges.get(exchange)
-        if profile is None:
-            return error_reply(404, f"unknown exchange {exchange!r}")
+        if profile is None:  # only when a reload removed it since admit()
+            self._rec.unknown_exchange()
+            return UNKNOWN_EXCHANGE
+        if self.shed(exchange, t0):
+            return NO_CONTENT
         rec = self._rec
+        allowance_ms = profile.round_trip_allowance_ms + profile.safety_margin_ms
         sampled = rec.sample_stages()
         try:
             if body[:2] == _GZIP_MAGIC:
@@ -140,11 +216,15 @@ class BidEndpoint:
         except BodyTooLarge:
             rec.request(exchange, "invalid", monotonic() - t0)
             return error_reply(413, f"body larger than {self.max_body_bytes} bytes")
+        except Exception as exc:  # the decoder should raise nothing else; a body must not be a 5xx
+            rec.request(exchange, "invalid", monotonic() - t0)
+            rec.unexpected("decode")
+            self._odd_body.hit({"exchange": exchange, "exception": type(exc).__name__})
+            return error_reply(400, f"undecodable body: {type(exc).__name__}")
         if gpc:
             with_gpc(req)
-        tmax_ms = req.tmax if req.tmax else profile.tmax_default_ms
-        budget_ms = tmax_ms - profile.round_trip_allowance_ms - profile.safety_margin_ms
-        deadline = Deadline(t0 + budget_ms / 1000.0)
+        tmax_ms = min(req.tmax or profile.tmax_default_ms, profile.tmax_max_ms)
+        deadline = Deadline(t0 + (tmax_ms - allowance_ms) / 1000.0)
         rec.inflight += 1
         try:
             decision = await self._flow.run(req, profile, snapshot, deadline, timed=sampled)
@@ -152,8 +232,10 @@ class BidEndpoint:
                 rec.stage("pricing", decision.pricing_s)
             if decision.privacy is not None and decision.privacy is not Privacy.NO_SIGNAL:
                 rec.privacy(exchange, decision.privacy)
-        except Exception:  # a bug must not become a 5xx or a late bid
-            log.exception("bid flow failed", extra={"fields": {"exchange": exchange, "id": req.id}})
+        except Exception as exc:  # a bug must not become a 5xx or a late bid
+            rec.unexpected("flow")
+            self._flow_warning.hit({"exchange": exchange,
+                                     "exception": f"{type(exc).__name__}: {exc}"[:200]})
             reason = NoBidReason.INTERNAL_ERROR
         else:
             response = decision.response
@@ -207,8 +289,13 @@ class BidEndpoint:
     async def handle_exchange(self, exchange: str, request: web.Request) -> web.StreamResponse:
         t0 = monotonic()
         version = request.headers.get(VERSION_HEADER)
-        if exchange not in self._holder.current.exchanges:
-            reply = error_reply(404, f"unknown exchange {exchange!r}")
+        peer = None
+        if exchange in self._guards and request.transport is not None:
+            peername = request.transport.get_extra_info("peername")
+            peer = peername[0] if isinstance(peername, tuple) else None
+        stop = self.admit(exchange, peer, headers_from_mapping(request.headers))
+        if stop is not None:
+            reply = stop
         else:
             try:  # aiohttp inflates gzip (and deflate, br) bodies itself
                 body = await request.read()

@@ -5,12 +5,15 @@ Routes (GET or POST; POST parameters may be in the query string or a form body):
     /notice/win?t=<token>&p=${AUCTION_PRICE}     200 "<result>"
     /notice/bill?t=<token>&p=${AUCTION_PRICE}    200 "<result>"
     /notice/loss?t=<token>&r=${AUCTION_LOSS}&m=${AUCTION_MIN_TO_WIN}  200 "<result>"
-    /notice/click?t=<token>                      302 to the campaign's landing page
-    /notice/event?t=<token>&e=<start|...>        200 "<result>" (VAST tracking events, counted)
-    POST /conversion   {"token": ..., "event": "submitted|approved|funded", "amount": 1234.5}
+    /notice/click?t=<click token>                302 to the landing page with dsp_click=<click id>
+    /notice/event?t=<event token>&e=<impression|start|...>  200 "<result>" (counted, never billed)
+    POST /conversion   {"click_id": ..., "event": "submitted|approved|funded", "amount": 1234.5}
+                       with X-DSP-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "t.body">
 
-Bad input -> 4xx with a message naming the field (403 forged token, 410 expired, 400 malformed,
-404 no landing page); Redis down -> 503 (the exchange retries; retries are deduplicated).
+Each URL takes the token of its own kind only (a loss token on /notice/win is 403, like a forgery).
+Bad input -> 4xx with a message naming the field (403 forged or wrong-kind token, 410 expired,
+400 malformed, 401 unsigned/wrongly signed/stale conversion, 404 no landing page or unknown click
+id); Redis down -> 503 (the exchange retries; retries are deduplicated).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from aiohttp import web
 
 from dsp.errors import DependencyUnavailable, RequestRejected
 from dsp.notices.service import NoticeOutcome, NoticeService
+from dsp.notices.signature import SIGNATURE_HEADER
 
 NOTICE_SERVICE: web.AppKey[NoticeService] = web.AppKey("notice_service", NoticeService)
 _MAX_BODY_BYTES = 16 * 1024
@@ -84,7 +88,8 @@ def add_notice_routes(app: web.Application, service: NoticeService) -> None:
     async def conversion(request: web.Request) -> NoticeOutcome:
         if (request.content_length or 0) > _MAX_BODY_BYTES:
             raise RequestRejected("body: too large", status=413)
-        return await service.conversion(await request.read())
+        return await service.conversion(await request.read(),
+                                        request.headers.get(SIGNATURE_HEADER))
 
     for path, fn in (("/notice/win", win), ("/notice/bill", bill), ("/notice/loss", loss),
                      ("/notice/click", click), ("/notice/event", event)):

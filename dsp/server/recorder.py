@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
+from collections.abc import Callable
 from typing import Any
 
 from dsp.bidding.filters import REASON_LABEL
@@ -25,6 +26,8 @@ from dsp.errors import DependencyUnavailable
 from dsp.observability.metrics import LATENCY_BUCKETS_S, STAGES, Metrics
 from dsp.openrtb.nobid import NoBidReason
 from dsp.privacy.policy import Privacy
+
+UNKNOWN_EXCHANGE_LABEL = "_unknown"
 
 
 class _LatencyTally:
@@ -46,7 +49,7 @@ class BidRecorder:
     endpoint); the ``dsp_inflight_requests`` gauge shows its value at the last flush."""
 
     __slots__ = ("_bids", "_bounds", "_cache", "_latency", "_n", "_nobids", "_privacy", "_requests",
-                 "_stages", "inflight", "metrics", "stage_sample")
+                 "_shed", "_stages", "_unknown", "inflight", "lag_probe", "metrics", "stage_sample")
 
     def __init__(self, metrics: Metrics, stage_sample: int = 16) -> None:
         self.metrics = metrics
@@ -55,11 +58,15 @@ class BidRecorder:
         self._bids: dict[tuple[str, str], int] = {}
         self._privacy: dict[tuple[str, Privacy], int] = {}
         self._latency: dict[str, _LatencyTally] = {}
+        self._unknown = 0
         # prometheus-client's bucket rule: an observation goes to the first bound >= it.
         self._bounds = (*LATENCY_BUCKETS_S, math.inf)
         self._cache: dict[str, Any] = {}
         self._stages = {stage: metrics.stage_latency.labels(stage) for stage in STAGES}
+        self._shed: dict[str, int] = {}
         self.inflight = 0
+        #: Returns the worst event-loop lag since the last call (LoadGuard.read_max_lag), or None.
+        self.lag_probe: Callable[[], float] | None = None
         self.stage_sample = max(1, stage_sample)
         self._n = 0
         metrics.before_render.append(self.flush)
@@ -82,6 +89,26 @@ class BidRecorder:
             tally = self._latency[exchange] = _LatencyTally(len(self._bounds))
         tally.counts[bisect_left(self._bounds, latency_s)] += 1
         tally.sum_s += latency_s
+
+    def shed(self, exchange: str, reason: str, latency_s: float) -> None:
+        """Count one request shed by the LoadGuard (``reason`` in SHED_REASONS): a no-bid."""
+        shed = self._shed
+        shed[reason] = shed.get(reason, 0) + 1
+        self.nobid(exchange, NoBidReason.OVERLOADED)
+        self.request(exchange, "nobid", latency_s)
+
+    def unexpected(self, where: str) -> None:
+        """An unexpected exception answered as a 400 or a no-bid (``where`` in UNEXPECTED_WHERE)."""
+        self.metrics.unexpected_errors.labels(where).inc()
+
+    def unknown_exchange(self) -> None:
+        """Count a request for an exchange that is not configured, under the fixed label
+        ``exchange="_unknown"`` (outcome ``unknown_exchange``): the name is never a label."""
+        self._unknown += 1
+
+    def auth_rejected(self, exchange: str, status: int) -> None:
+        """Count a request refused by the exchange's guard (a configured name; 401 or 403)."""
+        self.metrics.exchange_auth_rejections.labels(exchange, str(status)).inc()
 
     def nobid(self, exchange: str, reason: NoBidReason) -> None:
         key = (exchange, reason)
@@ -106,6 +133,9 @@ class BidRecorder:
         requests, self._requests = self._requests, {}
         for (exchange, outcome), n in requests.items():
             m.requests.labels(exchange, outcome).inc(n)
+        if self._unknown:
+            m.requests.labels(UNKNOWN_EXCHANGE_LABEL, "unknown_exchange").inc(self._unknown)
+            self._unknown = 0
         nobids, self._nobids = self._nobids, {}
         for (exchange, reason), n in nobids.items():
             m.nobids.labels(exchange, REASON_LABEL[reason]).inc(n)
@@ -129,7 +159,12 @@ class BidRecorder:
             for i, n in enumerate(tally.counts):
                 if n:
                     child._buckets[i].inc(n)
+        shed_counts, self._shed = self._shed, {}
+        for shed_reason, n in shed_counts.items():
+            m.shed.labels(shed_reason).inc(n)
         m.inflight_requests.set(self.inflight)
+        if self.lag_probe is not None:
+            m.loop_lag_seconds.set(self.lag_probe())
 
     def batch(self, size: int) -> None:
         child = self._cache.get("batch")

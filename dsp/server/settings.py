@@ -5,10 +5,15 @@ picklable). Secrets come from the environment only:
 
 * ``DSP_TOKEN_KEYS`` — ``kid:hexkey[,kid:hexkey...]``, the first is active (keys ≥ 16 bytes);
   unset: a random key is made at start-up and shared by this server's workers (notices then do
-  not survive a restart — fine for a demo, not for production).
+  not survive a restart or verify on another replica — fine for a demo, not for production;
+  ``dsp serve`` refuses more than one process without it unless ``--ephemeral-token-key``).
 * ``DSP_PUBLIC_URL`` — the base URL exchanges use for notices (default ``http://HOST:PORT``).
 * ``DSP_EVENTS_HASH_KEY`` — hex key (≥ 16 bytes) of the keyed user hash in the event log; unset:
   derived from the active notice-token key (stable while that key is).
+* ``DSP_USER_HASH_KEY`` — the user-id hash key (:mod:`dsp.features.keys`).
+* ``DSP_ADMIN_TOKEN`` — the admin port's bearer token (:mod:`dsp.server.admin`), read at start.
+
+:mod:`dsp.server.credentials` holds the start-up checks on all of them.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import secrets
 import msgspec
 
 from dsp.features.connect import DEFAULT_REDIS_URL
+from dsp.features.keys import DEV_USER_HASH_KEY
 
 TOKEN_KEYS_ENV = "DSP_TOKEN_KEYS"
 PUBLIC_URL_ENV = "DSP_PUBLIC_URL"
@@ -48,11 +54,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     gc_tuning: bool = True  # freeze start-up objects, fewer young collections (see dsp serve)
     score_in_thread: bool = False  # True: ONNX runs in one thread off the event loop (GIL released)
     decision_sample_rate: float = 0.001  # share of decisions logged (dsp.decisions logger)
-    admin_enabled: bool = True  # POST /admin/reload (bind to a private interface in production)
+    admin_host: str = "127.0.0.1"  # /metrics and /admin/* (dsp.server.admin); never the bid port
+    admin_port: int | None = None  # None: this process serves no admin port (tests; the workers
+    #                                of a supervisor, which owns it); 0: a free port
+    features_hash_key: bytes = DEV_USER_HASH_KEY  # DSP_USER_HASH_KEY: the features keys (dsp.features.keys)
     transport: str = "front"  # one of TRANSPORTS: "front" (lean HTTP/1.1 front for bids + aiohttp
     #                           for the rest) or "aiohttp" (aiohttp for everything)
     keepalive_timeout_s: float = 75.0  # idle keep-alive connections close after this
-    request_timeout_s: float = 10.0  # a request head/body still incomplete this long is dropped
+    request_timeout_s: float = 10.0  # a request (head + body) not complete this long after its
+    #                                  first byte is answered 408 and closed (total, not per byte)
+    max_connections: int = 4096  # per worker; past it a new connection gets 503 and is closed
+    shedding: bool = True  # False: never shed (dsp serve --no-shedding; for comparisons)
+    shed_late_share: float = 0.5  # shed a request that waited more than this share of its budget
+    max_inflight: int = 1024  # shed new requests while this many are inside the bid flow
     shutdown_grace_s: float = 10.0  # SIGTERM: in-flight requests get this long to answer
     events_enabled: bool = True  # bids, outcomes, config loads and a request sample -> streams
     events_redis_url: str = ""  # "" = the redis_url above

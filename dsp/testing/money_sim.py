@@ -69,12 +69,15 @@ def budget(args: argparse.Namespace) -> CampaignBudget:
                           frequency_cap=FrequencyCap(max_impressions=1000, window_s=3600))
 
 
-def token(s: TokenSigner, campaign: str, bid_id: str, price: int, ttl_s: float) -> str:
+def token(s: TokenSigner, campaign: str, bid_id: str, price: int, ttl_s: float) -> dict[str, str]:
+    """The bid's win, bill and loss tokens (one per notice kind), by kind letter."""
     now = int(time.time())
-    return s.sign(NoticeToken(kid="s1", bid_id=bid_id, request_id=bid_id, imp_id="1",
-                              campaign_id=campaign, exchange="sim", bid_price_micros=price,
-                              currency="USD", user_key=SIM_USER, issued_at_s=now,
-                              expires_at_s=int(now + ttl_s) + 1))
+    w, b, lo = s.sign_kinds(NoticeToken(kid="s1", bid_id=bid_id, request_id=bid_id, imp_id="1",
+                                        campaign_id=campaign, exchange="sim",
+                                        bid_price_micros=price, currency="USD", user_key=SIM_USER,
+                                        issued_at_s=now, expires_at_s=int(now + ttl_s) + 1),
+                            ("win", "bill", "loss"))
+    return {"w": w, "b": b, "l": lo}
 
 
 async def run_bidder(args: argparse.Namespace) -> int:
@@ -102,16 +105,16 @@ async def run_bidder(args: argparse.Namespace) -> int:
                 clearing = rng.randint(price // 2, price)
                 cpm = repr(micros_per_imp_to_cpm(clearing))
                 await r.hset(billed, bid_id, clearing)
-                win, bill = ["w", t, cpm], ["b", t, cpm]
+                win, bill = ["w", t["w"], cpm], ["b", t["b"], cpm]
                 order = [win, bill, bill] if rng.random() < 0.7 else [bill, win, win, bill]
                 if rng.random() < 0.2:
-                    order.append(["l", t, ""])  # loss after win: must change nothing
+                    order.append(["l", t["l"], ""])  # loss after win: must change nothing
                 elif rng.random() < 0.1:
-                    order.insert(0, ["l", t, "1"])  # a stray loss first: the bill still counts
+                    order.insert(0, ["l", t["l"], "1"])  # a stray loss first: the bill still counts
                     await r.hset(STRAY % args.campaign, bid_id, clearing)
                 msgs = [msgspec.msgpack.encode(m) for m in order]
             elif fate < 0.8:
-                msgs = [msgspec.msgpack.encode(m) for m in (["l", t, "102"], ["l", t, "102"])]
+                msgs = [msgspec.msgpack.encode(m) for m in (["l", t["l"], "102"], ["l", t["l"], "102"])]
             if msgs:
                 await r.rpush(queue, *msgs)
         await asyncio.sleep(0.01)
@@ -151,7 +154,7 @@ async def run_capwins(args: argparse.Namespace) -> int:
     r = aioredis.Redis.from_url(args.redis)
     svc = NoticeService(signer(), OutcomeStore(r), CapRecorder(r), Metrics(), [budget(args)])
     s = signer()
-    await asyncio.gather(*(svc.win(token(s, args.campaign, f"{args.seed}-{i}", 5_000, 60), "1.0")
+    await asyncio.gather(*(svc.win(token(s, args.campaign, f"{args.seed}-{i}", 5_000, 60)["w"], "1.0")
                            for i in range(args.n)))
     print("done", flush=True)
     await r.aclose()

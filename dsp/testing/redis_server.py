@@ -39,7 +39,8 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
-        self._dir = tempfile.TemporaryDirectory(prefix="dsp-redis-")
+        if self._dir is None:
+            self._dir = tempfile.TemporaryDirectory(prefix="dsp-redis-")
         args = [self.exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                 "--appendonly", "no", "--dir", self._dir.name, "--protected-mode", "no",
                 *self.extra_args]
@@ -58,11 +59,20 @@ class RedisServer:
         self.stop()
         raise RuntimeError("redis-server did not start within 10 s")
 
-    def stop(self) -> None:
+    def crash(self) -> None:
+        """SIGKILL the server, keeping its directory (and port): :meth:`start` brings it back with
+        whatever it had persisted (pass ``--appendonly yes --appendfsync always`` to keep all)."""
         if self._proc is not None:
             self._proc.kill()
             self._proc.wait(timeout=10)
             self._proc = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def stop(self) -> None:
+        self.crash()
         if self._dir is not None:
             self._dir.cleanup()
             self._dir = None
@@ -86,3 +96,26 @@ while true do
   if (t[1] - t0[1]) * 1000000 + (t[2] - t0[2]) > {int(duration_ms) * 1000} then return 1 end
 end
 """
+
+
+def reply_int(value: object) -> int:
+    """A Redis reply (bytes, str or int; never None) as an int: typed glue for tests and tools."""
+    assert value is not None, "Redis returned nil"
+    if isinstance(value, bytes | str | int):
+        return int(value)
+    raise TypeError(f"not an integer reply: {value!r}")
+
+
+def reply_bytes(value: object) -> bytes:
+    """A Redis reply as bytes (clients here use ``decode_responses=False``)."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode()
+    raise TypeError(f"not a bytes reply: {value!r}")
+
+
+def reply_hash(mapping: object) -> dict[str, bytes]:
+    """An HGETALL reply as ``{str field: bytes value}`` (what dsp.budget.freqcap reads)."""
+    assert isinstance(mapping, dict)
+    return {reply_bytes(k).decode(): reply_bytes(v) for k, v in mapping.items()}

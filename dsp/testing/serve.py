@@ -2,8 +2,10 @@
 
     with running_bidder(redis_url, tmp_path / "serve.log", workers=2) as url:
         ...  # ``dsp serve`` subprocess: every worker has bound the port and /readyz answers 200
+        ...  # url.admin: its admin port (/metrics, /admin/reload), on a free port
     async with serving(build_app(settings, metrics), settings) as url:
-        ...  # in this event loop, with settings.transport (front or aiohttp)
+        ...  # in this event loop, with settings.transport (front or aiohttp); url.admin is set
+        ...  # when settings.admin_port is (0: a free port)
 """
 
 from __future__ import annotations
@@ -24,6 +26,18 @@ from dsp.server.settings import Settings
 from dsp.testing.redis_server import free_port
 
 REPO = Path(__file__).resolve().parent.parent.parent
+
+
+class ServedUrl(str):
+    """The bid port's base URL; ``admin`` is the admin port's (``/metrics``, ``/admin/*``), or
+    ``""`` when the server has none."""
+
+    admin: str
+
+    def __new__(cls, url: str, admin: str = "") -> ServedUrl:
+        obj = super().__new__(cls, url)
+        obj.admin = admin
+        return obj
 
 
 def listening_sockets(port: int) -> int:
@@ -48,19 +62,26 @@ def http_ready(url: str) -> bool:
 @contextmanager
 def running_bidder(redis_url: str, log_path: Path, *, workers: int = 1,
                    env: Mapping[str, str] | None = None, configs: Path | None = None,
-                   timeout_s: float = 60.0) -> Iterator[str]:
-    """Start ``dsp serve`` on a free port; yield its base URL once every worker listens and
-    /readyz is 200; terminate it (kill after 15 s) on exit. Start-up failure raises with the log."""
-    port = free_port()
+                   timeout_s: float = 60.0) -> Iterator[ServedUrl]:
+    """Start ``dsp serve`` on a free port (and its admin port on another); yield its base URL
+    once every worker listens and /readyz is 200; terminate it (kill after 15 s) on exit.
+    Start-up failure raises with the log. Several workers without ``DSP_TOKEN_KEYS`` in ``env``
+    or the environment run with ``--ephemeral-token-key``."""
+    port, admin_port = free_port(), free_port()
     args = [sys.executable, "-m", "dsp.cli", "serve", "--port", str(port), "--workers", str(workers),
-            "--redis-url", redis_url, "--configs", str(configs or REPO / "bidder_configs")]
-    url = f"http://127.0.0.1:{port}"
+            "--redis-url", redis_url, "--configs", str(configs or REPO / "bidder_configs"),
+            "--admin-port", str(admin_port)]
+    full_env = {**os.environ, **(env or {})}
+    if workers > 1 and not full_env.get("DSP_TOKEN_KEYS"):
+        args.append("--ephemeral-token-key")
+    url = ServedUrl(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin_port}")
     with log_path.open("wb") as log:
-        proc = subprocess.Popen(args, cwd=REPO, env={**os.environ, **(env or {})}, stdout=log,
+        proc = subprocess.Popen(args, cwd=REPO, env=full_env, stdout=log,
                                 stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + timeout_s
-            while listening_sockets(port) < workers or not http_ready(url + "/readyz"):
+            while (listening_sockets(port) < workers or not http_ready(url + "/readyz")
+                   or not http_ready(url.admin + "/metrics")):
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"dsp serve did not become ready (exit {proc.poll()}):\n"
                                        + log_path.read_text()[-2000:])
@@ -76,7 +97,7 @@ def running_bidder(redis_url: str, log_path: Path, *, workers: int = 1,
 
 
 @asynccontextmanager
-async def serving(app: web.Application, settings: Settings) -> AsyncIterator[str]:
+async def serving(app: web.Application, settings: Settings) -> AsyncIterator[ServedUrl]:
     """Serve ``app`` in this event loop on a free loopback port with ``settings.transport``, the
     way ``dsp serve`` does (:class:`dsp.server.run.BidderServer`); yield the base URL."""
     from dsp.server.run import BidderServer
@@ -84,6 +105,6 @@ async def serving(app: web.Application, settings: Settings) -> AsyncIterator[str
     server = BidderServer(app, settings)
     port = await server.start(socket.create_server(("127.0.0.1", 0)))
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield ServedUrl(f"http://127.0.0.1:{port}", server.admin_url or "")
     finally:
         await server.stop()
