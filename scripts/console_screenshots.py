@@ -44,6 +44,9 @@ def _rows(n: int, first_day: int, seed: int) -> list[Row]:
         if i % 2:
             req["imp"] = [{"id": "1", "banner": {"w": 320, "h": 50}, "bidfloor": 0.2}]
             req["device"] = {"devicetype": 4, "os": "Android", "geo": {"country": "USA"}}
+            # CashBridge bids only on fully disclosed supply paths
+            req["source"] = {"schain": {"complete": 1, "ver": "1.0", "nodes": [
+                {"asi": "exchange.example", "sid": "pub-1", "hp": 1}]}}
         ts = (first_day + i // per_day) * DAY_US + (i % per_day) * (DAY_US // per_day)
         rows.append(Row(ts, "generic", json.dumps(req).encode(), float(rng.uniform(0.005, 0.08)),
                         float(rng.uniform(0.02, 0.25)), True, 1.0))

@@ -33,6 +33,9 @@ def _rows(n: int, seed: int) -> list[Row]:
         if i % 2:  # a phone with a 320x50 slot: CashBridge's traffic
             req["imp"] = [{"id": "1", "banner": {"w": 320, "h": 50}, "bidfloor": 0.2}]
             req["device"] = {"devicetype": 4, "os": "Android", "geo": {"country": "USA"}}
+            # CashBridge bids only on fully disclosed supply paths
+            req["source"] = {"schain": {"complete": 1, "ver": "1.0", "nodes": [
+                {"asi": "exchange.example", "sid": "pub-1", "hp": 1}]}}
         ts = (DAY0 + i * 2 // n) * DAY_US + (i % (n // 2)) * (DAY_US // (n // 2))
         rows.append(Row(ts, "generic", json.dumps(req).encode(), float(rng.uniform(0.01, 0.08)),
                         float(rng.uniform(0.02, 0.2)), True, 100.0))  # a 1% sample
@@ -132,11 +135,18 @@ async def test_forecast_on_a_real_bidders_log(redis_url: str, tmp_path: Path,
     from dsp.server.settings import Settings
     from dsp.testing.users import interested_user_row
 
+    # The plan guard holds a fresh day's first minutes to a sliver of the plan; this test wants
+    # a few hundred settled bids in seconds, so its copy of the demo tree switches the guard off.
+    configs = tmp_path / "configs"
+    shutil.copytree(CONFIGS, configs)
+    for name in ("quickloan-prime", "cashbridge-starter"):
+        f = configs / "campaigns" / f"{name}.yaml"
+        f.write_text(f.read_text().replace("pacing:\n", "pacing:\n  guard: false\n", 1))
     users = [f"fc-user-{i}" for i in range(600)]
     r = sync_redis.Redis.from_url(redis_url)
     write_rows(r, users, np.repeat(interested_user_row(), len(users), axis=0))
     r.close()
-    settings = Settings(redis_url=redis_url, configs_dir=str(CONFIGS), models_dir=str(ROOT / "models"),
+    settings = Settings(redis_url=redis_url, configs_dir=str(configs), models_dir=str(ROOT / "models"),
                         public_url="http://bidder.test", token_keys={"k1": b"0123456789abcdef0123456789"},
                         token_active="k1", reload_check_s=3600, events_sample_rate=1.0)
     rng = np.random.default_rng(5)
@@ -161,11 +171,12 @@ async def test_forecast_on_a_real_bidders_log(redis_url: str, tmp_path: Path,
                 await c.get(path(bid.nurl or "", AUCTION_PRICE=f"{market:.4f}"))
                 await c.get(path(bid.burl or "", AUCTION_PRICE=f"{market:.4f}"))
             else:
-                await c.get(path(bid.lurl or "", AUCTION_LOSS="102", AUCTION_MIN_TO_WIN=""))
+                await c.get(path(bid.lurl or "", AUCTION_LOSS="102", AUCTION_MIN_TO_WIN=f"{market:.4f}"))
         await asyncio.sleep(0.2)
     events = tmp_path / "events"
     EventSink(StreamReader(sync_redis.Redis.from_url(redis_url), "fc"), events).run(drain=True)
-    assert main(["forecast", "--from", str(CONFIGS), "--events", str(events), "--json"]) == 0
+    assert main(["forecast", "--from", str(configs), "--configs", str(configs), "--events",
+                 str(events), "--json"]) == 0
     fc = json.loads(capsys.readouterr().out)
     assert fc["samples"] == 600 and fc["outcomes"] >= 200
     ql = next(c for c in fc["campaigns"] if c["campaign"] == "quickloan-prime")

@@ -24,29 +24,41 @@ from typing import Any
 import msgspec
 
 from dsp.config.schema import (
-    Budget,
     CampaignFile,
-    Creative,
     CurrencyFile,
     ExchangeFile,
-    FrequencyCapCfg,
-    Funnel,
-    Learning,
-    MediaFile,
-    NativeImage,
-    NativeSpec,
-    Pacing,
-    Schedule,
-    SupplyRules,
-    Targeting,
-    VideoSpec,
 )
 
 KINDS: dict[str, type[msgspec.Struct]] = {
     "campaign": CampaignFile, "exchange": ExchangeFile, "currency": CurrencyFile}
-STRUCTS: tuple[type[msgspec.Struct], ...] = (
-    CampaignFile, Funnel, Budget, Pacing, Schedule, FrequencyCapCfg, Targeting, Creative, Learning,
-    SupplyRules, VideoSpec, MediaFile, NativeSpec, NativeImage, ExchangeFile, CurrencyFile)
+
+
+def _reachable(kinds: dict[str, type[msgspec.Struct]]) -> tuple[type[msgspec.Struct], ...]:
+    """Every Struct a config kind contains (directly or nested), in discovery order."""
+    seen: dict[str, type[msgspec.Struct]] = {}
+
+    def walk(t: msgspec.inspect.Type) -> None:
+        if isinstance(t, msgspec.inspect.StructType):
+            if t.cls.__name__ in seen:
+                return
+            seen[t.cls.__name__] = t.cls
+            for f in t.fields:
+                walk(f.type)
+        for attr in ("item_type", "key_type", "value_type"):
+            sub = getattr(t, attr, None)
+            if sub is not None:
+                walk(sub)
+        for sub in getattr(t, "types", ()):
+            walk(sub)
+        if isinstance(t, msgspec.inspect.Metadata):
+            walk(t.type)
+
+    for kind in kinds.values():
+        walk(msgspec.inspect.type_info(kind))
+    return tuple(seen.values())
+
+
+STRUCTS: tuple[type[msgspec.Struct], ...] = _reachable(KINDS)
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 _CUR = "currency units of the campaign's `currency` (e.g. 4.50 = $4.50), not micros"
 
@@ -62,6 +74,82 @@ FIELD_DOCS: dict[str, tuple[str, Any]] = {
                             "fair-lending gate checks its effect per sex and age band.", 0.30),
     "CampaignFile.intent_min": ("Skip users whose lending intent (probability that one impression "
                                 "leads to an application) is below this (0-1).", 0.01),
+    "Targeting.regions": ("ISO-3166-2 regions to include (e.g. US-CA); omit for all.", ["US-CA"]),
+    "Targeting.exclude_regions": ("ISO-3166-2 regions never to bid in.", ["US-NY"]),
+    "Targeting.metros": ("Nielsen DMA codes to include; omit for all.", ["807"]),
+    "Targeting.domains": ("Site domains to include (subdomains match too); omit for all.",
+                          ["news.example"]),
+    "Targeting.exclude_domains": ("Site domains never to bid on (subdomains too).",
+                                  ["casino.example"]),
+    "Targeting.app_bundles": ("App bundles to include; omit for all.", ["com.example.news"]),
+    "Targeting.exclude_app_bundles": ("App bundles never to bid on.", ["com.example.game"]),
+    "CampaignFile.supply": ("Supply-path rules: schain completeness, resellers allowed, "
+                            "data-centre IPs.", None),
+    "SupplyRules.require_complete_schain": ("Bid only when the request's supply chain is "
+                                            "complete.", False),
+    "SupplyRules.max_resellers": ("Resellers allowed between the publisher's seller and the "
+                                  "exchange (count); 0 = direct paths only; omit for any.", 1),
+    "SupplyRules.allow_datacenter_ip": ("Also bid on requests from data-centre IPs (e.g. B2B "
+                                        "offers); default: those are invalid traffic.", False),
+    "Creative.video": ("A video creative: the VAST document is built per request from this.",
+                       None),
+    "Creative.native": ("A native creative: the assets a native response is assembled from.",
+                        None),
+    "VideoSpec.duration_s": ("Length of the video, in seconds (1-600).", 15),
+    "VideoSpec.title": ("Ad title in the VAST document.", "QuickLoan"),
+    "VideoSpec.media": ("Renditions of the video (at least one).", None),
+    "VideoSpec.placements": ("OpenRTB plcmt values the video may serve in (1 instream, "
+                             "2 accompanying, 3 interstitial, 4 no-content); omit for all.", [1]),
+    "MediaFile.url": ("Absolute http(s) URL of the video file.", "https://cdn.example/15s.mp4"),
+    "MediaFile.type": ("MIME type.", "video/mp4"),
+    "MediaFile.w": ("Width, in pixels.", 640),
+    "MediaFile.h": ("Height, in pixels.", 360),
+    "MediaFile.bitrate_kbps": ("Bitrate, in kbit/s.", 800),
+    "MediaFile.delivery": ("VAST delivery: progressive download or streaming.", "progressive"),
+    "NativeSpec.titles": ("Title texts (at least one); the one that fits the request is used.",
+                          ["Starter credit in minutes"]),
+    "NativeSpec.images": ("Images (icon or main) with their sizes.", None),
+    "NativeSpec.data": ("Data assets by Native 1.2 type (1 sponsored, 2 desc, 6 price, "
+                        "12 ctatext, ...) -> text.", {1: "CashBridge", 12: "Apply now"}),
+    "NativeImage.url": ("Absolute http(s) URL of the image.", "https://cdn.example/icon.png"),
+    "NativeImage.w": ("Width, in pixels.", 80),
+    "NativeImage.h": ("Height, in pixels.", 80),
+    "NativeImage.type": ("Native 1.2 image type: 1 icon, 3 main.", 3),
+    "NativeImage.mime": ("MIME type.", "image/png"),
+    "ExchangeProfile.ad_system_domain": ("The exchange's ad-system domain (its sellers.json is "
+                                         "sellers/<domain>.json when shipped).", "smaato.com"),
+    "ExchangeProfile.always_sends_ip": ("The exchange always sends device.ip: a request without "
+                                        "one is invalid traffic.", False),
+    "ExchangeProfile.native_wrapper": ("Native markup wrapped as {\"native\": {...}} (Native "
+                                       "1.0/1.1 envelope).", False),
+    "ExchangeProfile.send_cid": ("Send bid.cid (false for an exchange that reads cid as its own "
+                                 "billing id).", True),
+    "ExchangeProfile.required_bid_fields": ("Bid fields the exchange's guide requires; checked at "
+                                            "load against what we always send.", ["adomain", "crid"]),
+    "ExchangeProfile.ads_txt": ("ads.txt enforcement for this exchange (overrides traffic.yaml): "
+                                "off, when_present, required.", "when_present"),
+    "CampaignFile.conversion_secret_env": ("Name of the environment variable holding the "
+                                           "lender's conversion-signing secret (never the value); "
+                                           "unset: POST /conversion is refused for this campaign.",
+                                           "QUICKLOAN_CONVERSION_SECRET"),
+    "ExchangeProfile.auth": ("Who may send bid requests to this route (see dsp.exchanges.auth); "
+                             "absent: open, as in the demo profiles.", None),
+    "ExchangeProfile.tmax_max_ms": ("Longest tmax honoured from a request, in milliseconds "
+                                    "(larger values are clamped to it).", 1000),
+    "ExchangeAuth.secret": ("A shared secret the exchange sends in a header.", None),
+    "ExchangeAuth.basic": ("HTTP basic auth the exchange sends.", None),
+    "ExchangeAuth.allow_cidrs": ("Source networks (CIDR) bid requests may come from; omit for any.",
+                                 ["203.0.113.0/24"]),
+    "ExchangeAuth.trusted_proxies": ("Proxies (CIDR) whose forwarded-for header is believed.",
+                                     ["10.0.0.0/8"]),
+    "ExchangeAuth.forwarded_header": ("Header carrying the client address behind a trusted proxy.",
+                                      "X-Forwarded-For"),
+    "SharedSecret.header": ("Header name that carries the secret.", "X-Exchange-Token"),
+    "SharedSecret.env": ("Environment variable holding the secret (never the secret itself).",
+                         "DSP_EXCHANGE_SECRET"),
+    "BasicAuth.user": ("User name the exchange sends.", "exchange"),
+    "BasicAuth.password_env": ("Environment variable holding the password.",
+                               "DSP_EXCHANGE_PASSWORD"),
     "CampaignFile.max_scores": ("Gate scores of the scoring plan (models/plan.json): no bid when "
                                 "the named score is above the limit (0-1).", {"fraud": 0.5}),
     "CampaignFile.learning": ("What the campaign takes from the event log (learned funnel rates, "
@@ -131,58 +219,6 @@ FIELD_DOCS: dict[str, tuple[str, Any]] = {
     "Targeting.deals": ("Private-marketplace deal ids this campaign may bid on.",
                         ["ql-finance-pmp-001"]),
     "Targeting.open_auction": ("Also bid outside deals; false needs `deals`.", True),
-    "Targeting.regions": ("ISO 3166-2 subdivisions to bid in (lending licences are per state); a "
-                          "request's `CA` with country US/USA reads as US-CA; an unknown region "
-                          "matches no list. Omit for all.", ["US-CA", "US-TX"]),
-    "Targeting.exclude_regions": ("ISO 3166-2 subdivisions never to bid in.", ["US-NY"]),
-    "Targeting.metros": ("Nielsen DMA codes (geo.metro) to bid in; omit for all.", ["807", "501"]),
-    "Targeting.domains": ("Site domains to bid on (each also matches its subdomains); with "
-                          "`app_bundles`, an allow list for sites and apps.", ["news.example"]),
-    "Targeting.exclude_domains": ("Site domains never to bid on (and their subdomains).",
-                                  ["casino.example"]),
-    "Targeting.app_bundles": ("App bundles / store ids to bid on (case-insensitive).",
-                              ["com.example.budgetapp"]),
-    "Targeting.exclude_app_bundles": ("App bundles never to bid on.", ["com.example.casino"]),
-    "CampaignFile.conversion_secret_env": ("Name of the environment variable holding the "
-                                           "lender's conversion-signing secret (never the value); "
-                                           "unset: POST /conversion is refused for this campaign.",
-                                           "QUICKLOAN_CONVERSION_SECRET"),
-    "CampaignFile.supply": ("Supply-path rules: complete schain, resellers allowed, data-centre "
-                            "traffic (docs/exchange-readiness.md).", None),
-    "SupplyRules.require_complete_schain": ("Bid only when source.schain says complete = 1.", False),
-    "SupplyRules.max_resellers": ("Most resellers between the publisher's own seller and the "
-                                  "exchange (schain nodes after the first; an ads.txt RESELLER "
-                                  "line counts as one); 0 = direct only; omit for any.", 1),
-    "SupplyRules.allow_datacenter_ip": ("Also bid on requests whose device.ip is in a data-centre "
-                                        "range (off: nbr 5).", False),
-    "Creative.video": ("Video creatives: duration, title and media files the VAST 4 document is "
-                       "built from per request.", None),
-    "Creative.native": ("Native creatives: titles, images and data fields the Native 1.2 "
-                        "response is assembled from per request.", None),
-    "VideoSpec.duration_s": ("Length of the video, in seconds (matched against min/maxduration).",
-                             15),
-    "VideoSpec.title": ("Ad title (VAST AdTitle).", "QuickLoan: rates from 6.9% APR"),
-    "VideoSpec.media": ("Renditions; only those the imp accepts (MIME type, bitrate, delivery) "
-                        "are served.", None),
-    "VideoSpec.placements": ("Video placements accepted (plcmt: 1 instream, 2 accompanying, "
-                             "3 interstitial, 4 no content); omit for all.", [1, 2]),
-    "MediaFile.url": ("https URL of the file.", "https://cdn.quickloan.example/15s-640x360.mp4"),
-    "MediaFile.type": ("MIME type (matched against video.mimes).", "video/mp4"),
-    "MediaFile.w": ("Width, in pixels.", 640),
-    "MediaFile.h": ("Height, in pixels.", 360),
-    "MediaFile.bitrate_kbps": ("Bitrate, in kilobits per second (matched against "
-                               "min/maxbitrate).", 800),
-    "MediaFile.delivery": ("`progressive` or `streaming`.", "progressive"),
-    "NativeSpec.titles": ("Titles, longest first: the first that fits the asset's len is used.",
-                          ["Starter credit in minutes"]),
-    "NativeSpec.images": ("Images (main and icon) in the sizes you have.", None),
-    "NativeSpec.data": ("Text by Native 1.2 data type: 1 sponsored, 2 description, 11 display "
-                        "URL, 12 call to action, ...", {1: "CashBridge", 12: "Check my rate"}),
-    "NativeImage.url": ("https URL of the image.", "https://cdn.cashbridge.example/native.png"),
-    "NativeImage.w": ("Width, in pixels.", 1200),
-    "NativeImage.h": ("Height, in pixels.", 627),
-    "NativeImage.type": ("1 icon, 3 main image.", 3),
-    "NativeImage.mime": ("MIME type (matched against the asset's mimes).", "image/png"),
     "Creative.id": ("Creative id, unique within the campaign.", "ql-300x250"),
     "Creative.adomain": ("Advertiser domains (checked against the request's badv).",
                          ["quickloan.example"]),
@@ -219,24 +255,6 @@ FIELD_DOCS: dict[str, tuple[str, Any]] = {
     "ExchangeProfile.notices": ("Notices the exchange sends; billing follows burl when listed, "
                              "else nurl.", ["nurl", "burl", "lurl"]),
     "ExchangeProfile.notice_ttl_s": ("How long a bid's notice token stays valid, in seconds.", 3600),
-    "ExchangeProfile.tmax_max_ms": ("Longest tmax honoured from a request, in milliseconds "
-                                    "(larger values are clamped to it).", 1000),
-    "ExchangeProfile.auth": ("Who may send bid requests to this route (see dsp.exchanges.auth); "
-                             "absent: open, as in the demo profiles.", None),
-    "ExchangeProfile.ad_system_domain": ("The exchange's domain in publishers' ads.txt and in "
-                                         "schain asi; its sellers.json is sellers/<domain>.json.",
-                                         "pubmatic.com"),
-    "ExchangeProfile.always_sends_ip": ("The exchange always sends device.ip: a request without "
-                                        "one is invalid traffic (nbr 4).", False),
-    "ExchangeProfile.native_wrapper": ("Native adm wrapped as {\"native\": ...} (Native 1.0/1.1 "
-                                       "envelope).", False),
-    "ExchangeProfile.send_cid": ("Send bid.cid (our campaign id); false where the exchange reads "
-                                 "cid as its own billing id.", True),
-    "ExchangeProfile.required_bid_fields": ("Bid fields the exchange's guide requires; checked at "
-                                            "load against what this profile sends.",
-                                            ["adomain", "crid", "burl"]),
-    "ExchangeProfile.ads_txt": ("Override of traffic.yaml's ads_txt for this exchange: off, "
-                                "when_present or required.", "required"),
     "CurrencyFile.base": ("Base currency (ISO-4217); budgets compare in it.", "USD"),
     "CurrencyFile.rates": ("Value of one unit of each currency in the base currency "
                            "(rates[base] = 1).", {"USD": 1.0, "EUR": 1.08}),
