@@ -19,6 +19,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -31,6 +32,7 @@ from prometheus_client import CollectorRegistry
 from dsp.budget.keys import campaign_day, day_key
 from dsp.events.reader import StreamReader
 from dsp.features.writer import write_rows
+from dsp.notices.signature import SIGNATURE_HEADER, sign
 from dsp.observability.metrics import Metrics
 from dsp.offline.eventlog.sink import EventSink
 from dsp.openrtb.response import BidResponse
@@ -42,6 +44,9 @@ from dsp.testing.users import desktop_banner_request, interested_user_row
 
 ROOT = Path(__file__).resolve().parent.parent
 USER = "console-user"
+#: The lenders' conversion secrets (the shipped campaigns name these variables).
+LENDER_SECRETS = {"quickloan-prime": "quickloan-console-test-secret",
+                  "cashbridge-starter": "cashbridge-console-test-secret"}
 CLEARING_CPM = ("2.5000", "3.1250", "1.7500", "4.0000")  # what the exchange says we paid
 pytestmark = pytest.mark.skipif(chromium_path() is None, reason="chromium not installed")
 
@@ -78,14 +83,17 @@ async def _serve_traffic(redis_url: str) -> dict[str, int]:
         lost = bids[4]
         assert (await c.get(_path(lost.lurl or "", AUCTION_PRICE="", AUCTION_LOSS="102",
                                   AUCTION_MIN_TO_WIN="9.0"))).status == 200
-        for bid in bids[:2]:
-            token = urlsplit(bid.nurl or "").query.split("t=", 1)[1].split("&", 1)[0]
-            resp = await c.get(f"/notice/click?t={token}", allow_redirects=False)
+        click_ids = []
+        for bid in bids[:2]:  # the user clicks the served markup's link (a click token)
+            href = (bid.adm or "").split('href="', 1)[1].split('"', 1)[0]
+            resp = await c.get(_path(href), allow_redirects=False)
             assert resp.status == 302
-        token = urlsplit(bids[0].nurl or "").query.split("t=", 1)[1].split("&", 1)[0]
+            click_ids.append(resp.headers["Location"].split("dsp_click=", 1)[1])
         for event, amount in (("submitted", None), ("approved", None), ("funded", 5000.0)):
-            resp = await c.post("/conversion", json={"token": token, "event": event,
-                                                     "amount": amount})
+            body = msgspec.json.encode({"click_id": click_ids[0], "event": event, "amount": amount})
+            secret = LENDER_SECRETS[bids[0].cid or ""]
+            resp = await c.post("/conversion", data=body, headers={
+                SIGNATURE_HEADER: sign(secret.encode(), body, int(time.time()))})
             assert resp.status in (200, 204), await resp.text()
         await asyncio.sleep(0.2)  # the event writer flushes once per tick
     spend = sum(round(float(p) * 1_000) for p in CLEARING_CPM)  # CPM units -> micros per imp
@@ -98,7 +106,10 @@ def _cells(dom: str, campaign: str) -> dict[str, str]:
         rf"data-campaign=\"{re.escape(campaign)}\" data-field=\"([a-z_0-9]+)\">([^<]*)<", dom)}
 
 
-async def test_console_shows_what_the_bidder_served(redis_url: str, tmp_path: Path) -> None:
+async def test_console_shows_what_the_bidder_served(redis_url: str, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DSP_LENDER_QUICKLOAN_SECRET", LENDER_SECRETS["quickloan-prime"])
+    monkeypatch.setenv("DSP_LENDER_CASHBRIDGE_SECRET", LENDER_SECRETS["cashbridge-starter"])
     sent = await _serve_traffic(redis_url)
     events = tmp_path / "events"
     sink = EventSink(StreamReader(sync_redis.Redis.from_url(redis_url), "console-test"), events)
@@ -141,6 +152,8 @@ async def test_console_shows_what_the_bidder_served(redis_url: str, tmp_path: Pa
     finally:
         console.terminate()
         console.wait(timeout=20)
+        if console.stdout is not None:
+            console.stdout.close()
 
     for name, p in shots.items():
         assert p.errors == [], f"{name}: JavaScript errors {p.errors}"
