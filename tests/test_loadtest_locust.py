@@ -74,7 +74,7 @@ def test_bounded_locust_run_gets_bids_and_sends_notices(bidder: tuple[str, Path]
 
 
 def _counted_by_exchange(url: str) -> dict[str, float]:
-    with urllib.request.urlopen(url + "/metrics", timeout=5) as r:
+    with urllib.request.urlopen(getattr(url, "admin", url) + "/metrics", timeout=5) as r:
         text = r.read().decode()
     out: dict[str, float] = {}
     for fam in text_string_to_metric_families(text):
