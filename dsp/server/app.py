@@ -102,7 +102,8 @@ class Services:
         snap = holder.current
         self.money = MoneyRuntime(self.redis, metrics, snap.budgets)
         self.resolver: AudienceSource
-        self.features = FeatureStore(self.redis, hash_key=s.features_hash_key)
+        self.features = FeatureStore(self.redis, hash_key=s.features_hash_key,
+                                     on_unavailable=self.recorder.redis_error)
         if make_audience is not None:
             self.resolver = make_audience(self.redis, runners["intent"], runners["risk"],
                                           (population["p_intent"], population["pd"]))
