@@ -34,16 +34,22 @@ COPPA = json.dumps({"id": "req-2", "imp": [{"id": "1", "banner": {"w": 300, "h":
 
 
 def test_guard_rules() -> None:
-    guard = LoadGuard(late_share=0.5, max_inflight=10)
+    guard = LoadGuard(late_share=0.5, lag_share=0.15, max_inflight=10)
     assert guard.shed_reason(0.010, 0.095, 0) is None
     assert guard.shed_reason(0.050, 0.095, 0) == "late"       # waited more than half its budget
-    guard.lag_s = 0.045
-    assert guard.shed_reason(0.010, 0.095, 0) == "lag"        # plus the loop's lag: too late
+    guard.lag_s = 0.012                                        # the loop lags 13% of the budget:
+    assert guard.shed_reason(0.0, 0.095, 0) is None           # under the target, a fresh one goes on
+    assert guard.shed_reason(0.036, 0.095, 0) == "lag"        # but its wait plus the lag is too late
+    guard.lag_s = 0.015                                        # 16% of the budget: the loop is behind,
+    assert guard.shed_reason(0.0, 0.095, 0) == "lag"          # every new request is shed
+    assert guard.shed_reason(0.0, 0.200, 0) is None           # (a longer budget tolerates it)
     guard.lag_s = 0.0
     assert guard.shed_reason(0.0, 0.095, 10) == "queue"       # ten already waiting in the flow
     assert LoadGuard(enabled=False).shed_reason(10.0, 0.095, 10**6) is None
     with pytest.raises(ValueError):
         LoadGuard(late_share=0.0)
+    with pytest.raises(ValueError):
+        LoadGuard(late_share=0.3, lag_share=0.4)
 
 
 async def test_lag_probe_sees_a_blocked_loop_only_when_sustained() -> None:
