@@ -61,7 +61,7 @@ class Prepared(msgspec.Struct, gc=False):
 
     @property
     def may_explore(self) -> bool:
-        for cand in self.candidates:
+        for cand in self.candidates:  # noqa: SIM110 (any() over a generator: slower per request)
             if cand.campaign.explore_share > 0.0:
                 return True
         return False

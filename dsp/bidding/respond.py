@@ -92,9 +92,11 @@ class NoticeUrls:
     def urls(self, token: NoticeToken, wanted: tuple[str, ...]) -> dict[str, str]:
         """``{"nurl": ..., "burl": ..., "lurl": ...}`` for the notice styles in ``wanted``."""
         styles, kinds, prefixes, suffixes = self._forms_for(wanted)
-        tokens = self._signer.sign_kinds(token, kinds)
-        return {style: prefix + t + suffix
-                for style, prefix, t, suffix in zip(styles, prefixes, tokens, suffixes, strict=True)}
+        tokens = self._signer.sign_kinds(token, kinds)  # one per kind, in order
+        out: dict[str, str] = {}
+        for i, t in enumerate(tokens):  # (not zip(..., strict=True): its keyword parse costs more)
+            out[styles[i]] = prefixes[i] + t + suffixes[i]
+        return out
 
     def _public(self, token: NoticeToken, kinds: tuple[str, ...]) -> list[str]:
         public = ClickToken(kid=token.kid, bid_id=token.bid_id, campaign_id=token.campaign_id,

@@ -132,18 +132,22 @@ class TokenSigner:
         self.active = active
         self._derived: dict[tuple[str, str], hashlib.blake2b] = {}
 
-    def _mac(self, kid: str, kind: str, data: bytes) -> bytes:
-        """The MAC of ``data`` for (key id, kind): keyed BLAKE2b, 16 bytes. The per-kind keys are
-        derived once (HMAC-SHA256 of the configured key) and kept as a BLAKE2b state that has
-        already absorbed the key block; each MAC copies that state (the same digest as
-        ``blake2b(data, key=key)``, without compressing the key block again: ~30 % cheaper)."""
+    def _keyed(self, kid: str, kind: str) -> hashlib.blake2b:
+        """The BLAKE2b state for (key id, kind) that has absorbed the kind's key. The per-kind
+        keys are derived once (HMAC-SHA256 of the configured key); each MAC copies this state
+        (the same digest as ``blake2b(data, key=key)``, without compressing the key block again:
+        ~30 % cheaper per MAC)."""
         keyed = self._derived.get((kid, kind))
         if keyed is None:
             root = self._keys[kid]  # KeyError: unknown kid, checked by the callers
             key = hmac.digest(root, f"dsp-notice-kind:{kind}".encode(), "sha256")
             keyed = _blake2b(key=key, digest_size=_MAC_BYTES)
             self._derived[(kid, kind)] = keyed
-        h = keyed.copy()
+        return keyed
+
+    def _mac(self, kid: str, kind: str, data: bytes) -> bytes:
+        """The MAC of ``data`` for (key id, kind): keyed BLAKE2b, 16 bytes."""
+        h = self._keyed(kid, kind).copy()
         h.update(data)
         return h.digest()
 
@@ -154,11 +158,18 @@ class TokenSigner:
         return self._sign_body(_b64e(_ENC.encode(token)), kinds)
 
     def _sign_body(self, body: str, kinds: Sequence[str]) -> list[str]:
-        """``body + "." + MAC`` for each kind: the payload is encoded once for all kinds."""
+        """``body + "." + MAC`` for each kind: the payload is encoded once for all kinds (the
+        MAC and its base64url inlined: this runs three or four times per bid)."""
         raw = body.encode("ascii")
         prefix = body + "."
-        mac, kid = self._mac, self.active
-        return [prefix + _b64e(mac(kid, kind, raw)) for kind in kinds]
+        keyed, kid = self._keyed, self.active
+        out = []
+        for kind in kinds:
+            h = keyed(kid, kind).copy()
+            h.update(raw)
+            out.append(prefix + _b2a(h.digest(), newline=False).translate(_URLSAFE).rstrip(b"=")
+                       .decode("ascii"))
+        return out
 
     def sign(self, token: NoticeToken, kind: str) -> str:
         """The ``kind`` token for ``token`` (``win``, ``bill`` or ``loss``)."""
