@@ -6,7 +6,8 @@ to ``bench_hotpath`` on a shared machine.
 
 Timing on the shared 2-core VM moves by ±20 % from minute to minute, so a change worth 2–5 % of a
 step cannot be seen in µs. Instructions executed can: the same code and input give the same count
-to within ~0.1 % (``PYTHONHASHSEED=0``). Instructions are not time (a BLAKE2b round or a cache miss
+to within ~1 % for ``answer`` (the event loop's bookkeeping) and ~0.2 % for the other steps
+(``PYTHONHASHSEED=0``; measured by repeating runs). Instructions are not time (a BLAKE2b round or a cache miss
 weighs differently from a bytecode), so read the counts beside ``bench_hotpath``'s µs, not instead.
 
 Each (checkout, step) runs in its own process under ``valgrind --tool=callgrind`` with

@@ -26,10 +26,18 @@ position (its rank) and a reason, and :func:`outcome` finds it by (stage, reason
 
 Adding a gate: one row in the right stage (a ``check`` and a ``detail`` function next to it), and
 one story fixture under ``tests/fixtures/bidding/`` that ends in the row's reason. If the gate
-needs a new no-bid reason, add it to :class:`dsp.openrtb.nobid.NoBidReason` first.
+needs a new no-bid reason, add it to :class:`dsp.openrtb.nobid.NoBidReason` first. A campaign
+row whose check is a no-op for some campaigns should say so with ``applies`` (below).
 
-Cost: a row is one Python call per campaign (campaign stage) or per candidate (price stage);
-``benchmarks/bench_decide.py`` measures the decision steps (docs/bidpath.md, "Performance").
+A campaign-stage row may also give ``applies(campaign)``: False when its targeting leaves the row
+nothing to test for that campaign (no country list, no placement lists, contextual campaigns and
+the user rows). :func:`campaign_checks` leaves those rows out of the campaign's plan, built once
+per snapshot (:func:`dsp.bidding.eligibility.campaign_plan`); the first row that drops a campaign,
+and so the reported reason, is the same as with the whole stage (tests/test_bidding_plan.py).
+
+Cost: a row is one Python call per campaign (campaign stage: only the rows in its plan) or per
+candidate (price stage); ``benchmarks/bench_decide.py``, ``bench_hotpath.py`` and
+``count_hotpath.py`` measure the decision steps (docs/bidpath.md, "Performance").
 """
 
 from __future__ import annotations
