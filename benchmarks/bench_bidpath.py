@@ -244,7 +244,8 @@ def main() -> int:
                          "when scripts/compile made no build (the start-up line says so)")
     ap.add_argument("--baseline", type=Path, default=None,
                     help="another checkout (`git worktree add --detach /tmp/base main`): its `dsp serve` "
-                         "with 1 worker is measured in the same run as bidder-base-1w")
+                         "with 1 worker, plain Python (compare it with bidder-pure-1w), is measured in "
+                         "the same run as bidder-base-1w (it must know --admin-port)")
     ap.add_argument("--skip", default="", help="comma-separated: floor,ceiling,naive")
     ap.add_argument("--events", default="on",
                     help="event log on the bidders: on, off or on,off (both, same run: the rows "
@@ -305,13 +306,14 @@ def main() -> int:
                                                          *([] if events == "on" else ["--no-events"])],
                                                   p, w, env=env, metrics_port=admin))
             if args.baseline is not None:
-                p = free_port()
+                p, admin = free_port(), free_port()  # /metrics on the admin port: its bid share too
                 servers.append(Server("bidder-base-1w", [PY, "-m", "dsp.cli", "serve", "--port", str(p),
+                                                         "--admin-port", str(admin),
                                                          "--workers", "1", "--redis-url", redis.url,
                                                          "--configs", str(configs), "--log-level", "WARNING"],
                                       p, 1, env={"DSP_TOKEN_KEYS": "b1:" + "ab" * 16, "DSP_PURE_PYTHON": "1",
                                                  "PYTHONPATH": str(args.baseline.resolve())},
-                                      cwd=args.baseline.resolve()))
+                                      cwd=args.baseline.resolve(), metrics_port=admin))
             # Rounds: each round starts every server in turn (alone on the machine), warms it up
             # and measures every connection count; the best round per point is reported. Load
             # from other jobs on a shared machine then hits every server in some round, and no

@@ -104,21 +104,22 @@ def request_context(req: BidRequest, exchange: str, default_auction_type: int,
     cats = _categories(req)
     country = country_alpha3(geo.country) if geo is not None else None
     site, app = req.site, req.app
+    # Positional, in field order: a call with more than 15 keywords compiles to a dict build and
+    # unpack (CPython's stack-use guideline), ~1.2 µs against ~0.2 µs for these 22 fields.
     return RequestContext(
-        exchange=exchange, test=req.test == 1, auction_type=at,
-        country=country,
-        region=region_code(geo.region, country) if geo is not None else None,
-        metro=geo.metro if geo is not None else None,
-        domain_keys=domain_keys(site.domain) if site is not None else (),
-        bundle=app.bundle.strip().lower() if app is not None and app.bundle else None,
-        device_type=device.devicetype if device is not None else None,
-        os=device.os.lower() if device is not None and device.os else None,
-        categories=cats, category_keys=iab_keys(cats) if cats else _EMPTY,
-        bcat=frozenset(req.bcat) if req.bcat else _EMPTY,
-        badv=frozenset(req.badv) if req.badv else _EMPTY,
-        bapp=frozenset(req.bapp) if req.bapp else _EMPTY,
-        user_id=user_id if user_allowed else "",
-        user_allowed=user_allowed, gdpr_no_consent=gdpr_no_consent,
-        now_s=now_s, privacy=decision, supply=supply,
-        natives=tuple(parse_native(imp.native) for imp in req.imp)
+        exchange, req.test == 1, at,  # exchange, test, auction_type
+        country,
+        region_code(geo.region, country) if geo is not None else None,  # region
+        geo.metro if geo is not None else None,  # metro
+        domain_keys(site.domain) if site is not None else (),  # domain_keys
+        app.bundle.strip().lower() if app is not None and app.bundle else None,  # bundle
+        device.devicetype if device is not None else None,  # device_type
+        device.os.lower() if device is not None and device.os else None,  # os
+        cats, iab_keys(cats) if cats else _EMPTY,  # categories, category_keys
+        frozenset(req.bcat) if req.bcat else _EMPTY,  # bcat
+        frozenset(req.badv) if req.badv else _EMPTY,  # badv
+        frozenset(req.bapp) if req.bapp else _EMPTY,  # bapp
+        user_id if user_allowed else "",  # user_id
+        user_allowed, gdpr_no_consent, now_s, decision, supply,
+        tuple(parse_native(imp.native) for imp in req.imp)  # natives
         if any(imp.native is not None for imp in req.imp) else ())

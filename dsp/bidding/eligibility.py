@@ -13,7 +13,16 @@ from __future__ import annotations
 import msgspec
 
 from dsp.bidding.context import RequestContext
-from dsp.bidding.filters import DEAL, FLOOR_CURRENCY, NO_CAMPAIGN, NO_CREATIVE, Filter, checks
+from dsp.bidding.filters import (
+    DEAL,
+    FLOOR_CURRENCY,
+    NO_CAMPAIGN,
+    NO_CREATIVE,
+    Checks,
+    Filter,
+    campaign_checks,
+    checks,
+)
 from dsp.bidding.native import NativePlan, native_fit
 from dsp.bidding.video import VastPlan, video_fit
 from dsp.config.snapshot import CompiledCampaign, CompiledCreative, Rates
@@ -53,11 +62,33 @@ _CREATIVE_CHECKS = checks("creative")
 
 
 def campaign_drop(c: CompiledCampaign, ctx: RequestContext) -> Filter | None:
-    """The first campaign-stage row that drops campaign ``c`` for this request, or None."""
+    """The first campaign-stage row that drops campaign ``c`` for this request, or None (the whole
+    stage, row by row: the reference :func:`eligible`'s per-campaign plans must agree with)."""
     for check, row in _CAMPAIGN_CHECKS:
         if check(c, ctx):
             return row
     return None
+
+
+#: (campaign, its campaign-stage checks) for each campaign of one exchange, in snapshot order
+CampaignPlan = tuple[tuple[CompiledCampaign, Checks], ...]
+_PLANS: dict[int, tuple[tuple[CompiledCampaign, ...], CampaignPlan]] = {}
+_MAX_PLANS = 256  # (snapshot, exchange) pairs remembered; a reload makes new ones
+
+
+def campaign_plan(campaigns: tuple[CompiledCampaign, ...]) -> CampaignPlan:
+    """Each campaign with the campaign-stage rows that can drop it
+    (:func:`dsp.bidding.filters.campaign_checks`), built once per snapshot's campaigns tuple
+    (``Snapshot.campaigns_for`` returns the same tuple until a reload) and then looked up by
+    identity: one dict lookup per request instead of re-deriving which rows matter."""
+    got = _PLANS.get(id(campaigns))
+    if got is not None and got[0] is campaigns:
+        return got[1]
+    plan = tuple((c, campaign_checks(c)) for c in campaigns)
+    if len(_PLANS) >= _MAX_PLANS:
+        _PLANS.clear()
+    _PLANS[id(campaigns)] = (campaigns, plan)  # the tuple is held, so its id cannot be reused
+    return plan
 
 
 def _creative(c: CompiledCampaign, imp: Imp, i: int = 0,
@@ -151,8 +182,12 @@ def eligible(campaigns: tuple[CompiledCampaign, ...], imps: list[Imp], ctx: Requ
     furthest-down row (highest rank) that dropped any campaign."""
     out: list[Candidate] = []
     best = NO_CAMPAIGN
-    for c in campaigns:
-        drop = campaign_drop(c, ctx)
+    for c, plan in campaign_plan(campaigns):
+        drop: Filter | None = None
+        for check, row in plan:
+            if check(c, ctx):
+                drop = row
+                break
         if drop is not None:
             if drop.rank > best.rank:
                 best = drop

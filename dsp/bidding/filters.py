@@ -26,10 +26,18 @@ position (its rank) and a reason, and :func:`outcome` finds it by (stage, reason
 
 Adding a gate: one row in the right stage (a ``check`` and a ``detail`` function next to it), and
 one story fixture under ``tests/fixtures/bidding/`` that ends in the row's reason. If the gate
-needs a new no-bid reason, add it to :class:`dsp.openrtb.nobid.NoBidReason` first.
+needs a new no-bid reason, add it to :class:`dsp.openrtb.nobid.NoBidReason` first. A campaign
+row whose check is a no-op for some campaigns should say so with ``applies`` (below).
 
-Cost: a row is one Python call per campaign (campaign stage) or per candidate (price stage);
-``benchmarks/bench_decide.py`` measures the decision steps (docs/bidpath.md, "Performance").
+A campaign-stage row may also give ``applies(campaign)``: False when its targeting leaves the row
+nothing to test for that campaign (no country list, no placement lists, contextual campaigns and
+the user rows). :func:`campaign_checks` leaves those rows out of the campaign's plan, built once
+per snapshot (:func:`dsp.bidding.eligibility.campaign_plan`); the first row that drops a campaign,
+and so the reported reason, is the same as with the whole stage (tests/test_bidding_plan.py).
+
+Cost: a row is one Python call per campaign (campaign stage: only the rows in its plan) or per
+candidate (price stage); ``benchmarks/bench_decide.py``, ``bench_hotpath.py`` and
+``count_hotpath.py`` measure the decision steps (docs/bidpath.md, "Performance").
 """
 
 from __future__ import annotations
@@ -57,7 +65,13 @@ R = NoBidReason
 
 
 class Filter(msgspec.Struct, frozen=True, gc=False):
-    """One row. ``rank`` is the row's position in :data:`FILTERS` (set when the table is built)."""
+    """One row. ``rank`` is the row's position in :data:`FILTERS` (set when the table is built).
+
+    ``applies`` (campaign stage only): ``applies(campaign)`` is False when the row can never drop
+    that campaign, whatever the request (its targeting leaves the row nothing to test, e.g. no
+    country list); :func:`campaign_checks` leaves such rows out of the campaign's plan. It must
+    be a necessary condition of ``check`` returning True (tests/test_bidding_plan.py checks the
+    plans against the whole table). None: the row always runs."""
 
     name: str
     stage: Stage
@@ -65,6 +79,7 @@ class Filter(msgspec.Struct, frozen=True, gc=False):
     check: Callable[..., bool] | None = None
     detail: Callable[..., str] | None = None
     rank: int = -1
+    applies: Callable[[CompiledCampaign], bool] | None = None
 
     def explain(self, *args: object) -> str:
         """The human text for ``dsp explain`` (never on the hot path)."""
@@ -214,6 +229,10 @@ def _no_user_id(c: CompiledCampaign, ctx: RequestContext) -> bool:
     return c.requires_user and not ctx.user_id
 
 
+def _needs_user(c: CompiledCampaign) -> bool:
+    return c.requires_user
+
+
 # -- creative stage: (creative, ctx) ------------------------------------------------------------
 
 def _bcat(cr: CompiledCreative, ctx: RequestContext) -> bool:
@@ -300,41 +319,61 @@ FILTERS: tuple[Filter, ...] = _ranked(
            lambda *_: "no ads.txt / app-ads.txt for the domain"),
     Filter("campaigns", "campaign", R.NO_ELIGIBLE_CAMPAIGN, None,
            lambda *_: "no enabled campaign runs on this exchange"),
-    Filter("flight_dates", "campaign", R.OUT_OF_SCHEDULE, _flight, lambda *_: "outside the flight dates"),
-    Filter("hours", "campaign", R.OUT_OF_SCHEDULE, _hours, _hours_detail),
+    Filter("flight_dates", "campaign", R.OUT_OF_SCHEDULE, _flight, lambda *_: "outside the flight dates",
+           applies=lambda c: c.start_day is not None or c.end_day is not None),
+    Filter("hours", "campaign", R.OUT_OF_SCHEDULE, _hours, _hours_detail,
+           applies=lambda c: c.hours is not None),
     Filter("country", "campaign", R.NO_ELIGIBLE_CAMPAIGN, _country,
-           lambda c, ctx: f"country {ctx.country} not targeted"),
+           lambda c, ctx: f"country {ctx.country} not targeted",
+           applies=lambda c: c.countries is not None),
     Filter("region", "campaign", R.NO_ELIGIBLE_CAMPAIGN, _region,
-           lambda c, ctx: f"region {ctx.region} not targeted"),
+           lambda c, ctx: f"region {ctx.region} not targeted",
+           applies=lambda c: c.placement is not None and c.placement.regions is not None),
     Filter("exclude_region", "campaign", R.NO_ELIGIBLE_CAMPAIGN, _exclude_region,
-           lambda c, ctx: f"region {ctx.region} excluded"),
+           lambda c, ctx: f"region {ctx.region} excluded",
+           applies=lambda c: c.placement is not None and bool(c.placement.exclude_regions)),
     Filter("metro", "campaign", R.NO_ELIGIBLE_CAMPAIGN, _metro,
-           lambda c, ctx: f"metro {ctx.metro} not targeted"),
+           lambda c, ctx: f"metro {ctx.metro} not targeted",
+           applies=lambda c: c.placement is not None and c.placement.metros is not None),
     Filter("exclude_domain", "campaign", R.NO_ELIGIBLE_CAMPAIGN, _block_domain,
-           lambda c, ctx: f"domain {ctx.domain_keys[0]} blocked"),
+           lambda c, ctx: f"domain {ctx.domain_keys[0]} blocked",
+           applies=lambda c: c.placement is not None and bool(c.placement.exclude_domains)),
     Filter("exclude_app", "campaign", R.NO_ELIGIBLE_CAMPAIGN, _block_bundle,
-           lambda c, ctx: f"app {ctx.bundle} blocked"),
+           lambda c, ctx: f"app {ctx.bundle} blocked",
+           applies=lambda c: c.placement is not None and bool(c.placement.exclude_bundles)),
     Filter("placement_allow", "campaign", R.NO_ELIGIBLE_CAMPAIGN, _allow_placement,
-           lambda c, ctx: f"placement {_where(ctx)} not on the allow list"),
+           lambda c, ctx: f"placement {_where(ctx)} not on the allow list",
+           applies=lambda c: c.placement is not None and c.placement.allow_lists),
     Filter("device_type", "campaign", R.NO_ELIGIBLE_CAMPAIGN, _device,
-           lambda c, ctx: f"device type {ctx.device_type} not targeted"),
-    Filter("os", "campaign", R.NO_ELIGIBLE_CAMPAIGN, _os, lambda c, ctx: f"os {ctx.os} not targeted"),
-    Filter("categories", "campaign", R.NO_ELIGIBLE_CAMPAIGN, _categories, lambda *_: "no targeted category"),
+           lambda c, ctx: f"device type {ctx.device_type} not targeted",
+           applies=lambda c: c.device_types is not None),
+    Filter("os", "campaign", R.NO_ELIGIBLE_CAMPAIGN, _os, lambda c, ctx: f"os {ctx.os} not targeted",
+           applies=lambda c: c.os is not None),
+    Filter("categories", "campaign", R.NO_ELIGIBLE_CAMPAIGN, _categories, lambda *_: "no targeted category",
+           applies=lambda c: c.categories is not None),
     Filter("exclude_categories", "campaign", R.NO_ELIGIBLE_CAMPAIGN, _exclude,
-           lambda *_: "excluded category"),
+           lambda *_: "excluded category",
+           applies=lambda c: bool(c.exclude_categories)),
     Filter("data_center_ip", "campaign", R.DATA_CENTER_IP, _datacenter,
-           lambda c, ctx: f"device.ip is in {ctx.supply.datacenter}"),
+           lambda c, ctx: f"device.ip is in {ctx.supply.datacenter}",
+           applies=lambda c: not c.supply.allow_datacenter_ip),
     Filter("schain_resellers", "campaign", R.SCHAIN_BLOCKED, _resellers,
-           lambda c, ctx: f"{ctx.supply.resellers} reseller(s), campaign allows {c.supply.max_resellers}"),
+           lambda c, ctx: f"{ctx.supply.resellers} reseller(s), campaign allows {c.supply.max_resellers}",
+           applies=lambda c: c.supply.max_resellers is not None),
     Filter("schain_complete", "campaign", R.SCHAIN_INCOMPLETE, _schain_complete,
-           lambda *_: "campaign requires a complete schain"),
+           lambda *_: "campaign requires a complete schain",
+           applies=lambda c: c.supply.require_complete_schain),
     Filter("gdpr_consent", "campaign", R.NO_CONSENT, _consent,
            lambda c, ctx: f"GDPR without consent ({ctx.privacy.outcome.value}: {ctx.privacy.detail}); "
-                          "campaign does not bid contextually"),
-    Filter("gdpr_user_data", "campaign", R.NO_CONSENT, _gdpr_user_data, _privacy_detail),
-    Filter("privacy_opt_out", "campaign", R.PRIVACY_OPT_OUT, _opted_out, _privacy_detail),
+                          "campaign does not bid contextually",
+           applies=lambda c: not c.gdpr_contextual),
+    Filter("gdpr_user_data", "campaign", R.NO_CONSENT, _gdpr_user_data, _privacy_detail,
+           applies=_needs_user),
+    Filter("privacy_opt_out", "campaign", R.PRIVACY_OPT_OUT, _opted_out, _privacy_detail,
+           applies=_needs_user),
     Filter("user_id", "campaign", R.USER_UNKNOWN, _no_user_id,
-           lambda *_: "campaign needs a known user; none may be looked up"),
+           lambda *_: "campaign needs a known user; none may be looked up",
+           applies=_needs_user),
     Filter("creative_fit", "creative", R.NO_MATCHING_CREATIVE, None,
            lambda *_: "no creative fits the imp's format or size"),
     Filter("bcat", "creative", R.BLOCKED_CATEGORY, _bcat,
@@ -382,6 +421,18 @@ def rows(stage: Stage) -> tuple[Filter, ...]:
 def checks(stage: Stage) -> tuple[tuple[Callable[..., bool], Filter], ...]:
     """(check, row) pairs of one stage's predicate rows: what the hot loops iterate."""
     return tuple((r.check, r) for r in rows(stage) if r.check is not None)
+
+
+Checks = tuple[tuple[Callable[..., bool], Filter], ...]
+
+
+def campaign_checks(c: CompiledCampaign) -> Checks:
+    """The campaign-stage (check, row) pairs that can drop campaign ``c``, in table order: the
+    rows its ``applies`` calls no-ops for ``c`` are left out, so the first row that drops ``c``
+    is the same as with the whole stage, in fewer calls. Built once per campaign and snapshot
+    (:func:`dsp.bidding.eligibility.campaign_plan`), not per request."""
+    return tuple((r.check, r) for r in rows("campaign")
+                 if r.check is not None and (r.applies is None or r.applies(c)))
 
 
 _OUTCOME: dict[tuple[Stage, NoBidReason], Filter] = {}

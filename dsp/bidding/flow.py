@@ -102,6 +102,6 @@ class BidFlow:
                             prep=prep, audience=audience, privacy=privacy)
         response = bid_response(prep, chosen, self._notices, audience.user_key)
         return Decision(response=response,
-                        campaigns=tuple(ch.candidate.campaign.id for ch in chosen),
+                        campaigns=tuple([ch.candidate.campaign.id for ch in chosen]),
                         pricing_s=monotonic() - t0 if timed else 0.0,
                         prep=prep, audience=audience, chosen=chosen, privacy=privacy)

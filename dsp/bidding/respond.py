@@ -33,17 +33,35 @@ from dsp.openrtb.response import Bid, BidResponse, SeatBid
 
 #: a click token outlives the notice tokens: users click long after the auction
 CLICK_TTL_S = 7 * 86_400
+_STYLES = ("nurl", "burl", "lurl")
 _KIND_OF = {"nurl": "win", "burl": "bill", "lurl": "loss"}
+#: each notice style's URL around its token: (path and query up to the token, the rest)
+_FORM = {
+    "nurl": ("/notice/win?t=", "&p=${AUCTION_PRICE}"),
+    "burl": ("/notice/bill?t=", "&p=${AUCTION_PRICE}"),
+    "lurl": ("/notice/loss?t=", "&p=${AUCTION_PRICE}&r=${AUCTION_LOSS}&m=${AUCTION_MIN_TO_WIN}"),
+}
+_MAX_FORMS = 64  # distinct ``wanted`` tuples kept (one per exchange profile in practice)
+
+#: (styles, token kinds, URL prefixes with the base, URL suffixes) for one ``wanted`` tuple
+_Forms = tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...]]
 
 
 class NoticeUrls:
-    """Signs tokens and renders the nurl/burl/lurl and click URLs for one process."""
+    """Signs tokens and renders the nurl/burl/lurl and click URLs for one process.
 
-    __slots__ = ("_base", "_signer")
+    The URL text around each token (base URL, path, macros) is built once per notice-style set,
+    not per bid; the payload of the three notice tokens is encoded once and MACed per kind, and
+    so is the public payload shared by the click and event tokens of one bid."""
+
+    __slots__ = ("_base", "_click", "_event", "_forms", "_signer")
 
     def __init__(self, signer: TokenSigner, base_url: str) -> None:
         self._signer = signer
         self._base = base_url.rstrip("/")
+        self._click = f"{self._base}/notice/click?t="
+        self._event = f"{self._base}/notice/event?t="
+        self._forms: dict[tuple[str, ...], _Forms] = {}
 
     def token(self, prep: Prepared, chosen: Chosen, user_key: str) -> NoticeToken:
         cand = chosen.candidate
@@ -60,36 +78,45 @@ class NoticeUrls:
             auction_bid_micros=0 if same_currency else -(-chosen.price_cpm_micros // 1000),
             floor_micros=max(0, cand.floor_cpm_micros) // 1000)
 
+    def _forms_for(self, wanted: tuple[str, ...]) -> _Forms:
+        forms = self._forms.get(wanted)
+        if forms is None:
+            styles = tuple(w for w in _STYLES if w in wanted)
+            forms = (styles, tuple(_KIND_OF[w] for w in styles),
+                     tuple(self._base + _FORM[w][0] for w in styles),
+                     tuple(_FORM[w][1] for w in styles))
+            if len(self._forms) < _MAX_FORMS:
+                self._forms[wanted] = forms
+        return forms
+
     def urls(self, token: NoticeToken, wanted: tuple[str, ...]) -> dict[str, str]:
         """``{"nurl": ..., "burl": ..., "lurl": ...}`` for the notice styles in ``wanted``."""
-        styles = [w for w in ("nurl", "burl", "lurl") if w in wanted]
-        tokens = self._signer.sign_kinds(token, [_KIND_OF[w] for w in styles])
-        base = self._base
+        styles, kinds, prefixes, suffixes = self._forms_for(wanted)
+        tokens = self._signer.sign_kinds(token, kinds)  # one per kind, in order
         out: dict[str, str] = {}
-        for style, t in zip(styles, tokens, strict=True):
-            if style == "nurl":
-                out[style] = f"{base}/notice/win?t={t}&p=${{AUCTION_PRICE}}"
-            elif style == "burl":
-                out[style] = f"{base}/notice/bill?t={t}&p=${{AUCTION_PRICE}}"
-            else:
-                out[style] = (f"{base}/notice/loss?t={t}&p=${{AUCTION_PRICE}}&r=${{AUCTION_LOSS}}"
-                              f"&m=${{AUCTION_MIN_TO_WIN}}")
+        for i, t in enumerate(tokens):  # (not zip(..., strict=True): its keyword parse costs more)
+            out[styles[i]] = prefixes[i] + t + suffixes[i]
         return out
 
-    def _public(self, token: NoticeToken, kind: str) -> str:
+    def _public(self, token: NoticeToken, kinds: tuple[str, ...]) -> list[str]:
         public = ClickToken(kid=token.kid, bid_id=token.bid_id, campaign_id=token.campaign_id,
                             exchange=token.exchange, issued_at_s=token.issued_at_s,
                             expires_at_s=token.issued_at_s + CLICK_TTL_S, test=token.test)
-        return self._signer.sign_click(public, kind)
+        return self._signer.sign_public_kinds(public, kinds)
 
     def click_url(self, token: NoticeToken) -> str:
         """The click notice: counts the click, then redirects to the campaign's landing page."""
-        return f"{self._base}/notice/click?t={self._public(token, 'click')}"
+        return self._click + self._public(token, ("click",))[0]
 
     def event_url(self, token: NoticeToken) -> str:
         """A tracking-event notice (impression, video progress), to be completed with the event
         name: counted, never billed."""
-        return f"{self._base}/notice/event?t={self._public(token, 'event')}&e="
+        return self._event + self._public(token, ("event",))[0] + "&e="
+
+    def markup_urls(self, token: NoticeToken) -> tuple[str, str]:
+        """``(click_url(token), event_url(token))``, the shared payload encoded once."""
+        click, event = self._public(token, ("click", "event"))
+        return self._click + click, self._event + event + "&e="
 
 
 def bid_response(prep: Prepared, chosen: list[Chosen], notices: NoticeUrls,
@@ -104,18 +131,19 @@ def bid_response(prep: Prepared, chosen: list[Chosen], notices: NoticeUrls,
         token = notices.token(prep, ch, user_key)
         urls = notices.urls(token, wanted)
         w, h = cr.w, cr.h
-        parts = cr.markup_parts
-        adm = notices.click_url(token).join(parts) if len(parts) > 1 else cr.markup
         plan = cand.plan
         if isinstance(plan, VastPlan) and cr.video is not None and cand.imp.video is not None:
             w, h = cand.imp.video.w, cand.imp.video.h
-            events = notices.event_url(token)
+            click, events = notices.markup_urls(token)
             adm = vast_xml(plan, ch.bid_id, cr.id, cr.video,
-                           VastUrls(events + "impression", notices.click_url(token), events),
+                           VastUrls(events + "impression", click, events),
                            ad_system=prep.profile.seat or "lender-dsp")
         elif isinstance(plan, NativePlan):
-            adm = native_adm(plan, notices.click_url(token), notices.event_url(token) + "impression",
-                             wrapped=prep.profile.native_wrapper)
+            click, events = notices.markup_urls(token)
+            adm = native_adm(plan, click, events + "impression", wrapped=prep.profile.native_wrapper)
+        else:
+            parts = cr.markup_parts
+            adm = notices.click_url(token).join(parts) if len(parts) > 1 else cr.markup
         bids.append(Bid(
             id=ch.bid_id, impid=cand.imp.id, price=micros_to_units(ch.price_cpm_micros),
             adm=adm, adomain=list(cr.adomain), crid=cr.id,

@@ -27,6 +27,7 @@ accepts both. The key id travels in the payload.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
@@ -103,8 +104,14 @@ _PUBLIC_KINDS = frozenset(("click", "event"))
 _T = TypeVar("_T")
 
 
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+_b2a = binascii.b2a_base64
+
+
 def _b64e(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+    """Unpadded base64url (the same text as ``base64.urlsafe_b64encode(raw).rstrip(b"=")``, in
+    three C calls instead of the module's Python wrappers)."""
+    return _b2a(raw, newline=False).translate(_URLSAFE).rstrip(b"=").decode("ascii")
 
 
 def _b64d(text: str) -> bytes:
@@ -123,25 +130,46 @@ class TokenSigner:
             raise ValueError("token keys must be at least 16 bytes")
         self._keys = dict(keys)
         self.active = active
-        self._derived: dict[tuple[str, str], bytes] = {}
+        self._derived: dict[tuple[str, str], hashlib.blake2b] = {}
 
-    def _mac(self, kid: str, kind: str, data: bytes) -> bytes:
-        """The MAC of ``data`` for (key id, kind): keyed BLAKE2b, 16 bytes. The per-kind keys are
-        derived once (HMAC-SHA256 of the configured key); each MAC is then one C call."""
-        key = self._derived.get((kid, kind))
-        if key is None:
+    def _keyed(self, kid: str, kind: str) -> hashlib.blake2b:
+        """The BLAKE2b state for (key id, kind) that has absorbed the kind's key. The per-kind
+        keys are derived once (HMAC-SHA256 of the configured key); each MAC copies this state
+        (the same digest as ``blake2b(data, key=key)``, without compressing the key block again:
+        ~30 % cheaper per MAC)."""
+        keyed = self._derived.get((kid, kind))
+        if keyed is None:
             root = self._keys[kid]  # KeyError: unknown kid, checked by the callers
             key = hmac.digest(root, f"dsp-notice-kind:{kind}".encode(), "sha256")
-            self._derived[(kid, kind)] = key
-        return _blake2b(data, key=key, digest_size=_MAC_BYTES).digest()
+            keyed = _blake2b(key=key, digest_size=_MAC_BYTES)
+            self._derived[(kid, kind)] = keyed
+        return keyed
+
+    def _mac(self, kid: str, kind: str, data: bytes) -> bytes:
+        """The MAC of ``data`` for (key id, kind): keyed BLAKE2b, 16 bytes."""
+        h = self._keyed(kid, kind).copy()
+        h.update(data)
+        return h.digest()
 
     def sign_kinds(self, token: NoticeToken, kinds: Sequence[str]) -> list[str]:
         """One token per kind in ``kinds`` (e.g. ``("win", "bill", "loss")``), same payload."""
         if token.kid != self.active:
             token = msgspec.structs.replace(token, kid=self.active)
-        body = _b64e(_ENC.encode(token))
+        return self._sign_body(_b64e(_ENC.encode(token)), kinds)
+
+    def _sign_body(self, body: str, kinds: Sequence[str]) -> list[str]:
+        """``body + "." + MAC`` for each kind: the payload is encoded once for all kinds (the
+        MAC and its base64url inlined: this runs three or four times per bid)."""
         raw = body.encode("ascii")
-        return [body + "." + _b64e(self._mac(self.active, kind, raw)) for kind in kinds]
+        prefix = body + "."
+        keyed, kid = self._keyed, self.active
+        out = []
+        for kind in kinds:
+            h = keyed(kid, kind).copy()
+            h.update(raw)
+            out.append(prefix + _b2a(h.digest(), newline=False).translate(_URLSAFE).rstrip(b"=")
+                       .decode("ascii"))
+        return out
 
     def sign(self, token: NoticeToken, kind: str) -> str:
         """The ``kind`` token for ``token`` (``win``, ``bill`` or ``loss``)."""
@@ -149,12 +177,16 @@ class TokenSigner:
 
     def sign_click(self, token: ClickToken, kind: str = "click") -> str:
         """A public token (markup: ``click``, or ``event`` for impression and video trackers)."""
-        if kind not in _PUBLIC_KINDS:
-            raise ValueError(f"not a public token kind: {kind!r}")
+        return self.sign_public_kinds(token, (kind,))[0]
+
+    def sign_public_kinds(self, token: ClickToken, kinds: Sequence[str]) -> list[str]:
+        """One public token per kind in ``kinds`` (``click``, ``event``), same payload."""
+        for kind in kinds:
+            if kind not in _PUBLIC_KINDS:
+                raise ValueError(f"not a public token kind: {kind!r}")
         if token.kid != self.active:
             token = msgspec.structs.replace(token, kid=self.active)
-        body = _b64e(_ENC.encode(token))
-        return body + "." + _b64e(self._mac(self.active, kind, body.encode("ascii")))
+        return self._sign_body(_b64e(_ENC.encode(token)), kinds)
 
     def click_id(self, bid_id: str) -> str:
         """The click id the landing page receives for a bid: 22 characters, not reversible to the
