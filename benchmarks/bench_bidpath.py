@@ -162,6 +162,27 @@ def group_cpu_s(pgid: int) -> float:
     return total
 
 
+def seed_and_write_traffic(work: Path, redis_url: str, users: int,
+                           n_bodies: int) -> tuple[Path, list[bytes], int, Path]:
+    """The benchmark's set-up, shared with profile_bidpath: ``users`` seeded into Redis with
+    ``dsp features seed``, a copy of bidder_configs with budgets raised (so pacing does not stop
+    bidding), ``n_bodies`` bodies built for known users and written as a wrk script.
+    Returns (configs, bodies, templates used, wrk script)."""
+    ids = work / "ids.jsonl"
+    subprocess.run([PY, "-m", "dsp.cli", "features", "seed", "--users", str(users), "--seed", "1",
+                    "--ids-out", str(ids), "--redis-url", redis_url],
+                   cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    configs = work / "configs"
+    shutil.copytree(ROOT / "bidder_configs", configs)
+    for f in (configs / "campaigns").glob("*.yaml"):
+        text = re.sub(r"(?m)^  daily: .*$", "  daily: 1000000000.0", f.read_text())
+        f.write_text(re.sub(r"(?m)^  total: .*$", "", text))
+    bodies, n_templates = build_bodies(ids, configs, n_bodies)
+    lua = work / "bodies.lua"
+    write_lua(bodies, lua, "/bid/generic")
+    return configs, bodies, n_templates, lua
+
+
 class Server:
     def __init__(self, name: str, cmd: list[str], port: int, workers: int = 1,
                  env: dict[str, str] | None = None, cwd: Path = ROOT,
@@ -222,18 +243,8 @@ def main() -> int:
     rows: list[dict[str, object]] = []
     try:
         with RedisServer() as redis:
-            ids = work / "ids.jsonl"
-            subprocess.run([PY, "-m", "dsp.cli", "features", "seed", "--users", str(args.users),
-                            "--seed", "1", "--ids-out", str(ids), "--redis-url", redis.url],
-                           cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-            configs = work / "configs"
-            shutil.copytree(ROOT / "bidder_configs", configs)
-            for f in (configs / "campaigns").glob("*.yaml"):
-                text = re.sub(r"(?m)^  daily: .*$", "  daily: 1000000000.0", f.read_text())
-                f.write_text(re.sub(r"(?m)^  total: .*$", "", text))
-            bodies, n_templates = build_bodies(ids, configs, args.bodies)
-            lua = work / "bodies.lua"
-            write_lua(bodies, lua, "/bid/generic")
+            configs, bodies, n_templates, lua = seed_and_write_traffic(work, redis.url, args.users,
+                                                                       args.bodies)
             from dsp import compiled
 
             print(f"# {len(bodies)} bodies from {n_templates} templates, {args.users} known users, "

@@ -33,7 +33,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from benchmarks.bench_bidpath import PY, Server, build_bodies, group_cpu_s, run_wrk, write_lua
+from benchmarks.bench_bidpath import PY, Server, group_cpu_s, run_wrk, seed_and_write_traffic
 from dsp.testing.redis_server import RedisServer, free_port
 
 # (part, regex on "file" of a frame): the first part whose pattern matches the innermost frame of
@@ -105,22 +105,10 @@ def main() -> int:
         print(f"profile_bidpath: py-spy not found at {args.py_spy} (see the module docstring)",
               file=sys.stderr)
         return 2
-    root = Path(__file__).resolve().parent.parent
     work = Path(tempfile.mkdtemp(prefix="dsp-profile-"))
     try:
         with RedisServer() as redis:
-            ids = work / "ids.jsonl"
-            subprocess.run([PY, "-m", "dsp.cli", "features", "seed", "--users", str(args.users),
-                            "--seed", "1", "--ids-out", str(ids), "--redis-url", redis.url],
-                           cwd=root, check=True, stdout=subprocess.DEVNULL)
-            configs = work / "configs"
-            shutil.copytree(root / "bidder_configs", configs)
-            for f in (configs / "campaigns").glob("*.yaml"):
-                text = re.sub(r"(?m)^  daily: .*$", "  daily: 1000000000.0", f.read_text())
-                f.write_text(re.sub(r"(?m)^  total: .*$", "", text))
-            bodies, _ = build_bodies(ids, configs, args.bodies)
-            lua = work / "bodies.lua"
-            write_lua(bodies, lua, "/bid/generic")
+            configs, _, _, lua = seed_and_write_traffic(work, redis.url, args.users, args.bodies)
             port = free_port()
             srv = Server("bidder-1w", [PY, "-m", "dsp.cli", "serve", "--port", str(port), "--workers", "1",
                                        "--redis-url", redis.url, "--configs", str(configs),

@@ -11,6 +11,12 @@ the cluster is ok again), p99 and max latency of bid requests sent from the kill
 (from their scheduled send time, so a stall shows), how many were answered after tmax, the
 longest gap without any bid (degraded bidding), non-2xx answers, and whether the books were
 exact afterwards (``spent`` equal to what was billed, ``out`` equal to live leases).
+
+The generator runs in this process, so its own stalls would count as the bidder's latency. To
+tell them apart the bidder's side is reported too, from its ``/metrics`` (admin port): the worst
+event-loop lag it saw after the kill (``dsp_loop_lag_seconds``, polled every 0.25 s) and how many
+requests it itself took longer than tmax over (``dsp_request_latency_seconds``, received to
+answered, bucket edge at or under tmax).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import json
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +45,38 @@ from dsp.testing.users import interested_user_row
 REPO = Path(__file__).resolve().parent.parent
 
 
+def server_view(admin_url: str, tmax_ms: int) -> tuple[float, float, float]:
+    """(loop lag gauge in s, requests answered, requests slower than the largest bucket edge at or
+    under tmax) from the bidder's /metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(admin_url + "/metrics", timeout=2) as r:
+        text = r.read().decode()
+    lag = total = within = 0.0
+    edge = max((le for le in (0.05, 0.075, 0.1, 0.25, 0.5, 1.0) if le <= tmax_ms / 1000), default=0.05)
+    for fam in text_string_to_metric_families(text):
+        for sample in fam.samples:
+            if sample.name == "dsp_loop_lag_seconds":
+                lag = max(lag, sample.value)
+            elif sample.name == "dsp_request_latency_seconds_bucket":
+                le = sample.labels.get("le", "")
+                if le == "+Inf":
+                    total += sample.value
+                elif float(le) == edge:
+                    within += sample.value
+    return lag, total, total - within
+
+
+async def poll_lag(admin_url: str, tmax_ms: int, worst: list[float], stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        try:
+            lag, _, _ = await asyncio.to_thread(server_view, admin_url, tmax_ms)
+            worst[0] = max(worst[0], lag)
+        except OSError:
+            pass
+        await asyncio.sleep(0.25)
+
+
 async def one_run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     with LocalCluster() as cluster:
         rc = RedisCluster(host="127.0.0.1", port=cluster.ports[0])
@@ -51,11 +90,18 @@ async def one_run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             sim.start()
             await asyncio.sleep(args.before)
             victim = cluster.owner(day_key("quickloan-prime", day))
+            admin = getattr(url, "admin", url)
+            _, served0, slow0 = await asyncio.to_thread(server_view, admin, args.tmax_ms)
+            worst_lag, stop = [0.0], asyncio.Event()
+            poller = asyncio.create_task(poll_lag(admin, args.tmax_ms, worst_lag, stop))
             t_kill = time.monotonic()
             cluster.kill(victim)
             failover_s = await asyncio.to_thread(cluster.wait_failover, victim)
             await asyncio.sleep(max(0.0, args.after - (time.monotonic() - t_kill)))
             report = await sim.stop()
+            stop.set()
+            await poller
+            _, served1, slow1 = await asyncio.to_thread(server_view, admin, args.tmax_ms)
         rc = RedisCluster(host="127.0.0.1", port=cluster.masters()[0])
         books = ledger_check(rc, CAMPAIGNS, day)
         rc.close()
@@ -73,6 +119,9 @@ async def one_run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             "p99_ms": round(float(np.percentile(after, 99)), 1) if after else None,
             "max_ms": round(max(after), 1) if after else None,
             "late": sum(1 for ms in after if ms > args.tmax_ms), "requests_after_kill": len(after),
+            # the bidder's own view after the kill (module docstring)
+            "server_max_lag_ms": round(worst_lag[0] * 1000, 1),
+            "server_over_tmax": int(slow1 - slow0), "server_answered": int(served1 - served0),
             "longest_bid_gap_s": round(gap, 2),
             "non_2xx": sum(n for s, n in report.statuses.items() if s not in (200, 204)),
             "unanswered": report.connection_errors, "lost_notices": report.lost_notices,
@@ -97,11 +146,14 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"run": i + 1, **row}), flush=True)
     print(f"\nmaster SIGKILLed under {args.rate:.0f} req/s (tmax {args.tmax_ms} ms), {args.runs} runs")
     print(f"{'run':>3} {'failover s':>10} {'p99/max before':>15} {'p99 ms':>7} {'max ms':>7} "
-          f"{'> tmax':>9} {'bid gap s':>9} {'non-2xx':>7} {'books':>6}")
+          f"{'> tmax':>9} {'server > tmax':>13} {'lag ms':>7} {'bid gap s':>9} {'non-2xx':>7} "
+          f"{'books':>6}")
     for i, r in enumerate(rows, 1):
         print(f"{i:>3} {r['failover_s']:>10.2f} {r['p99_before_ms']:>7}/{r['max_before_ms']:<7} "
               f"{r['p99_ms']:>7} {r['max_ms']:>7} "
-              f"{r['late']:>4}/{r['requests_after_kill']:<4} {r['longest_bid_gap_s']:>7} "
+              f"{r['late']:>4}/{r['requests_after_kill']:<4} "
+              f"{r['server_over_tmax']:>6}/{r['server_answered']:<6} {r['server_max_lag_ms']:>7} "
+              f"{r['longest_bid_gap_s']:>7} "
               f"{r['non_2xx'] + r['unanswered']:>7} {'exact' if r['books_exact'] else 'OFF':>6}")
     if args.json_out is not None:
         args.json_out.write_text(json.dumps(rows, indent=1))

@@ -54,7 +54,8 @@ def counters(url: str) -> dict[str, float]:
     from prometheus_client.parser import text_string_to_metric_families
 
     out: dict[str, float] = {"requests": 0.0}
-    with urllib.request.urlopen(url.rstrip("/") + "/metrics", timeout=5) as r:
+    base = getattr(url, "admin", "") or url  # dsp serve: /metrics is on its admin port
+    with urllib.request.urlopen(base.rstrip("/") + "/metrics", timeout=5) as r:
         text = r.read().decode()
     for fam in text_string_to_metric_families(text):
         for s in fam.samples:
@@ -117,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--start-rate", type=float, default=500.0)
     p.add_argument("--hogs", type=int, default=3,
                    help="busy loops sharing the worker's CPU (see above; 0: none)")
+    p.add_argument("--shedding-only", action="store_true",
+                   help="with --capacity: skip the runs without shedding")
+    p.add_argument("--bidder-args", default="",
+                   help="extra `dsp serve` arguments for both modes, e.g. '--shed-lag-share 0.1'")
     p.add_argument("--json-out", type=Path, default=None)
     args = p.parse_args(argv)
     factors = [float(f) for f in args.factors.split(",")]
@@ -140,8 +145,11 @@ def main(argv: list[str] | None = None) -> int:
             stack.callback(hog.kill)
         env = {"redis_url": redis.url, "configs": str(configs), "workers": "1"}
         capacity = args.capacity
-        for mode in ("no-shedding", "shedding"):  # capacity is measured without shedding
+        skip_baseline = args.capacity is not None and args.shedding_only
+        modes = ("shedding",) if skip_baseline else ("no-shedding", "shedding")
+        for mode in modes:  # capacity is measured without shedding
             cmd = BIDDER_CMD + (" --no-shedding" if mode == "no-shedding" else "")
+            cmd += f" {args.bidder_args}" if args.bidder_args else ""
             with server(cmd, "/readyz", {server_cpu}, env) as (url, pid):
                 pids = procstat.descendants(pid)
                 cpu0, n0 = procstat.cpu_seconds(pids), counters(url)["requests"]

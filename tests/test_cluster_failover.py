@@ -109,3 +109,37 @@ async def test_master_killed_under_load(cluster: LocalCluster, tmp_path: Path) -
     assert report.bids_between(t_back + 4, t_back + 8) > 0, "bidding resumed after the failover"
     assert brake == 0.0
     _books(cluster, report)
+
+
+async def test_one_slow_shard_spoils_only_its_users(cluster: LocalCluster) -> None:
+    """A shard that does not answer in time (a master paused, as one failing over or behind a
+    slow link is) leaves only its own users unknown; the others' features arrive; the failure is
+    reported once per shard; a batch on the live shards alone is untouched."""
+    from redis.asyncio.cluster import RedisCluster as AsyncCluster
+
+    from dsp.clock import Deadline, monotonic
+    from dsp.errors import DependencyUnavailable
+    from dsp.features.store import FeatureStore
+
+    failures: list[DependencyUnavailable] = []
+    client = AsyncCluster(host="127.0.0.1", port=cluster.ports[0])
+    store = FeatureStore(client, on_unavailable=failures.append)
+    try:
+        records = await store.fetch(USERS, Deadline(monotonic() + 2.0))
+        assert all(r.known for r in records) and not failures
+        paused = cluster.owner(user_key(USERS[0]))
+        on_paused = [u for u in USERS if cluster.owner(user_key(u)) == paused]
+        assert 0 < len(on_paused) < len(USERS)
+        with cluster.node(paused) as r:
+            # CLIENT PAUSE stops serving clients, not the cluster bus: no failover starts.
+            r.execute_command("CLIENT", "PAUSE", "1500", "ALL")
+        records = await store.fetch(USERS, Deadline(monotonic() + 0.3))
+        by_user = dict(zip(USERS, records, strict=True))
+        assert [u for u in USERS if not by_user[u].known] == on_paused
+        assert all(by_user[u].user_key == "" and not by_user[u].caps for u in on_paused)
+        assert len(failures) == 1 and "deadline" in str(failures[0])
+        live = [u for u in USERS if u not in on_paused]
+        assert all(r.known for r in await store.fetch(live, Deadline(monotonic() + 0.3)))
+        assert len(failures) == 1
+    finally:
+        await client.aclose()

@@ -31,16 +31,15 @@ from prometheus_client import CollectorRegistry
 
 from dsp.budget.keys import campaign_day, day_key
 from dsp.events.reader import StreamReader
-from dsp.features.writer import write_rows
 from dsp.notices.signature import SIGNATURE_HEADER, sign
 from dsp.observability.metrics import Metrics
 from dsp.offline.eventlog.sink import EventSink
 from dsp.openrtb.response import BidResponse
 from dsp.server.app import build_app
-from dsp.server.settings import Settings
 from dsp.testing.browser import Browser, chromium_path
 from dsp.testing.redis_server import free_port
-from dsp.testing.users import desktop_banner_request, interested_user_row
+from dsp.testing.serve import bidder_settings
+from dsp.testing.users import desktop_banner_request, seed_interested
 
 ROOT = Path(__file__).resolve().parent.parent
 USER = "console-user"
@@ -60,13 +59,9 @@ def _path(url: str, **macros: str) -> str:
 
 async def _serve_traffic(redis_url: str) -> dict[str, int]:
     """6 bids; 4 won and billed, 1 lost, 1 unanswered; 2 clicks; one loan funded."""
-    r = sync_redis.Redis.from_url(redis_url)
-    write_rows(r, [USER], interested_user_row())
-    r.close()
-    settings = Settings(redis_url=redis_url, configs_dir=str(ROOT / "bidder_configs"),
-                        models_dir=str(ROOT / "models"), public_url="http://bidder.test",
-                        token_keys={"k1": b"0123456789abcdef0123456789"}, token_active="k1",
-                        max_body_bytes=64 * 1024, reload_check_s=3600, events_sample_rate=1.0)
+    seed_interested(redis_url, USER)
+    settings = bidder_settings(redis_url, ROOT / "bidder_configs", max_body_bytes=64 * 1024,
+                               events_sample_rate=1.0)
     app = build_app(settings, Metrics(CollectorRegistry()))
     bids = []
     async with TestClient(TestServer(app)) as c:

@@ -24,7 +24,6 @@ from prometheus_client import CollectorRegistry
 from dsp.budget.keys import campaign_day, day_key
 from dsp.cli import main
 from dsp.events.reader import StreamReader
-from dsp.features.writer import write_rows
 from dsp.notices.signature import SIGNATURE_HEADER, sign
 from dsp.observability.metrics import Metrics
 from dsp.offline.eventlog.join import open_log
@@ -32,8 +31,8 @@ from dsp.offline.eventlog.parquet import read_kind
 from dsp.offline.eventlog.sink import EventSink
 from dsp.openrtb.response import Bid, BidResponse
 from dsp.server.app import SERVICES, build_app
-from dsp.server.settings import Settings
-from dsp.testing.users import desktop_banner_request, interested_user_row
+from dsp.testing.serve import bidder_settings
+from dsp.testing.users import desktop_banner_request, seed_interested
 
 ROOT = Path(__file__).resolve().parent.parent
 USER = "events-e2e-user"
@@ -46,13 +45,9 @@ LENDER_SECRET = b"quickloan-conversion-secret-for-tests"
 @pytest.fixture()
 async def client(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Client]:
     monkeypatch.setenv("DSP_LENDER_QUICKLOAN_SECRET", LENDER_SECRET.decode())
-    r = sync_redis.Redis.from_url(redis_url)
-    write_rows(r, [USER], interested_user_row())
-    r.close()
-    settings = Settings(redis_url=redis_url, configs_dir=str(ROOT / "bidder_configs"),
-                        models_dir=str(ROOT / "models"), public_url="http://bidder.test",
-                        token_keys={"k1": b"0123456789abcdef0123456789"}, token_active="k1",
-                        max_body_bytes=64 * 1024, reload_check_s=3600, events_sample_rate=1.0)
+    seed_interested(redis_url, USER)
+    settings = bidder_settings(redis_url, ROOT / "bidder_configs", max_body_bytes=64 * 1024,
+                               events_sample_rate=1.0)
     app = build_app(settings, Metrics(CollectorRegistry()))
     async with TestClient(TestServer(app)) as c:
         yield c

@@ -15,13 +15,12 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
 from dsp.budget.keys import campaign_day, day_key
-from dsp.features.writer import write_rows
 from dsp.notices.signature import SIGNATURE_HEADER, sign
 from dsp.observability.metrics import Metrics
 from dsp.openrtb.response import Bid, BidResponse
 from dsp.server.app import SERVICES, build_app
-from dsp.server.settings import Settings
-from dsp.testing.users import desktop_banner_request, interested_user_row
+from dsp.testing.serve import bidder_settings
+from dsp.testing.users import desktop_banner_request, seed_interested
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "tests" / "fixtures" / "configs" / "demo"
@@ -36,13 +35,8 @@ LENDER_SECRET = "quickloan-conversion-secret-for-tests"
 async def client(redis_url: str, monkeypatch: pytest.MonkeyPatch
                  ) -> AsyncIterator[Client]:
     monkeypatch.setenv("DSP_LENDER_QUICKLOAN_SECRET", LENDER_SECRET)
-    r = sync_redis.Redis.from_url(redis_url)
-    write_rows(r, [USER], interested_user_row())
-    r.close()
-    settings = Settings(redis_url=redis_url, configs_dir=str(DEMO),
-                        models_dir=str(ROOT / "models"), public_url="http://bidder.test",
-                        token_keys={"k1": b"0123456789abcdef0123456789"}, token_active="k1",
-                        max_body_bytes=64 * 1024, reload_check_s=3600)
+    seed_interested(redis_url, USER)
+    settings = bidder_settings(redis_url, DEMO, max_body_bytes=64 * 1024)
     app = build_app(settings, Metrics(CollectorRegistry()))
     async with TestClient(TestServer(app)) as c:
         yield c

@@ -7,20 +7,16 @@ import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import msgspec
 import pytest
-import redis as sync_redis
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
-from dsp.features.writer import write_rows
 from dsp.observability.metrics import Metrics, render
 from dsp.server.app import build_app
 from dsp.server.overload import LoadGuard
-from dsp.server.settings import Settings
 from dsp.testing.redis_server import busy_script
-from dsp.testing.serve import serving
-from dsp.testing.users import interested_user_row
+from dsp.testing.serve import bidder_settings, serving
+from dsp.testing.users import seed_interested
 
 ROOT = Path(__file__).resolve().parent.parent
 KNOWN = "known-user-1"
@@ -34,16 +30,22 @@ COPPA = json.dumps({"id": "req-2", "imp": [{"id": "1", "banner": {"w": 300, "h":
 
 
 def test_guard_rules() -> None:
-    guard = LoadGuard(late_share=0.5, max_inflight=10)
+    guard = LoadGuard(late_share=0.5, lag_share=0.15, max_inflight=10)
     assert guard.shed_reason(0.010, 0.095, 0) is None
     assert guard.shed_reason(0.050, 0.095, 0) == "late"       # waited more than half its budget
-    guard.lag_s = 0.045
-    assert guard.shed_reason(0.010, 0.095, 0) == "lag"        # plus the loop's lag: too late
+    guard.lag_s = 0.012                                        # the loop lags 13% of the budget:
+    assert guard.shed_reason(0.0, 0.095, 0) is None           # under the target, a fresh one goes on
+    assert guard.shed_reason(0.036, 0.095, 0) == "lag"        # but its wait plus the lag is too late
+    guard.lag_s = 0.015                                        # 16% of the budget: the loop is behind,
+    assert guard.shed_reason(0.0, 0.095, 0) == "lag"          # every new request is shed
+    assert guard.shed_reason(0.0, 0.200, 0) is None           # (a longer budget tolerates it)
     guard.lag_s = 0.0
     assert guard.shed_reason(0.0, 0.095, 10) == "queue"       # ten already waiting in the flow
     assert LoadGuard(enabled=False).shed_reason(10.0, 0.095, 10**6) is None
     with pytest.raises(ValueError):
         LoadGuard(late_share=0.0)
+    with pytest.raises(ValueError):
+        LoadGuard(late_share=0.3, lag_share=0.4)
 
 
 async def test_lag_probe_sees_a_blocked_loop_only_when_sustained() -> None:
@@ -77,14 +79,8 @@ async def test_lag_probe_sees_a_blocked_loop_only_when_sustained() -> None:
 
 
 async def _serve(redis_url: str, **over: object) -> AsyncIterator[tuple[str, int, Metrics]]:
-    r = sync_redis.Redis.from_url(redis_url)
-    write_rows(r, [KNOWN], interested_user_row())
-    r.close()
-    settings = msgspec.structs.replace(
-        Settings(redis_url=redis_url, configs_dir=str(ROOT / "bidder_configs"),
-                 models_dir=str(ROOT / "models"), public_url="http://bidder.test",
-                 token_keys={"k1": b"0123456789abcdef0123456789"}, token_active="k1",
-                 reload_check_s=3600, health_check_s=3600.0), **over)
+    seed_interested(redis_url, KNOWN)
+    settings = bidder_settings(redis_url, ROOT / "bidder_configs", health_check_s=3600.0, **over)
     metrics = Metrics(CollectorRegistry())
     async with serving(build_app(settings, metrics), settings) as url:
         host, port = url.removeprefix("http://").split(":")

@@ -12,17 +12,14 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import msgspec
 import pytest
-import redis as sync_redis
 from prometheus_client import CollectorRegistry
 
-from dsp.features.writer import write_rows
 from dsp.observability.metrics import Metrics, render
 from dsp.server.app import build_app
-from dsp.server.settings import TRANSPORTS, Settings
-from dsp.testing.serve import serving
-from dsp.testing.users import interested_user_row
+from dsp.server.settings import TRANSPORTS
+from dsp.testing.serve import bidder_settings, serving
+from dsp.testing.users import seed_interested
 
 ROOT = Path(__file__).resolve().parent.parent
 KNOWN = "known-user-1"
@@ -46,14 +43,9 @@ class Served:
 
 
 async def _serve(redis_url: str, transport: str, **over: object) -> AsyncIterator[Served]:
-    r = sync_redis.Redis.from_url(redis_url)
-    write_rows(r, [KNOWN], interested_user_row())
-    r.close()
-    settings = msgspec.structs.replace(
-        Settings(redis_url=redis_url, configs_dir=str(ROOT / "bidder_configs"),
-                 models_dir=str(ROOT / "models"), public_url="http://bidder.test",
-                 token_keys={"k1": b"0123456789abcdef0123456789"}, token_active="k1",
-                 max_body_bytes=64 * 1024, reload_check_s=3600, transport=transport), **over)
+    seed_interested(redis_url, KNOWN)
+    settings = bidder_settings(redis_url, ROOT / "bidder_configs",
+                               **{"max_body_bytes": 64 * 1024, "transport": transport, **over})
     metrics = Metrics(CollectorRegistry())
     async with serving(build_app(settings, metrics), settings) as url:
         host, port = url.removeprefix("http://").split(":")

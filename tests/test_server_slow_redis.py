@@ -13,19 +13,16 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
-import msgspec
 import pytest
-import redis as sync_redis
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
-from dsp.features.writer import write_rows
 from dsp.observability.metrics import Metrics
 from dsp.server.app import build_app
-from dsp.server.settings import TRANSPORTS, Settings
+from dsp.server.settings import TRANSPORTS
 from dsp.testing.redis_server import busy_script
-from dsp.testing.serve import serving
-from dsp.testing.users import interested_user_row
+from dsp.testing.serve import bidder_settings, serving
+from dsp.testing.users import seed_interested
 
 ROOT = Path(__file__).resolve().parent.parent
 KNOWN = "known-user-1"
@@ -57,14 +54,9 @@ async def bidder(redis_url: str, request: pytest.FixtureRequest, tmp_path: Path)
     text = cashbridge.read_text()
     assert "\npd_max: 0.23 " in text
     cashbridge.write_text(text.replace("\npd_max: 0.23 ", "\npd_max: 0.30 "))
-    r = sync_redis.Redis.from_url(redis_url)
-    write_rows(r, [KNOWN], interested_user_row())
-    r.close()
-    settings = Settings(redis_url=redis_url, configs_dir=str(configs),
-                        models_dir=str(ROOT / "models"), public_url="http://bidder.test",
-                        token_keys={"k1": b"0123456789abcdef0123456789"}, token_active="k1",
-                        reload_check_s=3600, transport=request.param)
-    settings = msgspec.structs.replace(settings, health_check_s=3600.0)  # no pings during the stall
+    seed_interested(redis_url, KNOWN)
+    # health_check_s: no pings during the stall
+    settings = bidder_settings(redis_url, configs, transport=request.param, health_check_s=3600.0)
     async with serving(build_app(settings, Metrics(CollectorRegistry())), settings) as url:
         yield url
 

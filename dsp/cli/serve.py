@@ -77,6 +77,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="open connections per worker; past it new ones get 503 and are closed")
     parser.add_argument("--no-shedding", action="store_true",
                         help="never shed late requests (for comparisons; see docs/operations.md)")
+    parser.add_argument("--shed-lag-share", type=float,
+                        default=float(os.environ.get("DSP_SHED_LAG_SHARE", "0.15")),
+                        help="shed new bid requests while the event loop lags more than this share "
+                             "of their deadline budget (default 0.15; docs/operations.md, Overload)")
     parser.add_argument("--admin-port", type=int, default=int(os.environ.get("DSP_ADMIN_PORT", "9090")),
                         help="port for /metrics and /admin/* (default 9090; 0: a free port)")
     parser.add_argument("--admin-host", default=os.environ.get("DSP_ADMIN_HOST", "127.0.0.1"),
@@ -114,6 +118,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
                     gc_tuning=not args.no_gc_tuning, transport=args.transport,
                     request_timeout_s=args.request_timeout,
                     max_connections=max(1, args.max_connections), shedding=not args.no_shedding,
+                    shed_lag_share=min(0.5, max(0.01, args.shed_lag_share)),
                     events_enabled=not args.no_events, events_redis_url=args.events_redis_url,
                     events_redis_cluster=args.events_redis_cluster,
                     events_sample_rate=min(1.0, max(0.0, args.events_sample_rate)),

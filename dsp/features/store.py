@@ -6,8 +6,9 @@ server-side (measured 2-4x cheaper in Python than a pipeline of ``MGET`` + n ``H
 per-command packing and parsing dominate at 32-128 users), sent on the store's own connection
 pool (the client's address, credentials, database and TLS; no socket timeout: the request
 deadline bounds the call) without redis-py's per-command wrapper. On Redis Cluster, where one script may
-only touch one slot, it is a cluster pipeline of ``GET`` + ``HGETALL`` per user (split by slot;
-one user's two keys share a slot). The whole call runs under the request deadline.
+only touch one slot, it is ``GET`` + ``HGETALL`` per user (one user's two keys share a slot), one
+cluster pipeline per master that owns users of the batch, all sent at once. The whole call runs
+under the request deadline.
 
 Outcomes per user (list in, list out, same order):
 
@@ -15,7 +16,13 @@ Outcomes per user (list in, list out, same order):
 * no features key     -> unknown, defaults; caps are still returned (a user may have caps only);
 * malformed record, other schema version, non-finite values -> unknown, defaults, and the
   optional ``on_malformed(count)`` callback is told how many such records one fetch saw;
-* Redis error, connection failure or deadline -> ``DependencyUnavailable`` for the whole call.
+* Redis error, connection failure or deadline -> ``DependencyUnavailable`` for the whole call;
+* on Redis Cluster, a shard that fails or misses the deadline while others answer (a master
+  killed and not yet replaced, a node behind a slow link) -> only the users on that shard are
+  unknown (as if Redis were down for them: empty user key, no caps); the optional
+  ``on_unavailable(exc)`` callback is told once per failed shard. Only when every shard failed
+  does the call raise. Why: a cluster at scale has tens of shards; one shard's failover (1-3 s)
+  must not make every user of every batch unknown.
 
 The client must be created with ``decode_responses=False`` (records are binary).
 """
@@ -23,7 +30,7 @@ The client must be created with ``decode_responses=False`` (records are binary).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -39,6 +46,9 @@ from dsp.features.keys import CAPS_SUFFIX, DEV_USER_HASH_KEY, caps_key, user_key
 from dsp.features.record import MalformedCallback, RecordCodec
 
 FloatArray = npt.NDArray[np.float32]
+UnavailableCallback = Callable[[DependencyUnavailable], None]
+#: A user whose shard did not answer (Redis Cluster): unknown, like a batch when Redis is down.
+_UNAVAILABLE = object()
 
 # KEYS = features keys; ARGV[1] = the caps-key suffix (dsp.features.keys.CAPS_SUFFIX). The caps
 # key is derived in the script (same hash tag, so the same slot): half the arguments to pack in
@@ -87,17 +97,19 @@ def unknown_record(key: str = "", caps: dict[str, bytes] | None = None) -> UserR
 class FeatureStore:
     """Reads users from Redis in one round trip per call. Owns no connection: the app does."""
 
-    __slots__ = ("_codec", "_hash_key", "_is_cluster", "_on_malformed", "_pool", "_redis",
-                 "_script")
+    __slots__ = ("_codec", "_hash_key", "_is_cluster", "_on_malformed", "_on_unavailable", "_pool",
+                 "_redis", "_script")
 
     def __init__(self, redis: Redis | RedisCluster, *,
                  on_malformed: MalformedCallback | None = None,
+                 on_unavailable: UnavailableCallback | None = None,
                  hash_key: bytes = DEV_USER_HASH_KEY) -> None:
         self._redis = redis
         self._hash_key = hash_key  # DSP_USER_HASH_KEY (dsp.features.keys)
         self._is_cluster = isinstance(redis, RedisCluster)
         self._codec = RecordCodec()
         self._on_malformed = on_malformed
+        self._on_unavailable = on_unavailable
         # Script objects re-load themselves on NOSCRIPT; no round trip at construction.
         self._script = None if self._is_cluster else redis.register_script(_FETCH_LUA)
         self._pool = _untimed_pool(redis) if isinstance(redis, Redis) else None
@@ -118,27 +130,76 @@ class FeatureStore:
         if remaining_s <= 0:
             raise DependencyUnavailable("feature fetch: deadline already passed")
         try:
-            async with asyncio.timeout(remaining_s):
-                blobs, caps = await self._round_trip(wanted)
+            if self._is_cluster:
+                blobs, caps = await self._cluster_round_trip(wanted, remaining_s)
+            else:
+                async with asyncio.timeout(remaining_s):
+                    blobs, caps = await self._round_trip(wanted)
         except TimeoutError as exc:
             raise DependencyUnavailable("feature fetch: deadline passed waiting for Redis") from exc
         except (RedisError, RedisClusterException, OSError) as exc:
             raise DependencyUnavailable(f"feature fetch: Redis failed: {exc}") from exc
         return self._assemble(keys, blobs, caps)
 
+    async def _cluster_round_trip(self, wanted: list[str],
+                                  remaining_s: float) -> tuple[list[Any], list[Any]]:
+        """One pipeline per master owning users of the batch, concurrently, each under the
+        deadline; a shard that fails or is late leaves its users ``_UNAVAILABLE`` (module
+        docstring). Raises when every shard failed."""
+        cluster = self._redis
+        assert isinstance(cluster, RedisCluster)
+        shards: dict[str, list[int]] = {}
+        try:
+            for i, key in enumerate(wanted):
+                node = cluster.nodes_manager.get_node_from_slot(cluster.keyslot(key))
+                shards.setdefault(node.name, []).append(i)
+        except (RedisClusterException, KeyError, IndexError):
+            shards = {"": list(range(len(wanted)))}  # no slot map yet: one pipeline, redis-py routes
+        n = len(wanted)
+        blobs: list[Any] = [_UNAVAILABLE] * n
+        caps: list[Any] = [{}] * n
+        tasks = {asyncio.ensure_future(self._pipeline([wanted[i] for i in idx])): idx
+                 for idx in shards.values()}
+        done, late = await asyncio.wait(tasks, timeout=remaining_s)
+        for task in late:
+            task.cancel()
+        failures: list[DependencyUnavailable] = []
+        if late:
+            failures.append(DependencyUnavailable(
+                f"feature fetch: {len(late)} of {len(tasks)} shard(s) missed the deadline"))
+        for task in done:
+            exc = task.exception()
+            if exc is not None:
+                if not isinstance(exc, RedisError | RedisClusterException | OSError):
+                    raise exc
+                failures.append(DependencyUnavailable(f"feature fetch: a shard failed: {exc}"))
+                continue
+            shard_blobs, shard_caps = task.result()
+            for pos, i in enumerate(tasks[task]):
+                blobs[i] = shard_blobs[pos]
+                caps[i] = shard_caps[pos]
+        if len(failures) == len(tasks):
+            raise failures[0]
+        if failures and self._on_unavailable is not None:
+            for failure in failures:
+                self._on_unavailable(failure)
+        return blobs, caps
+
+    async def _pipeline(self, keys: list[str]) -> tuple[list[Any], list[Any]]:
+        """``GET`` + ``HGETALL`` per key in one cluster pipeline."""
+        pipe = self._redis.pipeline()
+        for k in keys:
+            pipe.get(k)
+            pipe.hgetall(caps_key(k))
+        out = await pipe.execute(raise_on_error=False)
+        # Per-key errors (a key of the wrong type) spoil only their own user, as on one node;
+        # connection-level failures still raise from execute().
+        blobs = [b"" if isinstance(b, Exception) else b for b in out[0::2]]
+        caps = [{} if isinstance(c, Exception) else c for c in out[1::2]]
+        return blobs, caps
+
     async def _round_trip(self, wanted: list[str]) -> tuple[list[Any], list[Any]]:
         n = len(wanted)
-        if self._is_cluster:
-            pipe = self._redis.pipeline()
-            for k in wanted:
-                pipe.get(k)
-                pipe.hgetall(caps_key(k))
-            out = await pipe.execute(raise_on_error=False)
-            # Per-key errors (a key of the wrong type) spoil only their own user, as on one node;
-            # connection-level failures still raise from execute().
-            blobs = [b"" if isinstance(b, Exception) else b for b in out[0::2]]
-            caps = [{} if isinstance(c, Exception) else c for c in out[1::2]]
-            return blobs, caps
         assert self._script is not None and self._pool is not None
         try:
             out = await self._evalsha(self._pool, self._script.sha, wanted)
@@ -187,6 +248,9 @@ class FeatureStore:
                 continue
             blob, raw_caps = blobs[j], caps[j]
             j += 1
+            if blob is _UNAVAILABLE:
+                records.append(unknown_record())
+                continue
             user_caps = _decode_caps(raw_caps)
             body = payload(blob) if isinstance(blob, bytes) else None
             if body is None:

@@ -103,7 +103,8 @@ class Services:
         snap = holder.current
         self.money = MoneyRuntime(self.redis, metrics, snap.budgets)
         self.resolver: AudienceSource
-        self.features = FeatureStore(self.redis, hash_key=s.features_hash_key)
+        self.features = FeatureStore(self.redis, hash_key=s.features_hash_key,
+                                     on_unavailable=self.recorder.redis_error)
         if make_audience is not None:
             self.resolver = make_audience(self.redis, runners["intent"], runners["risk"],
                                           (population["p_intent"], population["pd"]))
@@ -120,7 +121,8 @@ class Services:
         signer = TokenSigner(s.token_keys, s.token_active)
         ids = IdSource(f"{secrets.token_hex(3)}{os.getpid():x}-")
         flow = BidFlow(self.resolver, self.money, NoticeUrls(signer, s.base_url), ids)
-        self.guard = LoadGuard(late_share=s.shed_late_share, max_inflight=s.max_inflight,
+        self.guard = LoadGuard(late_share=s.shed_late_share, lag_share=s.shed_lag_share,
+                               max_inflight=s.max_inflight,
                                enabled=s.shedding)
         self.recorder.lag_probe = self.guard.read_max_lag
         # The event log: on by default, in the same Redis unless --events-redis-url says otherwise.

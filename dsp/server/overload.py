@@ -12,9 +12,16 @@ when any of these holds:
 
 * ``late``  — it has already waited more than ``late_share`` of its budget (``age_s`` counts from
   when its first bytes were read: the transports pass that time as ``t0``);
-* ``lag``   — its wait plus the event loop's sustained lag (how late a 10 ms timer fires, the
-  smallest of the last three probes: the time bytes now sit unread in the kernel; one stall, a
-  garbage collection or a neighbour taking the CPU, does not count) exceeds that share;
+* ``lag``   — the event loop is behind: its sustained lag (how late a 10 ms timer fires, the
+  smallest of the last three probes: about how long bytes now sit unread in the kernel; one
+  stall, a garbage collection or a neighbour taking the CPU, does not count) exceeds
+  ``lag_share`` of the budget, or the request's wait plus that lag exceeds ``late_share``. Why a
+  share as small as 0.15: a request needs several turns of the loop (read and prepare, the
+  audience batch's Redis reply, the model run, the write), each as long as the lag; waiting
+  until one turn alone costs half the budget lets every answer arrive late (measured: at 1.5x
+  capacity 0% shed and 12–40% of answers after tmax with ``late_share`` alone; docs/operations.md).
+  While the lag is above the target every new request is shed (a few µs each), which shortens the
+  turns until the lag is back under it: the policy of CoDel, applied to the loop;
 * ``queue`` — ``max_inflight`` requests are already inside the bid flow (waiting for audience
   batches: a backlog that every new request would join).
 
@@ -35,15 +42,16 @@ PROBE_INTERVAL_S = 0.01
 class LoadGuard:
     """Shedding policy of one worker (module docstring). Not thread-safe: one event loop."""
 
-    __slots__ = ("_expected_s", "_handle", "_recent", "enabled", "lag_s", "late_share",
-                 "max_inflight", "max_lag_s")
+    __slots__ = ("_expected_s", "_handle", "_recent", "enabled", "lag_s", "lag_share",
+                 "late_share", "max_inflight", "max_lag_s")
 
-    def __init__(self, *, late_share: float = 0.5, max_inflight: int = 1024,
-                 enabled: bool = True) -> None:
-        if not 0.0 < late_share <= 1.0 or max_inflight < 1:
-            raise ValueError("0 < late_share <= 1 and max_inflight >= 1 required")
+    def __init__(self, *, late_share: float = 0.5, lag_share: float = 0.15,
+                 max_inflight: int = 1024, enabled: bool = True) -> None:
+        if not 0.0 < late_share <= 1.0 or not 0.0 < lag_share <= late_share or max_inflight < 1:
+            raise ValueError("0 < lag_share <= late_share <= 1 and max_inflight >= 1 required")
         self.enabled = enabled  # False: never shed (tests of pipelining, A/B measurements)
         self.late_share = late_share
+        self.lag_share = lag_share
         self.max_inflight = max_inflight
         self.lag_s = 0.0  # sustained lag: the smallest of the last three probes
         self._recent = [0.0, 0.0, 0.0]
@@ -59,7 +67,8 @@ class LoadGuard:
         limit_s = budget_s * self.late_share
         if age_s > limit_s:
             return "late"
-        if age_s + self.lag_s > limit_s:
+        lag_s = self.lag_s
+        if lag_s > budget_s * self.lag_share or age_s + lag_s > limit_s:
             return "lag"
         if inflight >= self.max_inflight:
             return "queue"

@@ -38,7 +38,15 @@ from dsp.server.settings import TRANSPORTS, Settings
 log = logging.getLogger(__name__)
 
 
-def listening_socket(host: str, port: int, backlog: int = 1024) -> socket.socket:
+#: Listen backlog (the kernel caps it at ``net.core.somaxconn``, 4096 by default). Large on
+#: purpose: when an exchange opens a burst of connections while a worker is busy, a full accept
+#: queue drops SYNs and the client retries after a second (measured under 1.5x overload: 22,000
+#: listen overflows and a p50 of ~1 s with 1,024; docs/operations.md). An accepted connection
+#: costs little, and its requests can then be shed in microseconds.
+LISTEN_BACKLOG = 4096
+
+
+def listening_socket(host: str, port: int, backlog: int = LISTEN_BACKLOG) -> socket.socket:
     """A TCP listening socket with ``SO_REUSEPORT`` (so N worker processes share the port)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     return socket.create_server((host, port), family=family, backlog=backlog, reuse_port=True)
@@ -72,7 +80,7 @@ class BidderServer:
                            max_connections=s.max_connections,
                            serve_bids=s.transport == "front")
         self._server = await asyncio.get_running_loop().create_server(
-            self.front.protocol, sock=sock, backlog=1024)
+            self.front.protocol, sock=sock, backlog=LISTEN_BACKLOG)
         self.front.start()
         if s.admin_port is not None:
             svc = self._app[SERVICES]

@@ -66,6 +66,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_connections: int = 4096  # per worker; past it a new connection gets 503 and is closed
     shedding: bool = True  # False: never shed (dsp serve --no-shedding; for comparisons)
     shed_late_share: float = 0.5  # shed a request that waited more than this share of its budget
+    shed_lag_share: float = 0.15  # shed new requests while the loop lags more than this share
     max_inflight: int = 1024  # shed new requests while this many are inside the bid flow
     shutdown_grace_s: float = 10.0  # SIGTERM: in-flight requests get this long to answer
     events_enabled: bool = True  # bids, outcomes, config loads and a request sample -> streams

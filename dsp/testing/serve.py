@@ -19,6 +19,7 @@ import urllib.request
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -26,6 +27,20 @@ from dsp.server.settings import Settings
 from dsp.testing.redis_server import free_port
 
 REPO = Path(__file__).resolve().parent.parent.parent
+#: The notice-token key of in-process bidders under test (tests sign and forge tokens with it).
+TEST_TOKEN_KEYS = {"k1": b"0123456789abcdef0123456789"}
+
+
+def bidder_settings(redis_url: str, configs_dir: Path | str, **over: Any) -> Settings:
+    """Settings for an in-process bidder under test: the repository's models, ``TEST_TOKEN_KEYS``,
+    public URL ``http://bidder.test``, no periodic config reload; ``over``
+    replaces any other field (``transport``, ``health_check_s``...)."""
+    fields: dict[str, Any] = {
+        "redis_url": redis_url, "configs_dir": str(configs_dir), "models_dir": str(REPO / "models"),
+        "public_url": "http://bidder.test", "token_keys": TEST_TOKEN_KEYS, "token_active": "k1",
+        "reload_check_s": 3600}
+    fields.update(over)
+    return Settings(**fields)
 
 
 class ServedUrl(str):

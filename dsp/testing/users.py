@@ -8,6 +8,7 @@ import numpy as np
 import numpy.typing as npt
 
 from dsp.features.contract import DEFAULTS, FEATURE_INDEX
+from dsp.features.writer import write_rows
 
 
 def interested_user_row() -> npt.NDArray[np.float32]:
@@ -19,6 +20,18 @@ def interested_user_row() -> npt.NDArray[np.float32]:
     row[FEATURE_INDEX["applications_7d"]] = 2
     row[FEATURE_INDEX["late_night_share"]] = 0.3
     return row.reshape(1, -1)
+
+
+def seed_interested(redis_url: str, *user_ids: str) -> None:
+    """Write :func:`interested_user_row` for each raw id into the Redis at ``redis_url`` (keyed
+    with the development user-hash key, as an in-process bidder under test reads them)."""
+    import redis as sync_redis
+
+    r = sync_redis.Redis.from_url(redis_url)
+    try:
+        write_rows(r, list(user_ids), np.repeat(interested_user_row(), len(user_ids), axis=0))
+    finally:
+        r.close()
 
 
 def desktop_banner_request(request_id: str, user_id: str, **extra: Any) -> dict[str, Any]:
