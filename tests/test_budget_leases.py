@@ -9,7 +9,7 @@ import redis.asyncio as aioredis
 from dsp.budget.keys import OUTCOME_BUCKET_S, day_key, outcome_bucket, outcomes_key, total_key
 from dsp.budget.leases import LeaseBook
 from dsp.budget.outcomes import KEEP_AFTER_EXPIRY_S, OutcomeStore
-from dsp.testing.redis_server import reply_int
+from dsp.testing.redis_server import reply_bytes, reply_int
 
 #: Bids "issued" in outcome bucket 7 (the tests look their outcomes up there).
 T7 = 7 * OUTCOME_BUCKET_S + 10.0
@@ -149,6 +149,6 @@ async def test_one_field_per_bid_in_an_hour_bucket_that_expires_whole(
                          ["won", "next", "nothing"])
     assert [(o.state, o.committed_micros) for o in out] == [("C", 900), ("C", 5), ("", 0)]
     # no other keys than the day ledger, the lifetime hash and the two buckets
-    keys = sorted(k.decode() for k in await redis_client.keys("*"))
+    keys = sorted(reply_bytes(k).decode() for k in await redis_client.keys("*"))
     assert keys == sorted([day_key("c1", 7), total_key("c1"), key,
                            outcomes_key("c1", outcome_bucket(nxt))])
