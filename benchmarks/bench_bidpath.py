@@ -83,8 +83,26 @@ end
 """
 
 
-def build_bodies(ids_file: Path, configs: Path, n: int) -> tuple[list[bytes], int]:
-    """Known-user bodies that pass the policy gates and reach scoring; also how many templates."""
+#: The floor (USD CPM) of a priced-out body: above every shipped campaign's max_cpm.
+PRICED_OUT_FLOOR = 50.0
+
+
+def price_out(body: bytes) -> bytes:
+    """The same request with every imp's (and deal's) floor at :data:`PRICED_OUT_FLOOR` USD: it
+    is still looked up and scored, then priced out (``below_floor``)."""
+    doc = msgspec.json.decode(body)
+    for imp in doc.get("imp", []):
+        imp["bidfloor"], imp["bidfloorcur"] = PRICED_OUT_FLOOR, "USD"
+        for deal in (imp.get("pmp") or {}).get("deals", []) or []:
+            deal["bidfloor"], deal["bidfloorcur"] = PRICED_OUT_FLOOR, "USD"
+    return msgspec.json.encode(doc)
+
+
+def build_bodies(ids_file: Path, configs: Path, n: int,
+                 priced_out_share: float = 0.0) -> tuple[list[bytes], int]:
+    """Known-user bodies that pass the policy gates and reach scoring; also how many templates.
+    ``priced_out_share`` of them (every k-th, evenly spread) get floors no campaign can meet
+    (:func:`price_out`): the bid rate falls, every request is still looked up and scored."""
     gen = TrafficGenerator.from_sources(TrafficMix(exchanges={"generic": 1.0}, known_user_share=1.0,
                                                    seed=11), ids_file=ids_file)
     snap = load_snapshot(configs)
@@ -102,7 +120,8 @@ def build_bodies(ids_file: Path, configs: Path, n: int) -> tuple[list[bytes], in
             continue
         prep = prepare(req, profile, snap, time.time())
         if isinstance(prep, Prepared) and prep.needs_user:
-            bodies.append(s.body)
+            priced_out = int((len(bodies) + 1) * priced_out_share) > int(len(bodies) * priced_out_share)
+            bodies.append(price_out(s.body) if priced_out else s.body)
             templates.add(s.template)
     return bodies, len(templates)
 
@@ -162,8 +181,8 @@ def group_cpu_s(pgid: int) -> float:
     return total
 
 
-def seed_and_write_traffic(work: Path, redis_url: str, users: int,
-                           n_bodies: int) -> tuple[Path, list[bytes], int, Path]:
+def seed_and_write_traffic(work: Path, redis_url: str, users: int, n_bodies: int,
+                           priced_out_share: float = 0.0) -> tuple[Path, list[bytes], int, Path]:
     """The benchmark's set-up, shared with profile_bidpath: ``users`` seeded into Redis with
     ``dsp features seed``, a copy of bidder_configs with budgets raised (so pacing does not stop
     bidding), ``n_bodies`` bodies built for known users and written as a wrk script.
@@ -177,7 +196,7 @@ def seed_and_write_traffic(work: Path, redis_url: str, users: int,
     for f in (configs / "campaigns").glob("*.yaml"):
         text = re.sub(r"(?m)^  daily: .*$", "  daily: 1000000000.0", f.read_text())
         f.write_text(re.sub(r"(?m)^  total: .*$", "", text))
-    bodies, n_templates = build_bodies(ids, configs, n_bodies)
+    bodies, n_templates = build_bodies(ids, configs, n_bodies, priced_out_share)
     lua = work / "bodies.lua"
     write_lua(bodies, lua, "/bid/generic")
     return configs, bodies, n_templates, lua
@@ -230,6 +249,9 @@ def main() -> int:
     ap.add_argument("--events", default="on",
                     help="event log on the bidders: on, off or on,off (both, same run: the rows "
                          "without events are named bidder-Nw-noev and the cost is printed)")
+    ap.add_argument("--priced-out-share", type=float, default=0.0,
+                    help="share of the bodies given floors no campaign meets (looked up, scored, "
+                         "priced out): 0.55 brings the bid rate from ~69%% to ~31%%")
     ap.add_argument("--repeat", type=int, default=2,
                     help="runs per server and connection count; the best one is reported (the "
                          "machine is shared: a neighbour's burst should not decide the result)")
@@ -243,11 +265,12 @@ def main() -> int:
     rows: list[dict[str, object]] = []
     try:
         with RedisServer() as redis:
-            configs, bodies, n_templates, lua = seed_and_write_traffic(work, redis.url, args.users,
-                                                                       args.bodies)
+            configs, bodies, n_templates, lua = seed_and_write_traffic(
+                work, redis.url, args.users, args.bodies, args.priced_out_share)
             from dsp import compiled
 
-            print(f"# {len(bodies)} bodies from {n_templates} templates, {args.users} known users, "
+            print(f"# {len(bodies)} bodies from {n_templates} templates ({args.priced_out_share:.0%} "
+                  f"priced out by floors), {args.users} known users, "
                   f"{args.duration}s per run, wrk -t1; bid path build here: {compiled.STATUS}",
                   flush=True)
             servers: list[Server] = []

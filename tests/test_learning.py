@@ -108,8 +108,12 @@ def test_first_price_uses_the_learned_table_and_keeps_the_floor(tmp_path: Path) 
                    shading=0.85, table=table)
     assert second.bid_cpm_micros == q.max_cpm_micros and second.shading == 1.0
     explored = explore_price(q, fixed, 1_000_000)
+    assert explored is not None
     assert explored.explore and explored.propensity == q.explore_share == 0.01
     assert explored.bid_cpm_micros == max(1_000_000, q.max_cpm_micros // 10)
+    # A floor above the campaign's bid cap: exploration does not bid over max_cpm.
+    assert explore_price(q, fixed, q.max_cpm_micros) is not None
+    assert explore_price(q, fixed, q.max_cpm_micros + 1) is None
 
 
 def test_retraining_from_a_logged_day_weights_explored_rows(tmp_path: Path) -> None:

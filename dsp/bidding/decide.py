@@ -142,7 +142,7 @@ def choose(prep: Prepared, audience: Audience, money: MoneyGate, snapshot: Snaps
                       table=snapshot.shading_table(c, prep.profile, cand.creative.kind)
                       if cand.auction_type == 1 and snapshot.shading else None)
             if explore and (p.stopped is not None or audience.p_intent < c.intent_min):
-                p = explore_price(c, p, cand.floor_cpm_micros)
+                p = explore_price(c, p, cand.floor_cpm_micros) or p
             if p.stopped is not None:
                 row = p.stopped
             else:

@@ -76,11 +76,15 @@ def price(c: CompiledCampaign, p_intent: float, pd: float, *, pacing_lambda: flo
 EXPLORE_BID_SHARE_OF_MAX_CPM = 0.1
 
 
-def explore_price(c: CompiledCampaign, p: Price, floor_cpm_micros: int) -> Price:
+def explore_price(c: CompiledCampaign, p: Price, floor_cpm_micros: int) -> Price | None:
     """The bid placed on an explored request the policy would not bid on (intent below the
     campaign's ``intent_min``, or a value below the floor): ``max(floor, 10% of max_cpm)``,
     flagged ``explore`` with propensity ``c.explore_share``. Its cost is bounded by the share:
-    at most ``explore_share`` of the otherwise unbid traffic, at that price."""
+    at most ``explore_share`` of the otherwise unbid traffic, at that price. None (no
+    exploration) when the floor is above the campaign's ``max_cpm``: the bid cap marketing set
+    holds for exploration too."""
     bid = max(floor_cpm_micros, round_half_away(c.max_cpm_micros * EXPLORE_BID_SHARE_OF_MAX_CPM))
+    if bid > c.max_cpm_micros:
+        return None
     return Price(p.value_cpm_micros, bid, None, "exploration", pacing_lambda=p.pacing_lambda,
                  explore=True, propensity=c.explore_share)
