@@ -109,7 +109,7 @@ class _AdmitAll:
         return None
 
     def reserve(self, campaign_id: str, bid_id: str, price_micros: int, expires_at_s: float,
-                test: bool = False) -> bool:
+                test: bool = False, issued_at_s: float | None = None) -> bool:
         return True
 
 

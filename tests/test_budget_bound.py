@@ -30,11 +30,12 @@ async def spend_all(rt: MoneyRuntime, prefix: str, rounds: int,
         await rt.tick()
         for i in range(MAX_LEASE // 1_000):
             bid_id = f"{prefix}-{r}-{i}"
-            if rt.reserve("c1", bid_id, 1_000, time.time() + 3600):
+            issued = time.time()  # the bid's token time: its day and outcome bucket
+            if rt.reserve("c1", bid_id, 1_000, issued + 3600, issued_at_s=issued):
                 ids.append(bid_id)
                 if bill is not None:
-                    day = campaign_day(time.time(), 0)
-                    await bill.record("c1", day, bid_id, "b", 1_000, commits=True)
+                    await bill.record("c1", campaign_day(issued, 0), bid_id, "b", 1_000,
+                                      commits=True, issued_at_s=issued)
     return ids
 
 

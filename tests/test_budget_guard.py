@@ -48,9 +48,9 @@ async def _burst(rts: list[MoneyRuntime], store: OutcomeStore, clock: list[float
                 k += 1
                 v = values[k % len(values)] if values else PRICE
                 if rt.admit("g1", v) is None and rt.reserve("g1", f"b{n}-{k}", PRICE,
-                                                             clock[0] + 60):
+                                                             clock[0] + 60, issued_at_s=clock[0]):
                     await store.record("g1", campaign_day(clock[0], 0), f"b{n}-{k}", "b", PRICE,
-                                       commits=True)
+                                       commits=True, issued_at_s=clock[0])
                     won.append(v)
         clock[0] += FAST.tick_s
         await asyncio.gather(*(rt.tick() for rt in rts))

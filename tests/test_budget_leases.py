@@ -6,10 +6,13 @@ import asyncio
 
 import redis.asyncio as aioredis
 
-from dsp.budget.keys import day_key, total_key
+from dsp.budget.keys import OUTCOME_BUCKET_S, day_key, outcome_bucket, outcomes_key, total_key
 from dsp.budget.leases import LeaseBook
-from dsp.budget.outcomes import OutcomeStore
-from dsp.testing.redis_server import reply_int
+from dsp.budget.outcomes import KEEP_AFTER_EXPIRY_S, OutcomeStore
+from dsp.testing.redis_server import reply_bytes, reply_int
+
+#: Bids "issued" in outcome bucket 7 (the tests look their outcomes up there).
+T7 = 7 * OUTCOME_BUCKET_S + 10.0
 
 
 async def sync(book: LeaseBook, *, want: int, settle: int = 0, ret: int = 0, had: bool = False,
@@ -40,7 +43,7 @@ async def test_settle_and_return_free_money_once(redis_client: aioredis.Redis) -
     await sync(book, want=30_000, max_lease=100_000)
     await sync(other, want=70_000, max_lease=100_000)
     store = OutcomeStore(redis_client)
-    assert await store.record("c1", 7, "bid1", "b", 10_000, commits=True) == ("early", 10_000)
+    assert await store.record("c1", 7, "bid1", "b", 10_000, commits=True, issued_at_s=T7) == ("early", 10_000)
     res = await sync(book, want=0, settle=10_000, ret=5_000, had=True)
     assert (res.settled_micros, res.returned_micros, res.lease_micros) == (10_000, 5_000, 15_000)
     assert res.spent_micros == 10_000 and res.out_micros == 85_000
@@ -83,17 +86,17 @@ async def test_pinned_budget_wins_over_config(redis_client: aioredis.Redis) -> N
 
 async def test_notice_script_counts_each_bid_once(redis_client: aioredis.Redis) -> None:
     s = OutcomeStore(redis_client)
-    assert await s.record("c1", 7, "b1", "w", 900, commits=False) == ("ok", 0)
-    assert await s.record("c1", 7, "b1", "w", 900, commits=False) == ("duplicate", 0)
-    assert await s.record("c1", 7, "b1", "b", 900, commits=True) == ("ok", 900)
-    assert await s.record("c1", 7, "b1", "b", 900, commits=True) == ("duplicate", 0)
-    assert await s.record("c1", 7, "b1", "l", 0, commits=False) == ("late", 0)
+    assert await s.record("c1", 7, "b1", "w", 900, commits=False, issued_at_s=T7) == ("ok", 0)
+    assert await s.record("c1", 7, "b1", "w", 900, commits=False, issued_at_s=T7) == ("duplicate", 0)
+    assert await s.record("c1", 7, "b1", "b", 900, commits=True, issued_at_s=T7) == ("ok", 900)
+    assert await s.record("c1", 7, "b1", "b", 900, commits=True, issued_at_s=T7) == ("duplicate", 0)
+    assert await s.record("c1", 7, "b1", "l", 0, commits=False, issued_at_s=T7) == ("late", 0)
     # loss first, then the (real) bill: committed, flagged out of order
-    assert await s.record("c1", 7, "b2", "l", 0, commits=False) == ("ok", 0)
-    assert await s.record("c1", 7, "b2", "b", 500, commits=True) == ("out_of_order", 500)
+    assert await s.record("c1", 7, "b2", "l", 0, commits=False, issued_at_s=T7) == ("ok", 0)
+    assert await s.record("c1", 7, "b2", "b", 500, commits=True, issued_at_s=T7) == ("out_of_order", 500)
     # exchange billing on nurl: the win commits, a later bill is ignored
-    assert await s.record("c1", 7, "b3", "w", 300, commits=True) == ("ok", 300)
-    assert await s.record("c1", 7, "b3", "b", 300, commits=False) == ("ignored", 0)
+    assert await s.record("c1", 7, "b3", "w", 300, commits=True, issued_at_s=T7) == ("ok", 300)
+    assert await s.record("c1", 7, "b3", "b", 300, commits=False, issued_at_s=T7) == ("ignored", 0)
     assert reply_int(await redis_client.hget(day_key("c1", 7), "spent")) == 1_700
     assert reply_int(await redis_client.hget(total_key("c1"), "spent")) == 1_700
     states = [o.state for o in await s.lookup("c1", 7, ["b1", "b2", "b3", "b4"])]
@@ -102,7 +105,7 @@ async def test_notice_script_counts_each_bid_once(redis_client: aioredis.Redis) 
 
 async def test_concurrent_duplicate_notices_commit_once(redis_client: aioredis.Redis) -> None:
     s = OutcomeStore(redis_client)
-    results = await asyncio.gather(*(s.record("c1", 7, "b1", "b", 700, commits=True)
+    results = await asyncio.gather(*(s.record("c1", 7, "b1", "b", 700, commits=True, issued_at_s=T7)
                                      for _ in range(20)))
     assert sorted(r[1] for r in results) == [0] * 19 + [700]
     assert reply_int(await redis_client.hget(day_key("c1", 7), "spent")) == 700
@@ -110,8 +113,42 @@ async def test_concurrent_duplicate_notices_commit_once(redis_client: aioredis.R
 
 async def test_lookup_of_many_bids_is_chunked_and_ordered(redis_client: aioredis.Redis) -> None:
     s = OutcomeStore(redis_client)
-    await s.record("c1", 7, "b2500", "l", 0, commits=False)
-    await s.record("c1", 7, "b10", "b", 42, commits=True)
+    await s.record("c1", 7, "b2500", "l", 0, commits=False, issued_at_s=T7)
+    await s.record("c1", 7, "b10", "b", 42, commits=True, issued_at_s=T7)
     out = await s.lookup("c1", 7, [f"b{i}" for i in range(3000)])
     assert len(out) == 3000 and out[2500].state == "L" and out[10].committed_micros == 42
     assert sum(1 for o in out if o.state) == 2
+
+
+async def test_one_field_per_bid_in_an_hour_bucket_that_expires_whole(
+        redis_client: aioredis.Redis) -> None:
+    # The outcome and the dedup of a bid are ONE field (not one per notice kind), in the hash of
+    # the UTC hour the bid was issued in; the hash's TTL covers the token's life + the owner's
+    # last look-ups, and only grows.
+    import time
+
+    s = OutcomeStore(redis_client)
+    now = time.time()
+    for kind, commits in (("w", False), ("b", True), ("b", True), ("l", False)):
+        await s.record("c1", 7, "won", kind, 900, commits=commits, issued_at_s=now,
+                       expires_at_s=now + 600)
+    await s.record("c1", 7, "lost", "l", 0, commits=False, issued_at_s=now, expires_at_s=now + 60)
+    key = outcomes_key("c1", outcome_bucket(now))
+    assert await redis_client.hgetall(key) == {b"won": b"7C900", b"lost": b"4L"}
+    ttl = await redis_client.ttl(key)
+    assert 600 + KEEP_AFTER_EXPIRY_S - 5 <= ttl <= 600 + KEEP_AFTER_EXPIRY_S + 1
+    # a later bid with a longer-lived token extends the bucket; a shorter one never shortens it
+    await s.record("c1", 7, "long", "l", 0, commits=False, issued_at_s=now, expires_at_s=now + 3600)
+    await s.record("c1", 7, "short", "l", 0, commits=False, issued_at_s=now, expires_at_s=now + 1)
+    assert await redis_client.ttl(key) >= 3600 + KEEP_AFTER_EXPIRY_S - 5
+    # a bid of the next hour lands in the next bucket, looked up there
+    nxt = now + OUTCOME_BUCKET_S
+    await s.record("c1", 7, "next", "b", 5, commits=True, issued_at_s=nxt, expires_at_s=nxt + 60)
+    assert await redis_client.hget(outcomes_key("c1", outcome_bucket(nxt)), "next") == b"2C5"
+    out = await s.lookup("c1", [outcome_bucket(now), outcome_bucket(nxt), outcome_bucket(now)],
+                         ["won", "next", "nothing"])
+    assert [(o.state, o.committed_micros) for o in out] == [("C", 900), ("C", 5), ("", 0)]
+    # no other keys than the day ledger, the lifetime hash and the two buckets
+    keys = sorted(reply_bytes(k).decode() for k in await redis_client.keys("*"))
+    assert keys == sorted([day_key("c1", 7), total_key("c1"), key,
+                           outcomes_key("c1", outcome_bucket(nxt))])

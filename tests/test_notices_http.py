@@ -14,8 +14,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from dsp.budget.freqcap import CapRecorder, is_capped
-from dsp.budget.keys import campaign_day, day_key
-from dsp.budget.outcomes import OutcomeStore
+from dsp.budget.keys import campaign_day, day_key, outcome_bucket, outcomes_key
+from dsp.budget.outcomes import KEEP_AFTER_EXPIRY_S, OutcomeStore
 from dsp.budget.spec import CampaignBudget, FrequencyCap
 from dsp.features.keys import caps_key, user_key
 from dsp.notices.service import NoticeService
@@ -99,6 +99,19 @@ async def test_win_then_bill_commits_once(env: Env) -> None:
     assert (await env.get("/notice/bill", t=t.bill, p="1.5"))[:2] == (200, "duplicate")
     assert await env.spent() == 1_500  # CPM 1.5 -> 1500 micros for one impression
     assert env.count("bill", "duplicate") == 1 and env.count("win", "ok") == 1
+
+
+async def test_a_bid_s_notices_are_one_field_kept_as_long_as_its_token(env: Env) -> None:
+    # Redis holds one field per notified bid, in the hash of the hour the token was issued in,
+    # kept until the token expires + the owner's last look-ups; not three days per kind.
+    now = time.time()
+    t = tok("bid-ttl", expires_in_s=1_200)
+    for path, token in (("/notice/win", t.win), ("/notice/bill", t.bill),
+                        ("/notice/bill", t.bill), ("/notice/loss", t.loss)):
+        assert (await env.get(path, t=token, p="1.5"))[0] == 200
+    key = outcomes_key("c1", outcome_bucket(int(now) - 1))
+    assert await env.redis.hgetall(key) == {b"bid-ttl": b"7C1500"}
+    assert 1_200 + KEEP_AFTER_EXPIRY_S - 10 <= await env.redis.ttl(key) <= 1_200 + KEEP_AFTER_EXPIRY_S
 
 
 async def test_post_form_and_price_capped_at_bid(env: Env) -> None:

@@ -176,7 +176,7 @@ def choose(prep: Prepared, audience: Audience, money: MoneyGate, snapshot: Snaps
                 continue
             bid_id = next_bid_id()
             if money.reserve(cand.campaign.id, bid_id, -(-p.bid_cpm_micros // 1000), expires_at_s,
-                             test=ctx.test):
+                             test=ctx.test, issued_at_s=ctx.now_s):
                 chosen.append(Chosen(cand, p, bid_id, out_price))
                 break
             if RESERVATION.rank > worst.rank:

@@ -95,7 +95,8 @@ class MoneyGate(Protocol):
         ...
 
     def reserve(self, campaign_id: str, bid_id: str, price_micros: int, expires_at_s: float,
-                *, test: bool = False) -> bool:
+                *, test: bool = False, issued_at_s: float | None = None) -> bool:
         """Reserve one impression's bid price from the local lease. False if it does not fit.
-        Test traffic (``test=True``) is never counted toward money and always returns True."""
+        Test traffic (``test=True``) is never counted toward money and always returns True.
+        ``issued_at_s``: the time the bid's notice token carries (its day and outcome bucket)."""
         ...

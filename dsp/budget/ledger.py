@@ -20,13 +20,53 @@ few look-ups), and a last time after its expiry plus a grace; then it is release
 from __future__ import annotations
 
 import heapq
+from array import array
 from collections import deque
+
+#: Released bids whose late look-ups fall due within this many seconds of each other share one
+#: batch of the re-check queue (the later ones are then looked up up to this much early).
+RECHECK_MERGE_S = 1.0
+#: At most this many bids per batch (one look-up round trip takes a batch at a time).
+RECHECK_BATCH_MAX = 4_096
+
+
+class _RecheckBatch:
+    """Released bids whose late look-up is due at ``due_s``, all in one outcome bucket, stored
+    compactly: the bid ids length-prefixed in one ``bytearray`` and their prices in one
+    ``array('q')`` — about 25 bytes per bid instead of ~240 for a tuple of Python objects. The
+    queue holds every bid released in the last ``late_recheck_s`` (600 s): at 3,000 releases a
+    second that is 1.8 M bids, 45 MB this way, 430 MB as tuples."""
+
+    __slots__ = ("bucket", "due_s", "ids", "n", "prices")
+
+    def __init__(self, due_s: float, bucket: int) -> None:
+        self.due_s = due_s
+        self.bucket = bucket
+        self.ids = bytearray()
+        self.prices = array("q")
+        self.n = 0
+
+    def add(self, bid_id: str, price_micros: int) -> None:
+        raw = bid_id.encode()
+        self.ids += len(raw).to_bytes(2, "little") + raw
+        self.prices.append(price_micros)
+        self.n += 1
+
+    def items(self) -> list[tuple[str, int, int]]:
+        out: list[tuple[str, int, int]] = []
+        ids, i = self.ids, 0
+        for price in self.prices:
+            size = int.from_bytes(ids[i:i + 2], "little")
+            out.append((ids[i + 2:i + 2 + size].decode(), price, self.bucket))
+            i += 2 + size
+        return out
 
 
 class Ledger:
     """Local money of one campaign day. Not thread-safe; lives on one event loop."""
 
-    __slots__ = ("_deadline", "_final", "_first", "_prices", "_rechecks", "available_micros",
+    __slots__ = ("_buckets", "_deadline", "_final", "_first", "_n_rechecks", "_prices", "_rechecks",
+                 "available_micros",
                  "campaign_id", "committed_micros", "day", "leased_micros", "reserved_micros",
                  "returning_micros")
 
@@ -39,22 +79,27 @@ class Ledger:
         self.available_micros = 0
         self.returning_micros = 0  # taken out of available, on its way back to Redis
         self._prices: dict[str, int] = {}
+        self._buckets: dict[str, int] = {}  # bid id -> its outcome bucket (dsp.budget.keys)
         self._deadline: dict[str, float] = {}  # bid id -> when its final look-up is due
-        self._rechecks: deque[tuple[float, str, int]] = deque()  # released: (due s, bid, price)
+        # released bids awaiting their late look-up, in batches by due time (compact: see
+        # _RecheckBatch); the number of bids in them
+        self._rechecks: deque[_RecheckBatch] = deque()
+        self._n_rechecks = 0
         self._first: list[tuple[float, str, float]] = []  # heap of (due s, bid id, delay s)
         self._final: list[tuple[float, str]] = []
 
     # --- the bid path -------------------------------------------------------------------------
     def reserve(self, bid_id: str, price_micros: int, *, now_s: float, first_check_s: float,
-                final_check_at_s: float) -> bool:
+                final_check_at_s: float, bucket: int = 0) -> bool:
         """Move ``price_micros`` from available to reserved. False if it does not fit or the bid id
-        is already reserved (nothing changes then)."""
+        is already reserved (nothing changes then). ``bucket``: where its outcome will be."""
         if price_micros <= 0 or price_micros > self.available_micros or bid_id in self._prices:
             # (available may be negative after a late charge: nothing fits then)
             return False
         self.available_micros -= price_micros
         self.reserved_micros += price_micros
         self._prices[bid_id] = price_micros
+        self._buckets[bid_id] = bucket
         heapq.heappush(self._first, (now_s + first_check_s, bid_id, first_check_s))
         self._deadline[bid_id] = final_check_at_s
         heapq.heappush(self._final, (final_check_at_s, bid_id))
@@ -74,6 +119,7 @@ class Ledger:
         if price is None:
             return 0
         del self._deadline[bid_id]
+        del self._buckets[bid_id]
         cost = max(0, min(cost_micros, price))
         self.reserved_micros -= price
         self.committed_micros += cost
@@ -89,24 +135,43 @@ class Ledger:
         if price is None:
             return False
         del self._deadline[bid_id]
+        bucket = self._buckets.pop(bid_id)
         self.reserved_micros -= price
         self.available_micros += price
         if recheck_at_s is not None:
-            self._rechecks.append((recheck_at_s, bid_id, price))
+            self._queue_recheck(recheck_at_s, bucket, bid_id, price)
         return True
 
-    def due_rechecks(self, now_s: float) -> list[tuple[str, int]]:
-        """Released bids whose late look-up is due: (bid id, its former reservation)."""
-        out: list[tuple[str, int]] = []
-        while self._rechecks and self._rechecks[0][0] <= now_s:
-            _, bid_id, price = self._rechecks.popleft()
-            out.append((bid_id, price))
+    def _queue_recheck(self, due_s: float, bucket: int, bid_id: str, price_micros: int) -> None:
+        q = self._rechecks
+        last = q[-1] if q else None
+        if (last is None or last.bucket != bucket or last.n >= RECHECK_BATCH_MAX
+                or not 0 <= due_s - last.due_s <= RECHECK_MERGE_S):
+            last = _RecheckBatch(due_s, bucket)
+            q.append(last)
+        last.add(bid_id, price_micros)
+        self._n_rechecks += 1
+
+    def due_rechecks(self, now_s: float) -> list[tuple[str, int, int]]:
+        """Released bids whose late look-up is due: (bid id, its former reservation, bucket).
+        Each is returned once: the queue holds a released bid only until this call, so it
+        holds at most the bids released in the last ``late_recheck_s`` (+ one batch's merge)."""
+        out: list[tuple[str, int, int]] = []
+        while self._rechecks and self._rechecks[0].due_s <= now_s:
+            batch = self._rechecks.popleft()
+            self._n_rechecks -= batch.n
+            out.extend(batch.items())
         return out
 
-    def requeue_rechecks(self, items: list[tuple[str, int]], at_s: float) -> None:
-        """Put late look-ups back (their look-up failed)."""
-        for bid_id, price in reversed(items):
-            self._rechecks.appendleft((at_s, bid_id, price))
+    def requeue_rechecks(self, items: list[tuple[str, int, int]], at_s: float) -> None:
+        """Put late look-ups back (their look-up failed); due again at ``at_s``."""
+        front: deque[_RecheckBatch] = deque()
+        for bid_id, price, bucket in items:
+            if not front or front[-1].bucket != bucket or front[-1].n >= RECHECK_BATCH_MAX:
+                front.append(_RecheckBatch(at_s, bucket))
+            front[-1].add(bid_id, price)
+        self._n_rechecks += len(items)
+        self._rechecks.extendleft(reversed(front))
 
     def charge_late(self, cost_micros: int, price_micros: int) -> int:
         """A released bid turned out won and billed (a late notice): the spend is real, so take it
@@ -119,6 +184,10 @@ class Ledger:
 
     def is_reserved(self, bid_id: str) -> bool:
         return bid_id in self._prices
+
+    def bucket_of(self, bid_id: str) -> int:
+        """The outcome bucket of a reserved bid (KeyError if it is not reserved here)."""
+        return self._buckets[bid_id]
 
     def due(self, now_s: float, limit: int | None = None) -> tuple[list[str], list[str]]:
         """Bid ids whose outcome should be looked up now: (interim checks, final checks).
@@ -166,7 +235,7 @@ class Ledger:
     @property
     def rechecks_pending(self) -> int:
         """Released bids still awaiting their late look-up."""
-        return len(self._rechecks)
+        return self._n_rechecks
 
     # --- the lease ----------------------------------------------------------------------------
     def take_for_return(self, amount_micros: int) -> int:
@@ -196,8 +265,10 @@ class Ledger:
         orphaned bid ids; any of them that still wins is overspend the docs' bound covers."""
         orphans = list(self._prices)
         self._prices.clear()
+        self._buckets.clear()
         self._deadline.clear()
         self._rechecks.clear()
+        self._n_rechecks = 0
         self._first.clear()
         self._final.clear()
         self.leased_micros = self.committed_micros = self.reserved_micros = 0

@@ -1,14 +1,26 @@
 """Notice outcomes in Redis: the NOTICE script (dedup + outcome + commit) and their lookups.
 
-Outcome of a bid (field ``<bid id>`` of ``dsp:bo:{campaign}:<day>``):
+Outcome of a bid: ONE field ``<bid id>`` of ``dsp:bo:{campaign}:h<hour>`` (the UTC hour the bid
+was issued in, :func:`dsp.budget.keys.outcome_bucket`), value ``<kinds seen><outcome>``:
 
-    absent     nothing heard yet
-    W          won, billing notice pending (exchanges that bill on burl)
-    L          lost (loss notice)
-    C<micros>  committed at that clearing price (``spent`` includes it)
+    <kinds seen>  one digit, the notice kinds already counted for this bid: w = 1, b = 2, l = 4
+                  (so every kind counts once per bid: the dedup)
+    <outcome>     ""          nothing decided (e.g. a bill on an exchange that bills on the win)
+                  W           won, billing notice pending (exchanges that bill on burl)
+                  L           lost (loss notice)
+                  C<micros>   committed at that clearing price (``spent`` includes it)
 
-Dedup markers ``<bid id>|<kind>`` make every notice kind count once per bid. The bidding process
-looks its outstanding bids up here (:meth:`OutcomeStore.lookup`) to commit or release them.
+The bidding process looks its outstanding bids up here (:meth:`OutcomeStore.lookup`) to commit
+or release them.
+
+Bounded memory: one field per notified bid (about 70-90 bytes in Redis; bids nobody notifies
+write nothing), in a hash that holds one hour of the campaign's bids and expires whole. Each
+notice raises the hash's TTL, never lowers it, to what its own bid still needs: until the token
+expires (no notice for the bid can count after that, so the dedup is no longer needed) plus
+:data:`KEEP_AFTER_EXPIRY_S` for the owner's last look-ups (the final one at expiry +
+``settle_grace_s``, the late re-check ``late_recheck_s`` after a release; MoneyRuntime refuses
+settings that do not fit). So a bucket lives at most one hour + the longest notice TTL + 15 min,
+and Redis holds the bids of about ``1 h + notice_ttl_s + 15 min`` (docs/operations.md, "Soak").
 
 Durable commits on Redis Cluster (``wait_replicas`` > 0): replication is asynchronous, so a master
 killed right after a commit can take it along, and the promoted replica never counts that bill.
@@ -22,14 +34,30 @@ harmless.
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Sequence
 from typing import Any
 
-from dsp.budget.keys import click_key, conversions_key, day_key, outcomes_key, total_key
+from dsp.budget.keys import (
+    click_key,
+    conversions_key,
+    day_key,
+    outcome_bucket,
+    outcomes_key,
+    total_key,
+)
 from dsp.budget.scripts import NOTICE
 
 KINDS = ("w", "b", "l")
 _CHUNK = 1000
+#: Outcomes stay this long after their token's expiry: the owner's final look-up (expiry +
+#: settle grace) and the late re-check (600 s after a release), with minutes to spare.
+KEEP_AFTER_EXPIRY_S = 900
+#: A notice without a known token expiry keeps its bucket this long (tools and tests).
+DEFAULT_KEEP_S = 3_600 + KEEP_AFTER_EXPIRY_S
+#: The day and lifetime ledger hashes (spend) are kept three days.
+LEDGER_TTL_S = 3 * 86_400
 
 
 class Outcome:
@@ -43,6 +71,8 @@ class Outcome:
 
     @classmethod
     def decode(cls, raw: bytes | None) -> Outcome:
+        if raw and raw[:1].isdigit():  # <kinds seen><outcome>
+            raw = raw[1:]
         if not raw:
             return cls("")
         if raw[:1] == b"C":
@@ -54,25 +84,39 @@ class Outcome:
 
 
 class OutcomeStore:
-    def __init__(self, redis: Any, *, ttl_s: int = 3 * 86_400, wait_replicas: int = 0,
+    def __init__(self, redis: Any, *, ttl_s: int = LEDGER_TTL_S, wait_replicas: int = 0,
                  wait_ms: int = 100) -> None:
         self._redis = redis
         self._script = redis.register_script(NOTICE)
-        self.ttl_s = ttl_s
+        self.ttl_s = ttl_s  # the day ledger's TTL (commits refresh it)
         self.wait_replicas = wait_replicas
         self.wait_ms = wait_ms
 
+    @staticmethod
+    def keep_s(expires_at_s: float | None, now_s: float) -> int:
+        """Seconds the outcome of a bid whose token expires at ``expires_at_s`` must still be
+        kept, from ``now_s``: to the expiry, plus :data:`KEEP_AFTER_EXPIRY_S`."""
+        if expires_at_s is None:
+            return DEFAULT_KEEP_S
+        return max(0, math.ceil(expires_at_s - now_s)) + KEEP_AFTER_EXPIRY_S
+
     async def record(self, campaign_id: str, day: int, bid_id: str, kind: str, price_micros: int,
-                     *, commits: bool) -> tuple[str, int]:
+                     *, commits: bool, issued_at_s: float | None = None,
+                     expires_at_s: float | None = None) -> tuple[str, int]:
         """Apply one win (``w``), bill (``b``) or loss (``l``) notice atomically.
 
-        Returns (result, committed micros); result is ok | duplicate | early | late |
-        out_of_order | ignored. A duplicate changes nothing.
+        ``day`` is the campaign day of the bid (its spend goes there); ``issued_at_s`` (the
+        token's; now when omitted) picks the outcome bucket, ``expires_at_s`` (the token's) how
+        long the outcome is kept. Returns (result, committed micros); result is ok | duplicate |
+        early | late | out_of_order | ignored. A duplicate changes nothing.
         """
         if kind not in KINDS:
             raise ValueError(f"unknown notice kind {kind!r}")
-        keys = [day_key(campaign_id, day), total_key(campaign_id), outcomes_key(campaign_id, day)]
-        args = [bid_id, kind, max(0, price_micros), "1" if commits else "0", self.ttl_s]
+        now = time.time()
+        bucket = outcome_bucket(now if issued_at_s is None else issued_at_s)
+        keys = [day_key(campaign_id, day), total_key(campaign_id), outcomes_key(campaign_id, bucket)]
+        args = [bid_id, kind, max(0, price_micros), "1" if commits else "0",
+                self.keep_s(expires_at_s, now), self.ttl_s]
         raw = None
         if commits and self.wait_replicas > 0:
             raw = await self._durable(keys, args)
@@ -103,15 +147,6 @@ class OutcomeStore:
             node.release(conn)
         return raw
 
-    async def mark_once(self, campaign_id: str, day: int, marker: str) -> bool:
-        """Dedup for clicks and conversions: True the first time ``marker`` is seen."""
-        key = outcomes_key(campaign_id, day)
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.hsetnx(key, marker, "1")
-        pipe.expire(key, self.ttl_s)
-        first, _ = await pipe.execute()
-        return bool(first)
-
     async def record_click(self, click_id: str, record: bytes, ttl_s: int) -> bool:
         """Store a click's record under its id, first click wins: True the first time."""
         return bool(await self._redis.set(click_key(click_id), record, nx=True, ex=ttl_s))
@@ -131,18 +166,34 @@ class OutcomeStore:
         first, _ = await pipe.execute()
         return bool(first)
 
-    async def lookup(self, campaign_id: str, day: int, bid_ids: Sequence[str]) -> list[Outcome]:
-        """Outcomes of many bids in one round trip (HMGETs of at most ``_CHUNK`` fields, pipelined,
-        so one large look-up does not hold Redis for long)."""
+    async def lookup(self, campaign_id: str, buckets: int | Sequence[int],
+                     bid_ids: Sequence[str]) -> list[Outcome]:
+        """Outcomes of many bids, in order, in one round trip: ``buckets`` is each bid's outcome
+        bucket (or one for all). HMGETs of at most ``_CHUNK`` fields per bucket, pipelined, so one
+        large look-up does not hold Redis for long."""
         if not bid_ids:
             return []
-        key = outcomes_key(campaign_id, day)
         ids = list(bid_ids)
-        if len(ids) <= _CHUNK:
-            raw = await self._redis.hmget(key, ids)
+        by_bucket: dict[int, list[int]] = {}
+        if isinstance(buckets, int):
+            by_bucket[buckets] = list(range(len(ids)))
+        else:
+            for i, b in enumerate(buckets):
+                by_bucket.setdefault(b, []).append(i)
+        if len(by_bucket) == 1 and len(ids) <= _CHUNK:
+            (bucket,) = by_bucket
+            raw = await self._redis.hmget(outcomes_key(campaign_id, bucket), ids)
             return [Outcome.decode(r) for r in raw]
         pipe = self._redis.pipeline(transaction=False)
-        for i in range(0, len(ids), _CHUNK):
-            pipe.hmget(key, ids[i:i + _CHUNK])
+        order: list[int] = []
+        for bucket, idx in by_bucket.items():
+            key = outcomes_key(campaign_id, bucket)
+            for i in range(0, len(idx), _CHUNK):
+                part = idx[i:i + _CHUNK]
+                pipe.hmget(key, [ids[j] for j in part])
+                order.extend(part)
         chunks = await pipe.execute()
-        return [Outcome.decode(r) for chunk in chunks for r in chunk]
+        out: list[Outcome] = [Outcome("")] * len(ids)
+        for j, r in zip(order, (r for chunk in chunks for r in chunk), strict=True):
+            out[j] = Outcome.decode(r)
+        return out

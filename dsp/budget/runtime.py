@@ -38,10 +38,10 @@ from typing import Any
 
 import msgspec
 
-from dsp.budget.keys import campaign_day
+from dsp.budget.keys import campaign_day, outcome_bucket
 from dsp.budget.leases import LeaseBook
 from dsp.budget.ledger import Ledger
-from dsp.budget.outcomes import OutcomeStore
+from dsp.budget.outcomes import KEEP_AFTER_EXPIRY_S, OutcomeStore
 from dsp.budget.pacing import SECONDS_PER_HOUR, PacingController, PacingPlan, PacingSettings
 from dsp.budget.spec import CampaignBudget
 from dsp.clock import monotonic, wall_time
@@ -184,6 +184,12 @@ class MoneyRuntime:
                  settings: MoneySettings | None = None, lease_id: str | None = None,
                  clock: Callable[[], float] = wall_time) -> None:
         self.settings = settings or MoneySettings()
+        s = self.settings
+        if s.settle_grace_s + s.late_recheck_s + 60 > KEEP_AFTER_EXPIRY_S:
+            # Outcomes are kept KEEP_AFTER_EXPIRY_S past the token's expiry (dsp.budget.outcomes):
+            # a look-up later than that would find nothing and miss a late bill.
+            raise ValueError(f"settle_grace_s + late_recheck_s must stay a minute under "
+                             f"{KEEP_AFTER_EXPIRY_S} s (outcomes expire then)")
         self.metrics = metrics
         self.clock = clock
         self.lease_id = lease_id or uuid.uuid4().hex[:16]
@@ -256,19 +262,22 @@ class MoneyRuntime:
         return None
 
     def reserve(self, campaign_id: str, bid_id: str, price_micros: int, expires_at_s: float,
-                *, test: bool = False) -> bool:
+                *, test: bool = False, issued_at_s: float | None = None) -> bool:
+        """Reserve a bid's price in the local lease. ``issued_at_s`` is the time its notice token
+        carries (now when omitted): it names the day and the outcome bucket the notices use."""
         if test:
             return True
         c = self._campaigns.get(campaign_id)
         if c is None or self.braked or monotonic() >= c.valid_until:
             return False
         now = self.clock()
-        if campaign_day(now, c.spec.utc_offset_minutes) != c.ledger.day:
+        issued = now if issued_at_s is None else issued_at_s
+        if campaign_day(issued, c.spec.utc_offset_minutes) != c.ledger.day:
             return False  # just past midnight: wait for the tick to open the new day's books
         s = self.settings
         final_at = min(max(expires_at_s, now), now + s.unanswered_hold_s) + s.settle_grace_s
         ok = c.ledger.reserve(bid_id, price_micros, now_s=now, first_check_s=s.first_check_s,
-                              final_check_at_s=final_at)
+                              final_check_at_s=final_at, bucket=outcome_bucket(issued))
         if ok:
             c.reserved_since += price_micros
             if expires_at_s > now + s.unanswered_hold_s:
@@ -436,12 +445,12 @@ class MoneyRuntime:
         late = led.due_rechecks(now)
         if late:
             try:
-                outcomes_late = await self.outcomes.lookup(led.campaign_id, led.day,
-                                                           [b for b, _ in late])
+                outcomes_late = await self.outcomes.lookup(
+                    led.campaign_id, [b for _, _, b in late], [b for b, _, _ in late])
             except BaseException:
                 led.requeue_rechecks(late, now + self.settings.tick_s)
                 raise
-            for (_, price), out in zip(late, outcomes_late, strict=True):
+            for (_, price, _), out in zip(late, outcomes_late, strict=True):
                 if out.state == "C":
                     led.charge_late(out.committed_micros, price)
                     self.metrics.notices.labels(kind="settle", result="late_charged").inc()
@@ -455,7 +464,8 @@ class MoneyRuntime:
                             first: list[str], final: list[str]) -> None:
         ids = first + final
         try:
-            outcomes = await self.outcomes.lookup(led.campaign_id, led.day, ids)
+            outcomes = await self.outcomes.lookup(led.campaign_id,
+                                                  [led.bucket_of(b) for b in ids], ids)
         except BaseException:
             retry_at = self.clock() + self.settings.tick_s
             led.requeue(first, retry_at, final=False)

@@ -6,8 +6,10 @@
   With a plan rate it also advances the day's plan guard (``plan``, ``plan_ms``, ``allow``) and
   grants only within it; it keeps the campaign's pacing state (λ, throttle, value floor) in
   ``dsp:bp:{c}`` for restarts, new workers and the next day.
-* ``NOTICE`` — one win/bill/loss notice: dedup on ``<bid>|<kind>``, the bid's outcome, and (when
-  that kind commits for the exchange) ``spent += price`` on the day and lifetime hashes.
+* ``NOTICE`` — one win/bill/loss notice: dedup on the kinds already seen for the bid, the bid's
+  outcome, and (when that kind commits for the exchange) ``spent += price`` on the day and
+  lifetime hashes. One field per bid, ``<kinds seen><outcome>`` (:mod:`dsp.budget.outcomes`);
+  the outcome hash's TTL only ever grows, to what this bid's token still needs (ARGV[5]).
 * ``CAP_HIT`` — append one impression timestamp to a user's frequency-cap field, trimmed.
 
 Redis ledger invariant (per campaign day): ``out`` = Σ live ``lease:*``; new money is leased only
@@ -128,15 +130,27 @@ return {mine, grant, spent, budget, out, lost, reclaimed, tspent, settle, ret, p
 
 NOTICE = """
 local bid, kind = ARGV[1], ARGV[2]
-if redis.call('HSETNX', KEYS[3], bid .. '|' .. kind, '1') == 0 then return {'duplicate', 0} end
-redis.call('EXPIRE', KEYS[3], ARGV[5])
-local state = redis.call('HGET', KEYS[3], bid)
+local bit = 1
+if kind == 'b' then bit = 2 elseif kind == 'l' then bit = 4 end
+local cur = redis.call('HGET', KEYS[3], bid)
+local seen, state = 0, false
+if cur then
+  seen = tonumber(string.sub(cur, 1, 1)) or 0
+  if #cur > 1 then state = string.sub(cur, 2) end
+end
+if math.floor(seen / bit) % 2 == 1 then return {'duplicate', 0} end
+seen = seen + bit
+local function put(s)
+  redis.call('HSET', KEYS[3], bid, seen .. (s or ''))
+  if redis.call('TTL', KEYS[3]) < tonumber(ARGV[5]) then redis.call('EXPIRE', KEYS[3], ARGV[5]) end
+end
 local price = tonumber(ARGV[3])
 if kind == 'l' then
   if not state then
-    redis.call('HSET', KEYS[3], bid, 'L')
+    put('L')
     return {'ok', 0}
   end
+  put(state)
   return {'late', 0}
 end
 local result = 'ok'
@@ -146,17 +160,22 @@ elseif kind == 'b' and not state then
   result = 'early'
 end
 if ARGV[4] == '1' then
-  if state and string.sub(state, 1, 1) == 'C' then return {'duplicate', 0} end
-  redis.call('HSET', KEYS[3], bid, 'C' .. ARGV[3])
+  if state and string.sub(state, 1, 1) == 'C' then
+    put(state)
+    return {'duplicate', 0}
+  end
+  put('C' .. ARGV[3])
   redis.call('HINCRBY', KEYS[1], 'spent', price)
   redis.call('HINCRBY', KEYS[2], 'spent', price)
-  redis.call('EXPIRE', KEYS[1], ARGV[5])
+  redis.call('EXPIRE', KEYS[1], ARGV[6])
   return {result, price}
 end
 if kind == 'w' then
-  if not state or state == 'L' then redis.call('HSET', KEYS[3], bid, 'W') end
+  if not state or state == 'L' then state = 'W' end
+  put(state)
   return {result, 0}
 end
+put(state)
 return {'ignored', 0}
 """
 

@@ -248,7 +248,8 @@ class NoticeService:
         try:
             result, committed = await self.outcomes.record(
                 token.campaign_id, self._day(token), token.bid_id, kind, price_micros,
-                commits=self._commits(kind, token))
+                commits=self._commits(kind, token), issued_at_s=token.issued_at_s,
+                expires_at_s=token.expires_at_s)
         except Exception as exc:
             self.metrics.redis_errors.labels(op="notice", kind="error").inc()
             raise DependencyUnavailable(f"notice not recorded: {exc}") from exc

@@ -54,6 +54,7 @@ from dsp.scoring.model import ModelRunner
 from dsp.scoring.plan import load_plan
 from dsp.server.bid_endpoint import BidEndpoint
 from dsp.server.credentials import conversion_secrets
+from dsp.server.memtrace import MemTrace
 from dsp.server.notice_routes import add_notice_routes
 from dsp.server.overload import LoadGuard
 from dsp.server.recorder import BidRecorder
@@ -154,8 +155,11 @@ class Services:
         holder.subscribe(self._on_snapshot)
         self._tasks: list[asyncio.Task[None]] = []
         self._reloads: set[asyncio.Task[dict[str, object]]] = set()
+        self.memtrace = MemTrace.from_env()  # debug only: DSP_DEBUG_TRACEMALLOC (soak runs)
 
     async def open(self) -> None:
+        if self.memtrace is not None:
+            self.memtrace.start()
         self.guard.start()
         if self.events is not None:
             self.events.start()
@@ -265,6 +269,8 @@ class Services:
             self._scoring_thread.shutdown(wait=False)
         await _bounded("money runtime", self.money.stop())
         await _bounded("redis", self.redis.aclose())
+        if self.memtrace is not None:
+            await _bounded("memtrace", self.memtrace.stop())
 
 
 async def _bounded(what: str, step: Awaitable[object], timeout_s: float = 5.0) -> None:

@@ -44,7 +44,7 @@ class AdmitAll:
         return self.admit_reason
 
     def reserve(self, campaign_id: str, bid_id: str, price_micros: int, expires_at_s: float,
-                *, test: bool = False) -> bool:
+                *, test: bool = False, issued_at_s: float | None = None) -> bool:
         self.reserved.append((campaign_id, bid_id, price_micros, test))
         return self.reserve_ok or test
 

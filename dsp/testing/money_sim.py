@@ -69,9 +69,10 @@ def budget(args: argparse.Namespace) -> CampaignBudget:
                           frequency_cap=FrequencyCap(max_impressions=1000, window_s=3600))
 
 
-def token(s: TokenSigner, campaign: str, bid_id: str, price: int, ttl_s: float) -> dict[str, str]:
+def token(s: TokenSigner, campaign: str, bid_id: str, price: int, ttl_s: float,
+          issued_at_s: float | None = None) -> dict[str, str]:
     """The bid's win, bill and loss tokens (one per notice kind), by kind letter."""
-    now = int(time.time())
+    now = int(time.time() if issued_at_s is None else issued_at_s)
     w, b, lo = s.sign_kinds(NoticeToken(kid="s1", bid_id=bid_id, request_id=bid_id, imp_id="1",
                                         campaign_id=campaign, exchange="sim",
                                         bid_price_micros=price, currency="USD", user_key=SIM_USER,
@@ -95,10 +96,12 @@ async def run_bidder(args: argparse.Namespace) -> int:
             price = rng.randint(1_000, 5_000)
             if rt.admit(args.campaign, price) is not None:
                 continue
-            if not rt.reserve(args.campaign, bid_id, price, time.time() + args.bid_ttl_s):
+            issued = time.time()  # the token's time: the bid's day and outcome bucket
+            if not rt.reserve(args.campaign, bid_id, price, issued + args.bid_ttl_s,
+                              issued_at_s=issued):
                 continue
             n_bids += 1
-            t = token(s, args.campaign, bid_id, price, args.bid_ttl_s)
+            t = token(s, args.campaign, bid_id, price, args.bid_ttl_s, issued)
             fate = rng.random()
             msgs: list[bytes] = []
             if fate < 0.6:

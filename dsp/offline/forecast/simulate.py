@@ -143,7 +143,7 @@ class SimMoney:
         return None
 
     def reserve(self, campaign_id: str, bid_id: str, price_micros: int, expires_at_s: float,
-                *, test: bool = False) -> bool:
+                *, test: bool = False, issued_at_s: float | None = None) -> bool:
         p = self.pacers.get(campaign_id)
         return p is not None and p.remaining > 0
 
