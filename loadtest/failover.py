@@ -125,7 +125,10 @@ async def one_run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             "longest_bid_gap_s": round(gap, 2),
             "non_2xx": sum(n for s, n in report.statuses.items() if s not in (200, 204)),
             "unanswered": report.connection_errors, "lost_notices": report.lost_notices,
-            "books_exact": exact}
+            "books_exact": exact,
+            # when not exact, what differs: Redis books against what the exchange was billed
+            "books": {c: {**books[c], "billed": report.expected_spend_micros[c]} for c in CAMPAIGNS}
+            if not exact else {}}
 
 
 def main(argv: list[str] | None = None) -> int:

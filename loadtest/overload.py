@@ -139,7 +139,10 @@ def main(argv: list[str] | None = None) -> int:
                        env={**os.environ, "PYTHONPATH": str(REPO)})
         configs = scaled_configs(REPO / "bidder_configs", tmp / "configs", 1000.0)
         for _ in range(args.hogs):
-            hog = subprocess.Popen([PY, "-c", "while True: pass"],
+            # Each busy loop in its own session: with autogroup scheduling (the Linux default) a
+            # session is one scheduling group, so loops sharing the script's session would take
+            # one share together and leave the worker (its own session) half the core, not 1/(N+1).
+            hog = subprocess.Popen([PY, "-c", "while True: pass"], start_new_session=True,
                                    preexec_fn=lambda: os.sched_setaffinity(0, {server_cpu}))
             stack.callback(hog.wait)
             stack.callback(hog.kill)
