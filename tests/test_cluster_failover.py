@@ -143,3 +143,58 @@ async def test_one_slow_shard_spoils_only_its_users(cluster: LocalCluster) -> No
         assert len(failures) == 1
     finally:
         await client.aclose()
+
+
+async def test_a_commit_its_replica_has_not_got_is_refused_then_counted_once(
+        cluster: LocalCluster) -> None:
+    """A billing notice whose commit the master's replica has not acknowledged within ``wait_ms``
+    (the replica busy, not down) fails — the endpoint answers 503, the exchange retries — and the
+    retry, once the replica has caught up, is a duplicate: the spend is counted exactly once and
+    is on the replica before any notice is acknowledged. A replica that is down (the master lists
+    none) does not stop billing."""
+    import threading
+
+    from redis.asyncio.cluster import RedisCluster as AsyncCluster
+
+    from dsp.budget.outcomes import OutcomeStore
+    from dsp.errors import DependencyUnavailable
+
+    day = campaign_day(time.time(), 0)
+    master = cluster.owner(day_key("c1", day))
+    master_id = next(n["id"] for n in cluster.nodes() if int(n["port"]) == master)
+    replica = next(int(n["port"]) for n in cluster.nodes() if n["master"] == master_id)
+    with cluster.node(master) as r:  # a fresh cluster: wait until the replica is attached
+        end = time.monotonic() + 20
+        while not r.execute_command("ROLE")[2] and time.monotonic() < end:
+            time.sleep(0.1)
+    client = AsyncCluster(host="127.0.0.1", port=cluster.ports[0])
+    store = OutcomeStore(client, wait_replicas=1, wait_ms=100)
+    try:
+        # win notices that bill (an exchange that bills on the win)
+        assert await store.record("c1", day, "bid-1", "w", 5_000, commits=True) == ("ok", 5_000)
+
+        def busy_replica() -> None:  # the replica stalls (under the 1 s node timeout: still listed)
+            with cluster.node(replica) as r:
+                r.execute_command("DEBUG", "SLEEP", "0.7")
+
+        busy = threading.Thread(target=busy_replica)
+        busy.start()
+        await asyncio.sleep(0.2)
+        with pytest.raises(DependencyUnavailable, match="replica"):
+            await store.record("c1", day, "bid-2", "w", 7_000, commits=True)
+        busy.join()
+        for _ in range(30):  # the exchange retries until it gets an answer
+            try:
+                retried = await store.record("c1", day, "bid-2", "w", 7_000, commits=True)
+                break
+            except DependencyUnavailable:
+                await asyncio.sleep(0.2)
+        assert retried == ("duplicate", 0)
+        with cluster.node(replica) as r:
+            r.execute_command("READONLY")
+            assert int(r.hget(day_key("c1", day), "spent") or 0) == 12_000
+        cluster.kill(replica)  # down, not behind: billing goes on unreplicated
+        await asyncio.sleep(0.5)
+        assert await store.record("c1", day, "bid-3", "w", 1_000, commits=True) == ("ok", 1_000)
+    finally:
+        await client.aclose()

@@ -83,7 +83,9 @@ class LocalCluster:
         args = [self.exe, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
                 "--cluster-config-file", f"nodes-{port}.conf",
                 "--cluster-node-timeout", str(self.node_timeout_ms), "--save", "",
-                "--appendonly", "no", "--dir", self._dir.name, "--protected-mode", "no"]
+                "--appendonly", "no", "--dir", self._dir.name, "--protected-mode", "no",
+                # DEBUG SLEEP from loopback: tests stall a node (a replica falling behind)
+                "--enable-debug-command", "local"]
         self.procs[port] = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def start(self) -> LocalCluster:
