@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import redis as sync_redis
+from redis.asyncio.cluster import RedisCluster
 
 from dsp.features.connect import CommandTableOnce, async_client
 
@@ -19,6 +20,7 @@ def _command_calls(port: int) -> int:
 
 async def test_cluster_client_reads_the_command_table_once(cluster_port: int) -> None:
     client = async_client(f"redis://127.0.0.1:{cluster_port}/0", cluster=True)
+    assert isinstance(client, RedisCluster)
     try:
         assert isinstance(client.commands_parser, CommandTableOnce)
         await client.set(b"k", b"v")
