@@ -160,7 +160,8 @@ def test_report_prints_ratio_projection_and_formula() -> None:
     s = parse_args([])
     text = report(s, [ceiling, one, two, hot], dt.datetime(2026, 1, 1, tzinfo=dt.UTC), 300.0,
                   ["generic"], 20000, 70, 0.5, {"low": {"quickloan-prime": 1234.5}})
-    assert "mix low: known users 60% of requests" in text and "mix high: known users 100%" in text
+    assert f"mix low: known users {low.known_share:.0%} of requests" in text
+    assert f"mix high: known users {high.known_share:.0%}" in text
     assert "budgets (low): daily quickloan-prime 1,234.50" in text
     assert "1,000 / 4,000 = 0.25" in text and "500 / 4,000 = 0.12" in text
     assert "2 processes vs 1: 1.80×" in text
